@@ -1,0 +1,87 @@
+"""The one definition of the headwiki database schema (DDL + version).
+
+Fixed tables are created here; passes add their metric columns to `heads` at write time with
+`ALTER TABLE heads ADD COLUMN IF NOT EXISTS` (see headwiki.db.store.write_head_metrics).
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+# Columns of `heads` that are identity or labels, never metrics (the long view excludes them).
+HEAD_KEY_COLUMNS: tuple[str, ...] = ("model_id", "layer", "head", "label")
+
+DDL: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS meta (
+        key VARCHAR PRIMARY KEY,
+        value VARCHAR
+    )""",
+    """CREATE TABLE IF NOT EXISTS models (
+        model_id VARCHAR PRIMARY KEY,
+        source VARCHAR, path VARCHAR, revision VARCHAR, architecture VARCHAR,
+        n_layers INTEGER, n_heads INTEGER, n_kv_heads INTEGER, d_model INTEGER, d_head INTEGER,
+        n_ctx INTEGER, d_vocab INTEGER, n_params BIGINT, positional_embedding VARCHAR,
+        dtype VARCHAR, device VARCHAR, added_at TIMESTAMP
+    )""",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR PRIMARY KEY,
+        model_id VARCHAR, pass_name VARCHAR, params JSON, data_hash VARCHAR, seed INTEGER, n INTEGER,
+        headwiki_version VARCHAR, transformer_lens_version VARCHAR, torch_version VARCHAR,
+        device VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR, provenance JSON
+    )""",
+    """CREATE TABLE IF NOT EXISTS heads (
+        model_id VARCHAR, layer INTEGER, head INTEGER, label VARCHAR,
+        PRIMARY KEY (model_id, layer, head)
+    )""",
+    # One row per (model, metric): what a metric column of `heads` means, for docs and the wiki.
+    """CREATE TABLE IF NOT EXISTS metrics (
+        model_id VARCHAR, metric VARCHAR, pass_name VARCHAR, description VARCHAR, data VARCHAR,
+        n INTEGER, run_id VARCHAR,
+        PRIMARY KEY (model_id, metric)
+    )""",
+    # Random-init control scores per architecture signature, used for role decisions.
+    """CREATE TABLE IF NOT EXISTS controls (
+        arch_key VARCHAR, metric VARCHAR, layer INTEGER, head INTEGER, value DOUBLE, run_id VARCHAR,
+        PRIMARY KEY (arch_key, metric, layer, head)
+    )""",
+    # Example attention patterns stored at build time so the site needs no model.
+    """CREATE TABLE IF NOT EXISTS head_examples (
+        model_id VARCHAR, layer INTEGER, head INTEGER, kind VARCHAR,
+        tokens VARCHAR[], pattern DOUBLE[][],
+        PRIMARY KEY (model_id, layer, head, kind)
+    )""",
+    """CREATE TABLE IF NOT EXISTS negation_baselines (
+        model_id VARCHAR, dataset VARCHAR, n_items INTEGER, condition VARCHAR,
+        accuracy DOUBLE, accuracy_lo DOUBLE, accuracy_hi DOUBLE,
+        mean_ld DOUBLE, mean_ld_lo DOUBLE, mean_ld_hi DOUBLE, run_id VARCHAR,
+        PRIMARY KEY (model_id, dataset, condition)
+    )""",
+    """CREATE TABLE IF NOT EXISTS negation_items (
+        model_id VARCHAR, dataset VARCHAR, item_id VARCHAR, template VARCHAR,
+        affirmative VARCHAR, negated VARCHAR, control VARCHAR, target VARCHAR, foil VARCHAR,
+        ld_aff DOUBLE, ld_neg DOUBLE, ld_ctrl DOUBLE, sensitivity DOUBLE,
+        PRIMARY KEY (model_id, dataset, item_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS negation_item_effects (
+        model_id VARCHAR, dataset VARCHAR, layer INTEGER, head INTEGER, ablation VARCHAR, item_id VARCHAR,
+        d_ld_aff DOUBLE, d_ld_neg DOUBLE, d_ld_ctrl DOUBLE, d_sensitivity DOUBLE,
+        PRIMARY KEY (model_id, dataset, layer, head, ablation, item_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS negation_groups (
+        model_id VARCHAR, dataset VARCHAR, group_kind VARCHAR, group_name VARCHAR, k INTEGER,
+        heads VARCHAR[], ablation VARCHAR,
+        neg_acc_delta DOUBLE, neg_acc_delta_lo DOUBLE, neg_acc_delta_hi DOUBLE,
+        aff_acc_delta DOUBLE, aff_acc_delta_lo DOUBLE, aff_acc_delta_hi DOUBLE,
+        ctrl_acc_delta DOUBLE, ctrl_acc_delta_lo DOUBLE, ctrl_acc_delta_hi DOUBLE,
+        sens_delta DOUBLE, sens_delta_lo DOUBLE, sens_delta_hi DOUBLE,
+        PRIMARY KEY (model_id, dataset, group_kind, group_name, k, ablation)
+    )""",
+)
+
+# Tables whose rows belong to one model (cleared per model when a pass rewrites them).
+MODEL_TABLES: tuple[str, ...] = (
+    "heads", "metrics", "head_examples", "negation_baselines", "negation_items",
+    "negation_item_effects", "negation_groups",
+)
+
+LONG_VIEW = "head_metrics_long"

@@ -1,0 +1,208 @@
+"""Load any model (hub name, local HF directory, or the embedded toy) as a TransformerBridge.
+
+One function, :func:`load_model`, serves every source so that the toy model and a user's
+checkpoint go through exactly the same code path as ``gpt2``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import socket
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from headwiki.errors import HeadwikiError
+
+TOY_NAME = "toy"
+TOY_DIR = Path(__file__).resolve().parent / "toy" / "model"
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a pass needs to know (and store) about the model it ran on."""
+
+    name: str  # identifier stored as models.model_id ("toy", "gpt2", "my_model")
+    source: str  # "toy" | "local" | "hub"
+    path: str  # local directory or hub id it was loaded from
+    revision: str  # hub commit hash, or sha256 (16 hex) of the local weight files
+    architecture: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_model: int
+    d_head: int
+    n_ctx: int
+    d_vocab: int
+    n_params: int
+    positional_embedding: str
+    dtype: str
+    device: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class LoadedModel:
+    """A booted bridge and its :class:`ModelInfo`."""
+
+    bridge: Any  # transformer_lens.model_bridge.TransformerBridge
+    info: ModelInfo
+
+
+def resolve_device(device: str | None) -> str:
+    """'auto'/None -> 'cuda' when available else 'cpu'; anything else is validated and returned."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise HeadwikiError(f"--device {device} requested but CUDA is not available: use --device cpu or auto")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise HeadwikiError(f"unknown --device {device!r}: use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def resolve_dtype(dtype: str) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise HeadwikiError(f"unknown --dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _weights_hash(directory: Path) -> str:
+    """sha256 (first 16 hex digits) over the weight files of a local HF directory."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _cached_hub_revision(name: str) -> str | None:
+    """The commit hash of `name` in the local HF cache, or None when it is not cached."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(name, "config.json")
+    if isinstance(found, str):
+        return Path(found).parent.name
+    return None
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """A quick TCP check of the HF endpoint so an offline machine fails in seconds, not minutes."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def resolve_source(spec: str) -> tuple[str, str, str]:
+    """Map a --model value to (name, source, path). Local directories win over hub ids."""
+    if spec == TOY_NAME:
+        if not (TOY_DIR / "config.json").exists():
+            raise HeadwikiError(f"the embedded toy model is missing at {TOY_DIR}: reinstall headwiki or run `headwiki toy train`")
+        return TOY_NAME, "toy", str(TOY_DIR)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise HeadwikiError(f"{spec} is a directory but has no config.json: pass a HuggingFace-format model directory")
+        return path.resolve().name, "local", str(path.resolve())
+    if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
+        raise HeadwikiError(f"model directory {spec} does not exist: check the path")
+    return spec, "hub", spec
+
+
+def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "float32", name: str | None = None) -> LoadedModel:
+    """Boot `spec` (toy | local dir | hub id) on `device` and describe it.
+
+    Hub ids honour the HF cache and HF_HUB_OFFLINE; a model that is neither cached nor
+    downloadable raises HeadwikiError with the fix.
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    model_name, source, path = resolve_source(spec)
+    device_str = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype)
+    if source == "hub":
+        revision = _cached_hub_revision(path)
+        if revision is None and not _hub_reachable():
+            raise HeadwikiError(
+                f"model '{path}' is not in the HuggingFace cache and the hub is unreachable: "
+                f"run once with internet access to cache it, or pass a local directory (--model ./my_model)"
+            )
+    else:
+        revision = _weights_hash(Path(path))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _quiet_loaders()
+            bridge = TransformerBridge.boot_transformers(path, device=device_str, dtype=torch_dtype)
+    except OSError as exc:
+        raise HeadwikiError(
+            f"could not load model '{path}' ({str(exc).splitlines()[0]}): run once with internet access "
+            f"to cache it, or pass a local directory (--model ./my_model)"
+        ) from exc
+    if source == "hub" and revision is None:
+        revision = _cached_hub_revision(path) or "unknown"
+    bridge.eval()
+    info = describe(bridge, name or model_name, source, path, revision, dtype, device_str)
+    return LoadedModel(bridge=bridge, info=info)
+
+
+def describe(bridge: Any, name: str, source: str, path: str, revision: str, dtype: str, device: str) -> ModelInfo:
+    """Build the ModelInfo record from a booted bridge's config."""
+    cfg = bridge.cfg
+    n_heads = int(cfg.n_heads)
+    n_kv = getattr(cfg, "n_key_value_heads", None) or n_heads
+    n_params = sum(p.numel() for p in bridge.original_model.parameters())
+    return ModelInfo(
+        name=name,
+        source=source,
+        path=path,
+        revision=str(revision),
+        architecture=str(cfg.architecture or type(bridge.original_model).__name__),
+        n_layers=int(cfg.n_layers),
+        n_heads=n_heads,
+        n_kv_heads=int(n_kv),
+        d_model=int(cfg.d_model),
+        d_head=int(cfg.d_head),
+        n_ctx=int(cfg.n_ctx),
+        d_vocab=int(cfg.d_vocab),
+        n_params=int(n_params),
+        positional_embedding=str(getattr(cfg, "positional_embedding_type", "unknown")),
+        dtype=dtype,
+        device=device,
+    )
+
+
+def _quiet_loaders() -> None:
+    """Silence HF's per-load progress bars and info chatter; headwiki draws its own progress."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a hard dependency of transformer-lens
+        pass
+    logging.getLogger("transformer_lens").setLevel(logging.ERROR)

@@ -1,0 +1,70 @@
+"""One progress-bar helper: rich bars on stderr with counts and ETA (stdout stays for data)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+T = TypeVar("T")
+
+stderr_console = Console(stderr=True)
+
+
+def make_progress() -> Progress:
+    """A Progress that draws `description [bar] done/total elapsed ETA` on stderr."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=stderr_console,
+        transient=False,
+    )
+
+
+@contextmanager
+def progress_task(description: str, total: int) -> Iterator["TaskHandle"]:
+    """Context manager yielding a handle whose `advance(n)` moves one bar forward."""
+    with make_progress() as progress:
+        task_id = progress.add_task(description, total=total)
+        yield TaskHandle(progress, task_id)
+
+
+class TaskHandle:
+    """A thin handle to one bar of a rich Progress."""
+
+    def __init__(self, progress: Progress, task_id: int) -> None:
+        self._progress = progress
+        self._task_id = task_id
+
+    def advance(self, n: int = 1) -> None:
+        self._progress.advance(self._task_id, n)
+
+    def describe(self, description: str) -> None:
+        self._progress.update(self._task_id, description=description)
+
+
+def track(items: Iterable[T], description: str, total: int) -> Iterator[T]:
+    """Iterate `items` while drawing a bar on stderr."""
+    with progress_task(description, total) as bar:
+        for item in items:
+            yield item
+            bar.advance()
+
+
+def log(message: str) -> None:
+    """A status line on stderr (never stdout, which carries data)."""
+    stderr_console.print(message, highlight=False)
