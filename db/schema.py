@@ -60,6 +60,7 @@ DDL: tuple[str, ...] = (
         model_id VARCHAR, dataset VARCHAR, item_id VARCHAR, template VARCHAR,
         affirmative VARCHAR, negated VARCHAR, control VARCHAR, target VARCHAR, foil VARCHAR,
         ld_aff DOUBLE, ld_neg DOUBLE, ld_ctrl DOUBLE, sensitivity DOUBLE,
+        aff_correct BOOLEAN, neg_correct BOOLEAN, ctrl_correct BOOLEAN, run_id VARCHAR,
         PRIMARY KEY (model_id, dataset, item_id)
     )""",
     """CREATE TABLE IF NOT EXISTS negation_item_effects (
@@ -74,6 +75,8 @@ DDL: tuple[str, ...] = (
         aff_acc_delta DOUBLE, aff_acc_delta_lo DOUBLE, aff_acc_delta_hi DOUBLE,
         ctrl_acc_delta DOUBLE, ctrl_acc_delta_lo DOUBLE, ctrl_acc_delta_hi DOUBLE,
         sens_delta DOUBLE, sens_delta_lo DOUBLE, sens_delta_hi DOUBLE,
+        neg_acc_delta_p DOUBLE, aff_acc_delta_p DOUBLE, ctrl_acc_delta_p DOUBLE, sens_delta_p DOUBLE,
+        n_items INTEGER, run_id VARCHAR,
         PRIMARY KEY (model_id, dataset, group_kind, group_name, k, ablation)
     )""",
 )

@@ -35,7 +35,10 @@ def info(model: str, device: str, dtype: str, fmt: str) -> None:
 
 def _register() -> None:
     """Attach the pass commands (each lives next to the code it drives)."""
-    for command in ():
+    from headwiki.db.cli import query
+    from headwiki.detectors.cli import detect, heads
+
+    for command in (detect, heads, query):
         cli.add_command(command)
 
 

@@ -1,0 +1,104 @@
+"""`headwiki detect` (run the detector pass) and `headwiki heads` (list heads from the DB, read-only)."""
+
+from __future__ import annotations
+
+import re
+
+import click
+import pandas as pd
+
+from headwiki.cli_options import db_option, emit, format_options, model_options
+from headwiki.errors import HeadwikiError
+
+TABLE_HEAD_COLUMNS: tuple[str, ...] = (
+    "label", "roles", "induction", "previous_token", "previous_token_random", "duplicate_token", "bos_sink",
+    "entropy", "positional_offset",
+)
+DEFAULT_HEAD_COLUMNS: tuple[str, ...] = (
+    "label", "roles", "induction", "induction_lo", "induction_hi", "previous_token", "previous_token_lo",
+    "previous_token_hi", "duplicate_token", "duplicate_token_lo", "duplicate_token_hi", "previous_token_random",
+    "bos_sink", "entropy", "positional_offset", "positional_mass", "multi_role",
+)
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@click.command()
+@model_options
+@db_option
+@click.option("--n-seqs", type=int, default=None, help="sequences per input kind (repeat, text, random)  [default: 64]")
+@click.option("--seq-len", type=int, default=None, help="L, the random span length: sequences are [BOS, x_1..x_L, x_1..x_L] (2L+1 tokens)  [default: min(32, (n_ctx-2)//2)]")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed for sequences, bootstrap and the random-init control")
+@click.option("--batch-size", type=int, default=None, help="sequences per forward pass  [default: 16]")
+@click.option("--text-dataset", default=None, help="HuggingFace dataset NAME for natural text (needs the hub); default: the shipped English passages (toy corpus for the toy model)")
+@click.option("--text-file", type=click.Path(dir_okay=False), default=None, help="a local UTF-8 text file for natural text (passages separated by blank lines)")
+@click.option("--threshold", "thresholds", multiple=True, metavar="ROLE=VALUE", help="override a role threshold, e.g. --threshold induction=0.5 (repeatable)")
+@click.option("--top", type=int, default=5, show_default=True, help="heads per role in the summary table")
+@format_options
+def detect(
+    model: str, device: str, dtype: str, db_path: str, n_seqs: int | None, seq_len: int | None, seed: int,
+    batch_size: int | None, text_dataset: str | None, text_file: str | None, thresholds: tuple[str, ...], top: int, fmt: str,
+) -> None:
+    """Score every attention head with the detectors and store one row per head in the DB."""
+    from headwiki.detectors.roles import parse_thresholds
+    from headwiki.detectors.run import DEFAULT_BATCH_SIZE, DEFAULT_N_SEQS, detect_model, summary_frame
+    from headwiki.models import load_model
+
+    if text_dataset and text_file:
+        raise HeadwikiError("pass either --text-dataset or --text-file, not both")
+    overrides = parse_thresholds(thresholds)
+    text = f"hf:{text_dataset}" if text_dataset else text_file
+    loaded = load_model(model, device=device, dtype=dtype)
+    result = detect_model(
+        loaded, db_path, n_seqs=n_seqs or DEFAULT_N_SEQS, seq_len=seq_len, seed=seed, text=text,
+        thresholds=overrides, batch_size=batch_size or DEFAULT_BATCH_SIZE,
+    )
+    summary = summary_frame(result.frame, result.thresholds, top=top)
+    title = (f"{result.model_id}: top heads per role (run {result.run_id}; n={result.n_seqs}; "
+             f"control {'reused' if result.control_reused else 'computed'}; written to {result.db_path})")
+    emit(summary, fmt, title=title)
+
+
+@click.command()
+@click.option("--model", "model", required=True, help="model_id in the DB (see `headwiki query \"SELECT model_id FROM models\"`)")
+@db_option
+@click.option("--role", type=click.Choice(["induction", "previous_token", "duplicate_token"]), default=None, help="only heads holding this role")
+@click.option("--sort", "sort", default=None, help="column to sort by, descending (default: layer, head; or the role's score)")
+@click.option("--limit", type=int, default=None, help="at most N rows")
+@click.option("--columns", default=None, help="comma-separated columns to show (default: detector summary columns)")
+@format_options
+def heads(model: str, db_path: str, role: str | None, sort: str | None, limit: int | None, columns: str | None, fmt: str) -> None:
+    """List the heads of one model from the DB (read-only)."""
+    default = TABLE_HEAD_COLUMNS if fmt == "table" else DEFAULT_HEAD_COLUMNS
+    frame = list_heads(db_path, model, role=role, sort=sort, limit=limit, columns=columns, default_columns=default)
+    emit(frame, fmt, title=f"heads of {model} ({db_path})")
+
+
+def list_heads(
+    db_path: str, model: str, role: str | None = None, sort: str | None = None, limit: int | None = None,
+    columns: str | None = None, default_columns: tuple[str, ...] = DEFAULT_HEAD_COLUMNS,
+) -> pd.DataFrame:
+    """The heads of `model` as a DataFrame (read-only connection); bad names -> HeadwikiError."""
+    from headwiki.db.store import reading
+
+    if limit is not None and limit < 1:
+        raise HeadwikiError(f"--limit {limit} must be at least 1")
+    with reading(db_path) as con:
+        available = [r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'heads' ORDER BY ordinal_position").fetchall()]
+        models = [r[0] for r in con.execute("SELECT DISTINCT model_id FROM heads ORDER BY 1").fetchall()]
+        if model not in models:
+            known = ", ".join(models) or "none yet"
+            raise HeadwikiError(f"model {model!r} is not in {db_path} (models: {known}): run `headwiki detect --model ...` first")
+        wanted = [c.strip() for c in columns.split(",")] if columns else [c for c in default_columns if c in available]
+        for col in [*wanted, *([sort] if sort else [])]:
+            if not _IDENT.match(col) or col not in available:
+                raise HeadwikiError(f"unknown column {col!r}: heads has {', '.join(available)}")
+        if role and role not in available:
+            raise HeadwikiError(f"{db_path} has no detector results for {model!r}: run `headwiki detect --model {model}` first")
+        where = "model_id = ?" + (" AND list_contains(roles, ?)" if role else "")
+        params: list[object] = [model] + ([role] if role else [])
+        order_col = sort or role
+        order = f'"{order_col}" DESC NULLS LAST, layer, head' if order_col else "layer, head"
+        select = ", ".join(f'"{c}"' for c in wanted)
+        sql = f"SELECT {select} FROM heads WHERE {where} ORDER BY {order}" + (f" LIMIT {int(limit)}" if limit else "")
+        return con.execute(sql, params).fetchdf()

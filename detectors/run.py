@@ -1,0 +1,311 @@
+"""The detector pass: score every head of one model and write one row per head to DuckDB.
+
+Everything is computed in memory first (progress bar on stderr); then ONE transaction writes the
+model row, the head rows and metric columns, the example patterns, the random-init controls (when
+newly computed) and the `runs` row. A pass that dies before the commit leaves the file untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from headwiki.db.store import (
+    ensure_head_rows,
+    new_run_id,
+    record_run,
+    replace_rows,
+    transaction,
+    utcnow,
+    write_head_metrics,
+    write_model,
+)
+from headwiki.detectors import controls as control_mod
+from headwiki.detectors.data import (
+    bos_id,
+    ordinary_token_ids,
+    random_sequences,
+    repeat_sequences,
+    resolve_text,
+    text_windows,
+    tokens_hash,
+)
+from headwiki.detectors.examples import example_frame, example_sequences
+from headwiki.detectors.registry import INPUT_DESCRIPTIONS, BatchMeta, InputKind, Registry, default_registry
+from headwiki.detectors.roles import ROLES, assign_roles, resolve_thresholds
+from headwiki.detectors.scoring import _device, n_forward_batches, score_inputs
+from headwiki.errors import HeadwikiError
+from headwiki.hooks import pattern_hook, require_hooks
+from headwiki.models import LoadedModel
+from headwiki.progress import log, progress_task
+from headwiki.stats import bootstrap_mean_ci
+
+PASS_NAME = "detect"
+DEFAULT_N_SEQS = 64
+DEFAULT_HALF_LEN = 32
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_N_BOOT = 1000
+MIN_TEXT_WINDOWS = 2
+
+
+@dataclass
+class DetectInputs:
+    """The token sequences of one pass, each [n_kind, 2L+1] starting with BOS."""
+
+    tokens: dict[InputKind, torch.Tensor]
+    half_len: int
+    text_source: str
+
+    @property
+    def data_hash(self) -> str:
+        return tokens_hash(*(self.tokens[k] for k in sorted(self.tokens)))
+
+
+@dataclass
+class Detections:
+    """In-memory results of a pass, ready to write."""
+
+    frame: pd.DataFrame  # one row per head: layer, head, metric columns
+    docs: dict[str, dict[str, Any]]
+    controls: dict[str, torch.Tensor]
+    control_key: str
+    control_computed: bool
+    examples: pd.DataFrame
+    params: dict[str, Any]
+    data_hash: str
+    n: int
+
+
+@dataclass
+class DetectResult:
+    """What `detect_model` did: the run, the per-head frame and the summary table."""
+
+    model_id: str
+    run_id: str
+    db_path: str
+    frame: pd.DataFrame
+    summary: pd.DataFrame
+    thresholds: dict[str, float]
+    control_key: str
+    control_reused: bool
+    n_seqs: dict[str, int] = field(default_factory=dict)
+
+
+def default_half_len(n_ctx: int) -> int:
+    """L such that [BOS, x, x] (2L+1 tokens) fits strictly inside the context (TL's detect_head needs < n_ctx)."""
+    return max(2, min(DEFAULT_HALF_LEN, (n_ctx - 2) // 2))
+
+
+def build_inputs(loaded: LoadedModel, n_seqs: int, half_len: int, seed: int, text: str | None) -> DetectInputs:
+    """Repeat, natural-text and random-token sequences for a pass (deterministic in `seed`)."""
+    bridge, info = loaded.bridge, loaded.info
+    tokenizer = getattr(bridge, "tokenizer", None)
+    if tokenizer is None:
+        raise HeadwikiError(f"model {info.name!r} has no tokenizer: detectors need one; save the tokenizer files beside the model")
+    length = 2 * half_len + 1
+    if length >= info.n_ctx:
+        raise HeadwikiError(f"--seq-len {half_len} gives sequences of {length} tokens, not below the context {info.n_ctx}: use --seq-len {(info.n_ctx - 2) // 2} or less")
+    bos = bos_id(tokenizer)
+    vocab = ordinary_token_ids(tokenizer, info.d_vocab)
+    source = resolve_text(text, info.source == "toy", n_seqs * length)
+    windows = text_windows(tokenizer, source.passages, n_seqs, length, bos)
+    if len(windows) < MIN_TEXT_WINDOWS:
+        raise HeadwikiError(f"natural text {source.name} gives only {len(windows)} windows of {length} tokens: use a shorter --seq-len or more text")
+    if len(windows) < n_seqs:
+        log(f"note: natural text {source.name} holds {len(windows)} non-overlapping windows of {length} tokens; text metrics use n={len(windows)}")
+    return DetectInputs(
+        tokens={
+            "repeat": repeat_sequences(vocab, n_seqs, half_len, bos, seed),
+            "text": windows,
+            "random": random_sequences(vocab, n_seqs, length, bos, seed + 1),
+        },
+        half_len=half_len,
+        text_source=source.name,
+    )
+
+
+def compute_detections(
+    loaded: LoadedModel,
+    *,
+    n_seqs: int = DEFAULT_N_SEQS,
+    seq_len: int | None = None,
+    seed: int = 0,
+    text: str | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    n_boot: int = DEFAULT_N_BOOT,
+    db_path: str | Path | None = None,
+    registry: Registry | None = None,
+) -> Detections:
+    """Score every head (no database writes); reuse stored controls from `db_path` when present."""
+    bridge, info = loaded.bridge, loaded.info
+    if n_seqs < 2:
+        raise HeadwikiError(f"--n-seqs {n_seqs} is too small: a bootstrap CI needs at least 2 sequences")
+    if batch_size < 1:
+        raise HeadwikiError(f"--batch-size {batch_size} must be at least 1")
+    require_hooks(bridge, [pattern_hook(layer) for layer in range(info.n_layers)], "attention-pattern detectors")
+    registry = registry or default_registry()
+    limits = resolve_thresholds(thresholds)
+    half_len = seq_len if seq_len is not None else default_half_len(info.n_ctx)
+    if half_len < 2:
+        raise HeadwikiError(f"--seq-len {half_len} is too small: use 2 or more")
+    inputs = build_inputs(loaded, n_seqs, half_len, seed, text)
+    meta = BatchMeta(half_len=half_len)
+    data_hash = inputs.data_hash
+    key = control_mod.control_key(control_mod.arch_signature(bridge), data_hash, seed)
+    stored = control_mod.read_controls(db_path, key, info.n_layers, info.n_heads) if db_path is not None else None
+
+    device = _device(bridge)
+    with progress_task(f"detect {info.name}", n_forward_batches(inputs.tokens, registry, batch_size)) as bar:
+        per_seq = score_inputs(bridge, inputs.tokens, registry, meta, batch_size, bar.advance)
+    if stored is None:
+        n_control = n_forward_batches(inputs.tokens, registry, batch_size, only=set(ROLES))
+        with progress_task(f"control {info.name} (random init)", n_control) as bar:
+            control_bridge = control_mod.build_control_bridge(info.path, bridge.tokenizer, device, seed)
+            ctrl = control_mod.compute_controls(control_bridge, inputs.tokens, registry, meta, batch_size, bar.advance)
+            del control_bridge
+    else:
+        log(f"control {key} reused from {db_path}")
+        ctrl = stored
+    frame, docs = _metric_frame(per_seq, registry, inputs, n_boot, seed, info.n_layers, info.n_heads)
+    docs.update(_add_roles(frame, ctrl, limits, info.n_layers, info.n_heads, n_seqs, key))
+    examples = example_frame(bridge, info.name, example_sequences(inputs.tokens["repeat"], inputs.tokens["text"]), device)
+    params = {
+        "n_seqs": n_seqs, "seq_len": half_len, "sequence_tokens": 2 * half_len + 1, "seed": seed,
+        "text": inputs.text_source, "thresholds": limits, "batch_size": batch_size, "n_boot": n_boot,
+        "detectors": {d.name: d.version for d in registry}, "control_key": key,
+        "n_by_input": {k: int(len(v)) for k, v in inputs.tokens.items()},
+    }
+    return Detections(frame, docs, ctrl, key, stored is None, examples, params, data_hash, n_seqs)
+
+
+def _metric_frame(
+    per_seq: Mapping[str, torch.Tensor], registry: Registry, inputs: DetectInputs, n_boot: int, seed: int,
+    n_layers: int, n_heads: int,
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """Bootstrap every per-sequence column into <m>, <m>_lo, <m>_hi; fixed columns as they are."""
+    grid = pd.MultiIndex.from_product([range(n_layers), range(n_heads)], names=["layer", "head"]).to_frame(index=False)
+    docs: dict[str, dict[str, Any]] = {}
+    length = 2 * inputs.half_len + 1
+    for det in registry:
+        if det.name not in per_seq:
+            continue
+        n = int(per_seq[det.name].shape[0])
+        data = f"{INPUT_DESCRIPTIONS[det.needs]}; L={inputs.half_len}, {length} tokens"
+        if det.needs == "text":
+            data += f"; source {inputs.text_source}"
+        boot_cols, fixed_cols = det.columns(per_seq[det.name])
+        for name, values in boot_cols.items():
+            mean, lo, hi = bootstrap_mean_ci(values, n_boot=n_boot, seed=seed)
+            grid[name] = mean.reshape(-1).numpy()
+            grid[f"{name}_lo"] = lo.reshape(-1).numpy()
+            grid[f"{name}_hi"] = hi.reshape(-1).numpy()
+            docs[name] = {"description": det.description + f" [detector {det.name} v{det.version}; 95% bootstrap CI over sequences in {name}_lo/{name}_hi]", "data": data, "n": n}
+        for name, values in fixed_cols.items():
+            grid[name] = values.reshape(-1).numpy().astype("int64")
+            docs[name] = {"description": det.description + f" [detector {det.name} v{det.version}]", "data": data, "n": n}
+    return grid, docs
+
+
+def _add_roles(
+    frame: pd.DataFrame, ctrl: Mapping[str, torch.Tensor], limits: Mapping[str, float], n_layers: int, n_heads: int,
+    n: int, key: str,
+) -> dict[str, dict[str, Any]]:
+    """Add <role>_control, roles, n_roles, multi_role and previous_token_positional to `frame`; return their docs."""
+    def grid(col: str) -> torch.Tensor:
+        return torch.tensor(frame[col].to_numpy(), dtype=torch.float64).reshape(n_layers, n_heads)
+
+    scores = {r: grid(r) for r in ROLES}
+    lows = {r: grid(f"{r}_lo") for r in ROLES}
+    for r in ROLES:
+        frame[f"{r}_control"] = ctrl[r].double().reshape(-1).numpy()
+    roles = assign_roles(scores, lows, {r: ctrl[r].double() for r in ROLES}, limits)
+    frame["roles"] = [roles[layer][head] for layer, head in zip(frame["layer"], frame["head"])]
+    frame["n_roles"] = frame["roles"].map(len).astype("int64")
+    frame["multi_role"] = frame["n_roles"] >= 2
+    rule = ", ".join(f"{r} >= {limits[r]}" for r in ROLES)
+    docs: dict[str, dict[str, Any]] = {
+        f"{r}_control": {"description": f"{r} score of the same head position in a random-initialized model of the same architecture (control {key})", "data": "the same sequences as the score", "n": n}
+        for r in ROLES
+    }
+    docs["roles"] = {"description": f"roles held: score >= threshold ({rule}) AND 95% CI lower bound > the random-init control", "data": "detector scores", "n": n}
+    docs["n_roles"] = {"description": "number of roles held", "data": "roles", "n": n}
+    docs["multi_role"] = {"description": "head holds 2 or more roles", "data": "roles", "n": n}
+    if "previous_token_random" in frame:
+        frame["previous_token_positional"] = frame["previous_token_random"] >= limits["previous_token"]
+        docs["previous_token_positional"] = {"description": f"previous_token_random >= {limits['previous_token']}: attends to i-1 whatever the tokens (positional)", "data": "random-token sequences", "n": n}
+    return docs
+
+
+def write_detections(db_path: str | Path, loaded: LoadedModel, det: Detections, run_id: str, started_at: Any) -> None:
+    """One transaction: model row, head rows + metric columns, examples, controls, runs row."""
+    info = loaded.info
+    with transaction(db_path) as con:
+        write_model(con, info.as_dict())
+        con.execute("DELETE FROM heads WHERE model_id = ? AND (layer >= ? OR head >= ?)", [info.name, info.n_layers, info.n_heads])
+        ensure_head_rows(con, info.name, info.n_layers, info.n_heads)
+        write_head_metrics(con, info.name, det.frame, docs=det.docs, run_id=run_id, pass_name=PASS_NAME)
+        replace_rows(con, "head_examples", det.examples, where={"model_id": info.name})
+        if det.control_computed:
+            replace_rows(con, "controls", control_mod.controls_frame(det.control_key, det.controls, run_id), where={"arch_key": det.control_key})
+        record_run(
+            con, run_id, info.name, PASS_NAME, det.params, det.data_hash, int(det.params["seed"]), det.n,
+            info.device, started_at, status="finished",
+            provenance={"model_revision": info.revision, "model_path": info.path},
+        )
+
+
+def detect_model(
+    loaded: LoadedModel,
+    db_path: str | Path,
+    *,
+    n_seqs: int = DEFAULT_N_SEQS,
+    seq_len: int | None = None,
+    seed: int = 0,
+    text: str | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    n_boot: int = DEFAULT_N_BOOT,
+) -> DetectResult:
+    """Run every registered detector on `loaded` and replace its detector values in `db_path`.
+
+    seq_len: L, the random span length (sequences are [BOS, x_1..x_L, x_1..x_L], 2L+1 tokens; text
+    and random-token windows have the same length). thresholds: role overrides (see roles.py).
+    """
+    started = utcnow()
+    run_id = new_run_id()
+    det = compute_detections(
+        loaded, n_seqs=n_seqs, seq_len=seq_len, seed=seed, text=text, thresholds=thresholds,
+        batch_size=batch_size, n_boot=n_boot, db_path=db_path,
+    )
+    write_detections(db_path, loaded, det, run_id, started)
+    limits = dict(det.params["thresholds"])
+    return DetectResult(
+        model_id=loaded.info.name, run_id=run_id, db_path=str(db_path), frame=det.frame,
+        summary=summary_frame(det.frame, limits), thresholds=limits, control_key=det.control_key,
+        control_reused=not det.control_computed, n_seqs=dict(det.params["n_by_input"]),
+    )
+
+
+def summary_frame(frame: pd.DataFrame, thresholds: Mapping[str, float], top: int = 5) -> pd.DataFrame:
+    """Top heads per role: role, rank, head, score, 95% CI, control, threshold, assigned, roles."""
+    rows = []
+    for role in ROLES:
+        ranked = frame.sort_values(role, ascending=False).head(top)
+        for rank, row in enumerate(ranked.itertuples(index=False), start=1):
+            rec = row._asdict()
+            rows.append({
+                "role": role, "rank": rank, "head": f"L{rec['layer']}H{rec['head']}",
+                "score": round(float(rec[role]), 4),
+                "ci95": f"[{rec[role + '_lo']:.3f}, {rec[role + '_hi']:.3f}]",
+                "control": round(float(rec[role + "_control"]), 4),
+                "threshold": thresholds[role],
+                "assigned": role in rec["roles"],
+                "roles": ",".join(rec["roles"]),
+            })
+    return pd.DataFrame(rows)

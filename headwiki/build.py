@@ -1,0 +1,72 @@
+"""`headwiki build`: detect -> ablate -> site for each model into one DB and one site, resumably.
+
+Each pass skips itself when a finished run with the same parameters and data hash is already in
+the database (unless force=True), so re-running a build is a no-op and an interrupted build
+resumes at the first pass that did not finish.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from headwiki.models import TOY_NAME, load_model
+from headwiki.progress import log
+
+
+@dataclass
+class BuildReport:
+    """What a build did: per model and pass, 'ran' or 'skipped'; where outputs went; time taken."""
+
+    db_path: Path
+    out_dir: Path
+    passes: dict[str, dict[str, str]] = field(default_factory=dict)
+    model_ids: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0  # peak resident memory of this process (ru_maxrss)
+
+
+def default_dataset(spec: str) -> str:
+    """The negation dataset a model gets when --dataset is not given: toy facts for the toy model."""
+    return "toy" if spec == TOY_NAME else "english"
+
+
+def build(
+    models: list[str],
+    db_path: str | Path,
+    out_dir: str | Path,
+    dataset: str | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
+    force: bool = False,
+    detect_options: dict[str, Any] | None = None,
+    ablate_options: dict[str, Any] | None = None,
+    site: bool = True,
+) -> BuildReport:
+    """Run every pass for every model (in order), then render the site from the database."""
+    from headwiki.ablation.run import ablate_model
+    from headwiki.detectors.run import detect_model
+    from headwiki.wiki.render import render_site
+
+    started = time.perf_counter()
+    report = BuildReport(db_path=Path(db_path), out_dir=Path(out_dir))
+    for spec in models:
+        log(f"[bold]model {spec}[/bold]: loading")
+        loaded = load_model(spec, device=device, dtype=dtype)
+        model_id = loaded.info.name
+        report.model_ids.append(model_id)
+        detected = detect_model(loaded, db_path, force=force, **(detect_options or {}))
+        ablated = ablate_model(loaded, db_path, dataset=dataset or default_dataset(spec), force=force, **(ablate_options or {}))
+        report.passes[model_id] = {
+            "detect": "skipped" if getattr(detected, "skipped", False) else "ran",
+            "ablate": "skipped" if getattr(ablated, "skipped", False) else "ran",
+        }
+        del loaded
+    if site:
+        render_site(db_path, out_dir)
+    report.seconds = time.perf_counter() - started
+    report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return report

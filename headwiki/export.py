@@ -1,0 +1,60 @@
+"""Export every table (and the long view) of the database as Parquet files."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+from headwiki.db.store import reading
+from headwiki.errors import HeadwikiError
+
+
+def export_parquet(db_path: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write <table>.parquet for each table into `out_dir` (write to a temp dir, then rename into place)."""
+    out = Path(out_dir)
+    with reading(db_path) as con:
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
+        ).fetchall()]
+        frames = {name: con.execute(f'SELECT * FROM "{name}"').to_arrow_table() for name in tables}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        writer = duckdb.connect(":memory:")
+        written = []
+        for name, table in frames.items():
+            target = tmp / f"{name}.parquet"
+            writer.register("frame", table)
+            writer.execute(f"COPY (SELECT * FROM frame) TO '{target.as_posix()}' (FORMAT parquet)")
+            writer.unregister("frame")
+            written.append(out / target.name)
+        writer.close()
+        if out.exists():
+            if not out.is_dir():
+                raise HeadwikiError(f"--parquet {out} exists and is not a directory: choose another path")
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return written
+
+
+def serve_site(out_dir: str | Path, port: int = 8000) -> None:
+    """Serve the static site on 127.0.0.1 only, until interrupted."""
+    import functools
+    import http.server
+
+    root = Path(out_dir)
+    if not (root / "index.html").exists():
+        raise HeadwikiError(f"no site at {root}/index.html: run `headwiki build` or `headwiki site --out {root}` first")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        print(f"serving {root} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass

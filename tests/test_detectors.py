@@ -1,0 +1,193 @@
+"""Detectors: exact values on constructed patterns, registry rules, data builders, batching, the pass."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from headwiki.detectors.bos_sink import bos_sink_scores
+from headwiki.detectors.data import ordinary_token_ids, random_sequences, repeat_sequences, text_windows
+from headwiki.detectors.duplicate_token import duplicate_token_scores
+from headwiki.detectors.entropy import entropy_scores
+from headwiki.detectors.induction import induction_scores
+from headwiki.detectors.peer import tl_scores
+from headwiki.detectors.positional import dominant_offset, offset_profile
+from headwiki.detectors.previous_token import previous_token_scores
+from headwiki.detectors.registry import BatchMeta, Detector, Registry, default_registry
+from headwiki.detectors.roles import DEFAULT_THRESHOLDS, assign_roles, parse_thresholds, resolve_thresholds
+from headwiki.errors import HeadwikiError
+
+torch.set_num_threads(1)  # 2 shared cores: one thread avoids oversubscription stalls
+
+L = 5  # half length
+S = 2 * L + 1
+
+
+def _pattern(rows: dict[int, int], s: int = S) -> torch.Tensor:
+    """A [1, 1, 1, s, s] causal pattern putting all of row i on key rows[i] (default: BOS)."""
+    a = torch.zeros(s, s)
+    for i in range(s):
+        a[i, rows.get(i, 0)] = 1.0
+    return a[None, None, None]
+
+
+def _tokens() -> torch.Tensor:
+    x = torch.arange(10, 10 + L)
+    return torch.cat([torch.tensor([1]), x, x])[None]
+
+
+META = BatchMeta(half_len=L)
+
+
+def test_perfect_induction_head_scores_one_and_is_not_a_duplicate_head() -> None:
+    pat = _pattern({p: p - L + 1 for p in range(L + 1, S)})
+    assert induction_scores(pat, _tokens(), META).item() == pytest.approx(1.0)
+    assert duplicate_token_scores(pat, _tokens(), META).item() == pytest.approx(0.0)
+    # TransformerLens's normalisation: rows without a target dilute "mul" unless exclude_bos
+    assert tl_scores(pat, _tokens(), "induction_head", exclude_bos=True).item() == pytest.approx(1.0)
+    assert tl_scores(pat, _tokens(), "induction_head").item() == pytest.approx(L / S)
+
+
+def test_perfect_duplicate_head_scores_one() -> None:
+    pat = _pattern({p: p - L for p in range(L + 1, S)})
+    assert duplicate_token_scores(pat, _tokens(), META).item() == pytest.approx(1.0)
+    assert induction_scores(pat, _tokens(), META).item() == pytest.approx(0.0)
+    assert tl_scores(pat, _tokens(), "duplicate_token_head", exclude_bos=True).item() == pytest.approx(1.0)
+
+
+def test_previous_token_bos_sink_and_positional_on_constructed_heads() -> None:
+    prev = _pattern({i: i - 1 for i in range(1, S)})
+    assert previous_token_scores(prev, _tokens(), META).item() == pytest.approx(1.0)
+    assert bos_sink_scores(prev, _tokens(), META).item() == pytest.approx(1 / (S - 1))  # only row 1 -> key 0
+    sink = _pattern({})
+    assert bos_sink_scores(sink, _tokens(), META).item() == pytest.approx(1.0)
+    assert previous_token_scores(sink, _tokens(), META).item() == pytest.approx(0.0)
+    shift3 = _pattern({i: i - 3 for i in range(4, S)})
+    per_seq, fixed = dominant_offset(offset_profile(shift3, _tokens(), META))
+    assert int(fixed["positional_offset"]) == 3
+    assert per_seq["positional_mass"].item() == pytest.approx(1.0)
+
+
+def test_entropy_is_zero_for_one_hot_and_one_for_uniform_rows() -> None:
+    assert entropy_scores(_pattern({}), _tokens(), META).item() == pytest.approx(0.0, abs=1e-6)
+    uniform = torch.tril(torch.ones(S, S))
+    uniform = (uniform / uniform.sum(-1, keepdim=True))[None, None, None]
+    assert entropy_scores(uniform, _tokens(), META).item() == pytest.approx(1.0, abs=1e-6)
+    # uniform attention gives the chance-level induction score mean(1/(p+1)) over second-copy rows
+    expected = sum(1 / (p + 1) for p in range(L + 1, S)) / L
+    assert induction_scores(uniform, _tokens(), META).item() == pytest.approx(expected)
+
+
+def test_registry_rejects_duplicate_names_and_bad_inputs() -> None:
+    reg = Registry()
+    det = Detector("x", "1", "repeat", induction_scores, "test")
+    reg.register(det)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register(Detector("x", "2", "text", previous_token_scores, "other"))
+    with pytest.raises(ValueError, match="needs must be"):
+        reg.register(Detector("y", "1", "images", induction_scores, "bad"))  # type: ignore[arg-type]
+    full = default_registry()
+    assert {"induction", "duplicate_token", "previous_token", "previous_token_random", "bos_sink", "entropy",
+            "positional", "induction_tl", "duplicate_token_tl", "previous_token_tl"} <= set(full.names())
+    with pytest.raises(ValueError, match="already registered"):
+        full.register(Detector("induction", "9", "repeat", induction_scores, "dup"))
+
+
+def test_repeat_and_random_sequences_are_seeded_and_well_formed(random_gpt2_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(random_gpt2_dir)
+    vocab = ordinary_token_ids(tok, 256)
+    assert not set(vocab.tolist()) & set(tok.all_special_ids)
+    a = repeat_sequences(vocab, 6, 7, tok.bos_token_id, seed=3)
+    assert a.shape == (6, 15)
+    assert torch.equal(a, repeat_sequences(vocab, 6, 7, tok.bos_token_id, seed=3))
+    assert not torch.equal(a, repeat_sequences(vocab, 6, 7, tok.bos_token_id, seed=4))
+    assert (a[:, 0] == tok.bos_token_id).all() and torch.equal(a[:, 1:8], a[:, 8:])
+    assert all(len(set(row[1:8].tolist())) == 7 for row in a)  # distinct within a copy
+    assert torch.isin(a[:, 1:], vocab).all()
+    r = random_sequences(vocab, 4, 15, tok.bos_token_id, seed=0)
+    assert r.shape == (4, 15) and torch.isin(r[:, 1:], vocab).all()
+    w = text_windows(tok, ["w1 w2 w3 w4 w5", "w6 w7 w8 w9"], n=5, length=4, bos=tok.bos_token_id)
+    assert w.tolist() == [[tok.bos_token_id, *tok.convert_tokens_to_ids(["w1", "w2", "w3"])],
+                          [tok.bos_token_id, *tok.convert_tokens_to_ids(["w4", "w5", "w6"])],
+                          [tok.bos_token_id, *tok.convert_tokens_to_ids(["w7", "w8", "w9"])]]
+
+
+def test_batched_scores_equal_one_sequence_at_a_time(random_llama_dir: Path) -> None:
+    from headwiki.detectors.scoring import score_inputs
+    from headwiki.models import load_model
+
+    loaded = load_model(str(random_llama_dir), device="cpu")
+    vocab = ordinary_token_ids(loaded.bridge.tokenizer, loaded.info.d_vocab)
+    tokens = repeat_sequences(vocab, 5, 6, loaded.bridge.tokenizer.bos_token_id, seed=0)
+    reg = default_registry()
+    together = score_inputs(loaded.bridge, {"repeat": tokens}, reg, BatchMeta(6), batch_size=5)
+    alone = score_inputs(loaded.bridge, {"repeat": tokens}, reg, BatchMeta(6), batch_size=1)
+    assert set(together) == {"induction", "duplicate_token", "induction_tl", "duplicate_token_tl"}
+    for name in together:
+        assert together[name].shape == (5, 2, 4)
+        torch.testing.assert_close(together[name], alone[name], atol=1e-5, rtol=0)
+
+
+def test_roles_need_threshold_and_ci_above_control() -> None:
+    shape = (1, 3)
+    score = {r: torch.tensor([[0.9, 0.9, 0.2]]) for r in DEFAULT_THRESHOLDS}
+    lo = {r: torch.tensor([[0.8, 0.5, 0.1]]) for r in DEFAULT_THRESHOLDS}
+    ctrl = {r: torch.full(shape, 0.6) for r in DEFAULT_THRESHOLDS}
+    roles = assign_roles(score, lo, ctrl, DEFAULT_THRESHOLDS)
+    assert roles[0][0] == ["induction", "previous_token", "duplicate_token"]
+    assert roles[0][1] == []  # high score but CI lower bound below the random-init control
+    assert roles[0][2] == []  # below threshold
+    assert resolve_thresholds(parse_thresholds(["induction=0.7"]))["induction"] == 0.7
+    for bad in ("induction", "foo=0.3", "induction=abc", "induction=2"):
+        with pytest.raises(HeadwikiError):
+            parse_thresholds([bad])
+
+
+def test_model_without_pattern_hook_gets_a_clear_error() -> None:
+    from headwiki.detectors.run import compute_detections
+
+    bridge = SimpleNamespace(hook_dict={"blocks.0.hook_resid_pre": None}, cfg=SimpleNamespace(model_name="odd", architecture="OddForCausalLM"))
+    info = SimpleNamespace(n_layers=1, n_heads=2, name="odd")
+    with pytest.raises(HeadwikiError, match="no per-head hook 'blocks.0.attn.hook_pattern'"):
+        compute_detections(SimpleNamespace(bridge=bridge, info=info), n_seqs=4)  # type: ignore[arg-type]
+
+
+def test_pass_on_gqa_rotary_model_scores_every_head_with_cis(random_llama_dir: Path) -> None:
+    from headwiki.detectors.run import compute_detections
+    from headwiki.models import load_model
+
+    loaded = load_model(str(random_llama_dir), device="cpu")
+    with pytest.raises(HeadwikiError, match="--seq-len"):
+        compute_detections(loaded, n_seqs=4, seq_len=64)  # 129 tokens > context 128
+    with pytest.raises(HeadwikiError, match="--n-seqs"):
+        compute_detections(loaded, n_seqs=1)
+    det = compute_detections(loaded, n_seqs=6, seq_len=8, n_boot=200)
+    frame = det.frame
+    assert len(frame) == 2 * 4
+    for m in ("induction", "duplicate_token", "previous_token", "previous_token_random", "bos_sink", "entropy", "positional_mass"):
+        assert ((frame[f"{m}_lo"] <= frame[m] + 1e-12) & (frame[m] <= frame[f"{m}_hi"] + 1e-12)).all(), m
+        assert det.docs[m]["n"] == 6 and det.docs[m]["data"]
+    assert frame["entropy"].between(0, 1).all() and frame["positional_offset"].between(0, 15).all()
+    assert frame["n_roles"].eq(frame["roles"].map(len)).all()
+    assert det.params["thresholds"] == DEFAULT_THRESHOLDS
+
+
+def test_toy_model_planted_heads_are_found_and_labelled() -> None:
+    from headwiki.models import TOY_DIR, load_model
+
+    if not (TOY_DIR / "config.json").exists():
+        pytest.skip(f"the embedded toy model is not built yet ({TOY_DIR}); `headwiki toy train` creates it")
+    from headwiki.detectors.run import compute_detections
+
+    det = compute_detections(load_model("toy", device="cpu"), n_seqs=24, n_boot=300)
+    frame = det.frame
+    for role in ("induction", "previous_token", "duplicate_token"):
+        top = frame.sort_values(role, ascending=False).iloc[0]
+        assert role in top["roles"], f"top {role} head L{top['layer']}H{top['head']} ({top[role]:.3f}, control {top[role + '_control']:.3f}) not labelled"
+    assert not math.isnan(frame["induction"].max())
