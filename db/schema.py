@@ -27,7 +27,8 @@ DDL: tuple[str, ...] = (
         run_id VARCHAR PRIMARY KEY,
         model_id VARCHAR, pass_name VARCHAR, params JSON, data_hash VARCHAR, seed INTEGER, n INTEGER,
         headwiki_version VARCHAR, transformer_lens_version VARCHAR, torch_version VARCHAR,
-        device VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR, provenance JSON
+        device VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR, provenance JSON,
+        fingerprint VARCHAR
     )""",
     """CREATE TABLE IF NOT EXISTS heads (
         model_id VARCHAR, layer INTEGER, head INTEGER, label VARCHAR,

@@ -250,6 +250,7 @@ def record_run(
     started_at: datetime,
     status: str = "finished",
     provenance: Mapping[str, Any] | None = None,
+    fingerprint: str | None = None,
 ) -> None:
     """Write one `runs` row (inside the caller's transaction, together with the pass's results)."""
     v = versions()
@@ -259,19 +260,9 @@ def record_run(
         "headwiki_version": v["headwiki"], "transformer_lens_version": v["transformer_lens"], "torch_version": v["torch"],
         "device": device, "started_at": started_at.replace(tzinfo=None),
         "finished_at": datetime.now(timezone.utc).replace(tzinfo=None), "status": status,
-        "provenance": json.dumps(provenance or {}, sort_keys=True, default=str),
+        "provenance": json.dumps(provenance or {}, sort_keys=True, default=str), "fingerprint": fingerprint,
     }])
     con.execute("INSERT INTO runs BY NAME SELECT * FROM frame")
-
-
-def finished_run(con: duckdb.DuckDBPyConnection, model_id: str, pass_name: str, params: Mapping[str, Any], data_hash: str) -> str | None:
-    """run_id of a finished run of this pass with identical params and data, if any (for resuming builds)."""
-    rows = con.execute(
-        "SELECT run_id FROM runs WHERE model_id = ? AND pass_name = ? AND params = ?::JSON AND data_hash = ? "
-        "AND status = 'finished' ORDER BY finished_at DESC LIMIT 1",
-        [model_id, pass_name, json.dumps(params, sort_keys=True, default=str), data_hash],
-    ).fetchall()
-    return rows[0][0] if rows else None
 
 
 def utcnow() -> datetime:

@@ -43,6 +43,7 @@ from headwiki.errors import HeadwikiError
 from headwiki.hooks import pattern_hook, require_hooks
 from headwiki.models import LoadedModel
 from headwiki.progress import log, progress_task
+from headwiki.resume import SkippedPass, file_digest, find_finished, fingerprint
 from headwiki.stats import bootstrap_mean_ci
 
 PASS_NAME = "detect"
@@ -242,7 +243,9 @@ def _add_roles(
     return docs
 
 
-def write_detections(db_path: str | Path, loaded: LoadedModel, det: Detections, run_id: str, started_at: Any) -> None:
+def write_detections(
+    db_path: str | Path, loaded: LoadedModel, det: Detections, run_id: str, started_at: Any, fingerprint: str | None = None
+) -> None:
     """One transaction: model row, head rows + metric columns, examples, controls, runs row."""
     info = loaded.info
     with transaction(db_path) as con:
@@ -256,7 +259,7 @@ def write_detections(db_path: str | Path, loaded: LoadedModel, det: Detections, 
         record_run(
             con, run_id, info.name, PASS_NAME, det.params, det.data_hash, int(det.params["seed"]), det.n,
             info.device, started_at, status="finished",
-            provenance={"model_revision": info.revision, "model_path": info.path},
+            provenance={"model_revision": info.revision, "model_path": info.path}, fingerprint=fingerprint,
         )
 
 
@@ -271,19 +274,28 @@ def detect_model(
     thresholds: Mapping[str, float] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     n_boot: int = DEFAULT_N_BOOT,
-) -> DetectResult:
+    skip_if_done: bool = False,
+) -> DetectResult | SkippedPass:
     """Run every registered detector on `loaded` and replace its detector values in `db_path`.
 
     seq_len: L, the random span length (sequences are [BOS, x_1..x_L, x_1..x_L], 2L+1 tokens; text
     and random-token windows have the same length). thresholds: role overrides (see roles.py).
+    skip_if_done: return a SkippedPass when a finished run with identical parameters and data exists.
     """
+    call = {"n_seqs": n_seqs, "seq_len": seq_len, "seed": seed, "text": text, "batch_size": batch_size,
+            "n_boot": n_boot, "thresholds": dict(resolve_thresholds(thresholds))}
+    data_key = file_digest(text) if text and Path(text).is_file() else ""
+    fp = fingerprint(PASS_NAME, loaded.info, call, data_key)
+    if skip_if_done and (done := find_finished(db_path, loaded.info.name, PASS_NAME, fp)):
+        log(f"detect {loaded.info.name}: skipped, finished run {done} has the same parameters and data (--force re-runs)")
+        return SkippedPass(loaded.info.name, PASS_NAME, done)
     started = utcnow()
     run_id = new_run_id()
     det = compute_detections(
         loaded, n_seqs=n_seqs, seq_len=seq_len, seed=seed, text=text, thresholds=thresholds,
         batch_size=batch_size, n_boot=n_boot, db_path=db_path,
     )
-    write_detections(db_path, loaded, det, run_id, started)
+    write_detections(db_path, loaded, det, run_id, started, fingerprint=fp)
     limits = dict(det.params["thresholds"])
     return DetectResult(
         model_id=loaded.info.name, run_id=run_id, db_path=str(db_path), frame=det.frame,

@@ -58,8 +58,10 @@ def build(
         loaded = load_model(spec, device=device, dtype=dtype)
         model_id = loaded.info.name
         report.model_ids.append(model_id)
-        detected = detect_model(loaded, db_path, force=force, **(detect_options or {}))
-        ablated = ablate_model(loaded, db_path, dataset=dataset or default_dataset(spec), force=force, **(ablate_options or {}))
+        detected = detect_model(loaded, db_path, skip_if_done=not force, **(detect_options or {}))
+        ablated = ablate_model(
+            loaded, db_path, dataset=dataset or default_dataset(spec), skip_if_done=not force, **(ablate_options or {})
+        )
         report.passes[model_id] = {
             "detect": "skipped" if getattr(detected, "skipped", False) else "ran",
             "ablate": "skipped" if getattr(ablated, "skipped", False) else "ran",

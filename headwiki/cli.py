@@ -8,7 +8,7 @@ import click
 import pandas as pd
 
 from headwiki import __version__
-from headwiki.cli_options import emit, format_options, model_options
+from headwiki.cli_options import db_option, emit, format_options, model_options
 from headwiki.errors import HeadwikiError
 
 
@@ -33,12 +33,53 @@ def info(model: str, device: str, dtype: str, fmt: str) -> None:
         emit(pd.DataFrame([record]), fmt)
 
 
+@cli.command()
+@click.option("--model", "models", multiple=True, default=("toy",), show_default=True,
+              help="repeat for several models: toy, a hub id, or a local HuggingFace directory")
+@db_option
+@click.option("--out", "out_dir", default="site", show_default=True, type=click.Path(file_okay=False), help="site folder")
+@click.option("--dataset", default=None, help="negation items: english | toy | multinli | FILE (default: toy for the toy model, english otherwise)")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda, cuda:N")
+@click.option("--dtype", default="float32", show_default=True, help="float32 | bfloat16 | float16")
+@click.option("--force", is_flag=True, help="re-run passes even when an identical finished run is in the database")
+def build(models: tuple[str, ...], db_path: str, out_dir: str, dataset: str | None, device: str, dtype: str, force: bool) -> None:
+    """Detect -> ablate -> site for every --model, into one database and one site (resumable)."""
+    from headwiki.build import build as run_build
+    from headwiki.summary import print_build_summary
+
+    report = run_build(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force)
+    print_build_summary(report)
+
+
+@cli.command()
+@click.option("--out", "out_dir", default="site", show_default=True, type=click.Path(file_okay=False), help="site folder")
+@click.option("--port", default=8000, show_default=True, type=int, help="port on 127.0.0.1 (0 picks a free one)")
+def serve(out_dir: str, port: int) -> None:
+    """Serve the static site on 127.0.0.1 only."""
+    from headwiki.export import serve_site
+
+    serve_site(out_dir, port)
+
+
+@cli.command()
+@db_option
+@click.option("--parquet", "parquet_dir", required=True, type=click.Path(file_okay=False), help="output folder")
+def export(db_path: str, parquet_dir: str) -> None:
+    """Write every table of the database as <table>.parquet into a folder."""
+    from headwiki.export import export_parquet
+
+    for path in export_parquet(db_path, parquet_dir):
+        click.echo(str(path))
+
+
 def _register() -> None:
     """Attach the pass commands (each lives next to the code it drives)."""
+    from headwiki.ablation.cli import ablate
     from headwiki.db.cli import query
     from headwiki.detectors.cli import detect, heads
+    from headwiki.wiki.cli import site
 
-    for command in (detect, heads, query):
+    for command in (detect, heads, query, ablate, site):
         cli.add_command(command)
 
 

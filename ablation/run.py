@@ -1,0 +1,365 @@
+"""The negation-ablation pass: baselines, exact per-head ablations, attribution estimates, groups, one write.
+
+Everything is computed in memory first (progress bars on stderr); then ONE transaction writes the
+model row (if missing), the negation columns of `heads`, `negation_baselines`, `negation_items`,
+`negation_item_effects`, `negation_groups` and the `runs` row. A failed or killed pass writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from headwiki.ablation.attribution import ATP_METRICS, attribution_estimates
+from headwiki.ablation.effects import (
+    ALPHA, METRICS, Effects, cluster_labels, item_values, negation_roles, paired_effects,
+)
+from headwiki.ablation.groups import ROLE_COLUMNS, HeadGroup, layer_groups, role_groups
+from headwiki.ablation.items import CONDITIONS, Dataset, resolve_dataset
+from headwiki.ablation.scoring import bridge_encoder, encode_items, logit_diffs
+from headwiki.ablation.sweep import ABLATIONS, AblationRunner
+from headwiki.db.store import (
+    connect, ensure_head_rows, head_label, new_run_id, record_run, replace_rows, transaction, utcnow,
+    write_head_metrics, write_model,
+)
+from headwiki.errors import HeadwikiError
+from headwiki.models import LoadedModel
+from headwiki.progress import log, progress_task
+from headwiki.resume import SkippedPass, find_finished, fingerprint
+from headwiki.stats import spearman, wilson_interval
+
+PASS_NAME = "ablate"
+PRIMARY_ABLATION = "zero"
+MEAN_DEFINITION = (
+    "mean ablation sets the head's hook_z (output before W_O) at every position to its mean over all non-pad "
+    "prompt tokens of every affirmative, negated and control prompt of the dataset (candidate tokens excluded), "
+    "from the clean run"
+)
+ZERO_DEFINITION = "zero ablation sets the head's hook_z (output before W_O) to 0 at every position; b_O stays"
+_METRIC_TEXT = {
+    "neg_acc": "negated accuracy (foil preferred after the negated prompt)",
+    "aff_acc": "affirmative accuracy (target preferred after the affirmative prompt)",
+    "ctrl_acc": "control accuracy (target preferred after the control prompt)",
+    "sens": "mean sensitivity S = LD_ctrl - LD_neg (LD = logprob(target) - logprob(foil), summed over candidate tokens)",
+    "neg_ld": "mean LD_neg",
+}
+
+
+@dataclass
+class AblateResult:
+    """What the pass computed and wrote (frames are exactly the rows written)."""
+
+    run_id: str
+    model_id: str
+    dataset: str
+    n_items: int
+    ablations: tuple[str, ...]
+    heads: pd.DataFrame
+    baselines: pd.DataFrame
+    items: pd.DataFrame
+    item_effects: pd.DataFrame
+    groups: pd.DataFrame
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def top_heads(self, ablation: str = PRIMARY_ABLATION, n: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Significant (q < 0.05 on S) heads whose ablation lowers S most, and raises it most."""
+        col = f"sens_delta_{ablation}"
+        cols = ["label", col, f"{col}_lo", f"{col}_hi", f"{col}_q", f"neg_acc_delta_{ablation}",
+                f"aff_acc_delta_{ablation}", "negation_role"]
+        sig = self.heads[self.heads[f"{col}_q"] < ALPHA]
+        return sig.nsmallest(n, col)[cols], sig.nlargest(n, col)[cols]
+
+
+def ablate_model(
+    loaded: LoadedModel,
+    db_path: str | Path,
+    *,
+    dataset: str = "english",
+    ablations: Sequence[str] = ABLATIONS,
+    seed: int = 0,
+    batch_size: int = 64,
+    max_rows: int = 256,
+    max_items: int | None = None,
+    n_boot: int = 2000,
+    n_perm: int = 2000,
+    groups: bool = True,
+    attribution: bool = True,
+    prefix_reuse: bool = True,
+    skip_if_done: bool = False,
+) -> AblateResult | SkippedPass:
+    """Run the negation-ablation pass on `loaded` and write it to `db_path` (see module docstring).
+
+    skip_if_done: return a SkippedPass when a finished run with identical parameters, items and
+    detector role scores (which pick the ranked groups) exists in the database.
+    """
+    kinds = parse_ablations(ablations)
+    if batch_size < 1:
+        raise HeadwikiError(f"--batch-size must be >= 1, got {batch_size}")
+    started = utcnow()
+    torch.manual_seed(seed)
+    bridge, info = loaded.bridge, loaded.info
+    ds = resolve_dataset(dataset, seed=seed, max_items=max_items)
+    pad_id = bridge.tokenizer.pad_token_id if getattr(bridge.tokenizer, "pad_token_id", None) is not None else 0
+    enc = encode_items(ds.items, bridge_encoder(bridge), info.n_ctx, pad_id=pad_id)
+    role_scores = _read_role_scores(db_path, info.name) if groups else {}
+    params = {"dataset": ds.name, "ablations": list(kinds), "seed": seed, "batch_size": batch_size, "max_items": max_items,
+              "n_boot": n_boot, "n_perm": n_perm, "groups": groups, "attribution": attribution}
+    roles_key = hashlib.sha256("".join(f"{r}:{f.to_json()}" for r, f in sorted(role_scores.items())).encode()).hexdigest()[:16]
+    fp = fingerprint(PASS_NAME, info, params, f"{ds.hash}:{roles_key}")
+    if skip_if_done and (done := find_finished(db_path, info.name, PASS_NAME, fp)):
+        log(f"ablate {info.name}: skipped, finished run {done} has the same parameters and data (--force re-runs)")
+        return SkippedPass(info.name, PASS_NAME, done)
+    n_layers, n_heads = info.n_layers, info.n_heads
+    timings: dict[str, float] = {}
+
+    runner = AblationRunner(bridge, enc, batch_size=batch_size, max_rows=max_rows, prefix_reuse=prefix_reuse)
+    t0 = time.perf_counter()
+    clean = runner.clean()
+    timings["clean_s"] = time.perf_counter() - t0
+    base_vals = item_values(clean.slot_lp.cpu()).numpy()  # [n, 5]
+    clusters, cluster_unit = cluster_labels([it.template for it in ds.items], [it.id for it in ds.items])
+
+    t0 = time.perf_counter()
+    with progress_task(f"ablating heads ({'+'.join(kinds)})", n_layers * n_heads * len(kinds)) as bar:
+        swept = runner.sweep(kinds, progress=bar)
+    timings["sweep_s"] = time.perf_counter() - t0
+
+    atp: dict[str, dict[str, torch.Tensor]] | None = None
+    if attribution:
+        t0 = time.perf_counter()
+        atp = attribution_estimates(runner, kinds)
+        timings["attribution_s"] = time.perf_counter() - t0
+
+    group_list: list[HeadGroup] = []
+    group_lp = torch.zeros(0, enc.n_slots)
+    if groups:
+        group_list = role_groups(role_scores) + layer_groups(n_layers, n_heads)
+        specs = [(g.replica, k) for k in kinds for g in group_list]
+        t0 = time.perf_counter()
+        with progress_task("ablating head groups", len(specs)) as bar:
+            group_lp = runner.run_specs(specs, progress=bar)
+        timings["groups_s"] = time.perf_counter() - t0
+
+    run_id = new_run_id()
+    m = n_layers * n_heads
+    effects: dict[str, Effects] = {}
+    ablated_vals: dict[str, np.ndarray] = {}
+    for i, k in enumerate(kinds):
+        ablated_vals[k] = item_values(swept[k].reshape(m, -1)).numpy()  # [m, n, 5]
+        effects[k] = paired_effects(base_vals, ablated_vals[k], clusters, n_boot=n_boot, n_perm=n_perm, seed=seed + 10 * i)
+    heads = _heads_frame(effects, atp, kinds, n_layers, n_heads, ds.name)
+    provenance = _provenance(runner, ds, enc, cluster_unit, timings, effects, atp, kinds, role_scores, groups)
+    baselines = _baselines_frame(base_vals, logit_diffs(clean.slot_lp.cpu().double()).numpy(), clusters, info.name, ds.name, run_id, n_boot, seed)
+    items_frame = _items_frame(ds, clean.slot_lp.cpu(), base_vals, info.name, run_id)
+    effects_frame = _item_effects_frame(ds, clean.slot_lp.cpu(), swept, kinds, n_layers, n_heads, info.name)
+    groups_frame = _groups_frame(group_list, group_lp, kinds, base_vals, clusters, info.name, ds.name, run_id, n_boot, n_perm, seed)
+    docs = _metric_docs(heads, ds, cluster_unit)
+
+    with transaction(db_path) as con:
+        exists = con.execute("SELECT count(*) FROM models WHERE model_id = ?", [info.name]).fetchall()[0][0]
+        if not exists:
+            write_model(con, info.as_dict())
+        ensure_head_rows(con, info.name, n_layers, n_heads)
+        write_head_metrics(con, info.name, heads, docs=docs, run_id=run_id, pass_name=PASS_NAME)
+        where = {"model_id": info.name, "dataset": ds.name}
+        replace_rows(con, "negation_baselines", baselines, where)
+        replace_rows(con, "negation_items", items_frame, where)
+        replace_rows(con, "negation_item_effects", effects_frame, where)
+        replace_rows(con, "negation_groups", groups_frame, where)
+        record_run(con, run_id, info.name, PASS_NAME, params, ds.hash, seed, len(ds.items), info.device, started,
+                   provenance=provenance, fingerprint=fp)
+    return AblateResult(run_id, info.name, ds.name, len(ds.items), kinds, heads, baselines, items_frame, effects_frame,
+                        groups_frame, provenance)
+
+
+def parse_ablations(ablations: Sequence[str]) -> tuple[str, ...]:
+    """Validate and de-duplicate ablation names (zero, mean); one-line HeadwikiError otherwise."""
+    kinds = tuple(dict.fromkeys(a.strip() for a in ablations if a.strip()))
+    bad = [a for a in kinds if a not in ABLATIONS]
+    if not kinds or bad:
+        raise HeadwikiError(f"unknown ablation {bad[0] if bad else '(none)'!r}: use --ablation with one or more of {','.join(ABLATIONS)}")
+    return kinds
+
+
+def _read_role_scores(db_path: str | Path, model_id: str) -> dict[str, pd.DataFrame]:
+    """Detector role scores from `heads` (layer, head, score) per role column present; absent ones are logged."""
+    if not Path(db_path).exists():
+        log("[dim]no database yet: role-ranked group ablations skipped (run `headwiki detect` first)")
+        return {}
+    con = connect(db_path, read_only=True)
+    try:
+        cols = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'heads'").fetchall()}
+        out: dict[str, pd.DataFrame] = {}
+        for role in ROLE_COLUMNS:
+            if role not in cols:
+                log(f"[dim]heads has no {role!r} column: {role} group ablations skipped (run `headwiki detect` first)")
+                continue
+            frame = con.execute(f'SELECT layer, head, "{role}" AS score FROM heads WHERE model_id = ? ORDER BY layer, head',
+                                [model_id]).df()
+            if frame.empty or frame["score"].isna().all():
+                log(f"[dim]no {role} scores for {model_id}: {role} group ablations skipped")
+                continue
+            out[role] = frame
+        return out
+    finally:
+        con.close()
+
+
+def _heads_frame(effects: dict[str, Effects], atp: dict[str, dict[str, torch.Tensor]] | None, kinds: tuple[str, ...],
+                 n_layers: int, n_heads: int, dataset: str) -> pd.DataFrame:
+    grid = [(L, h) for L in range(n_layers) for h in range(n_heads)]
+    frame = pd.DataFrame(grid, columns=["layer", "head"])
+    frame["label"] = [head_label(L, h) for L, h in grid]
+    for k in kinds:
+        e = effects[k]
+        for j, metric in enumerate(METRICS):
+            col = f"{metric}_delta_{k}"
+            frame[col], frame[f"{col}_lo"], frame[f"{col}_hi"] = e.delta[:, j], e.lo[:, j], e.hi[:, j]
+            frame[f"{col}_p"], frame[f"{col}_q"] = e.p[:, j], e.q[:, j]
+        if atp is not None:
+            for metric in ATP_METRICS:
+                frame[f"{metric}_delta_atp_{k}"] = atp[metric][k].reshape(-1).numpy()
+    frame["negation_role"] = pd.Series(negation_roles(effects[kinds[0]]) if PRIMARY_ABLATION not in kinds
+                                       else negation_roles(effects[PRIMARY_ABLATION]), dtype=object)
+    if "mean" in kinds:
+        frame["negation_role_mean"] = pd.Series(negation_roles(effects["mean"]), dtype=object)
+    frame["negation_dataset"] = dataset
+    return frame
+
+
+def _metric_docs(heads: pd.DataFrame, ds: Dataset, cluster_unit: str) -> dict[str, dict[str, Any]]:
+    n = len(ds.items)
+    data = f"{ds.name}: {ds.description}; {n} items"
+    docs: dict[str, dict[str, Any]] = {}
+    for col in heads.columns:
+        if col in ("layer", "head", "label"):
+            continue
+        desc = _describe(col, cluster_unit)
+        docs[col] = {"description": desc, "data": data, "n": n}
+    return docs
+
+
+def _describe(col: str, cluster_unit: str) -> str:
+    if col == "negation_role":
+        return ("role from zero ablation (mean ablation when zero was not run): shortcut_promoter (ablation significantly, q<0.05, improves negated accuracy or S "
+                "and does not significantly hurt affirmative accuracy), negation_supporter (significantly hurts negated, "
+                "affirmative holds), general_damage (hurts both), else NULL")
+    if col == "negation_role_mean":
+        return "negation_role computed from mean ablation instead of zero ablation"
+    if col == "negation_dataset":
+        return "the dataset the negation columns were computed on"
+    for suffix, what in (("_lo", "lower bound of the 95% bootstrap CI of"), ("_hi", "upper bound of the 95% bootstrap CI of")):
+        if col.endswith(suffix):
+            return f"{what} {col[: -len(suffix)]} (resampling {cluster_unit}s as clusters)"
+    if col.endswith("_p"):
+        return f"two-sided paired sign-flip permutation p-value (over items) of {col[:-2]}"
+    if col.endswith("_q"):
+        return f"Benjamini-Hochberg q-value of {col[:-2]} across all heads of the model (per metric and ablation)"
+    for k, definition in (("zero", ZERO_DEFINITION), ("mean", MEAN_DEFINITION)):
+        for metric, text in _METRIC_TEXT.items():
+            if col == f"{metric}_delta_{k}":
+                return f"change in {text} when the head is {k}-ablated (ablated - clean, mean over items); {definition}"
+            if col == f"{metric}_delta_atp_{k}":
+                return (f"attribution-patching estimate (gradient x activation change, one forward + backward) of the change in "
+                        f"{text} under {k} ablation")
+    return col
+
+
+def _baselines_frame(vals: np.ndarray, lds: np.ndarray, clusters: np.ndarray, model_id: str, dataset: str, run_id: str,
+                     n_boot: int, seed: int) -> pd.DataFrame:
+    """Rows per condition: accuracy with its Wilson 95% CI and mean LD with a cluster-bootstrap 95% CI; plus a
+    'sensitivity' row (accuracy NULL, mean_ld = mean S with its CI). vals [n, 5] (METRICS), lds [n, 3] (CONDITIONS)."""
+    from headwiki.stats import cluster_bootstrap_mean_ci
+
+    n = vals.shape[0]
+    correct_col = {"affirmative": METRICS.index("aff_acc"), "negated": METRICS.index("neg_acc"), "control": METRICS.index("ctrl_acc")}
+    with_s = np.concatenate([lds, (lds[:, 2] - lds[:, 1])[:, None]], axis=1)
+    mean, lo, hi = cluster_bootstrap_mean_ci(with_s, clusters, n_boot=n_boot, seed=seed)
+    rows = []
+    for c, cond in enumerate(CONDITIONS):
+        k = int(round(vals[:, correct_col[cond]].sum()))
+        a_lo, a_hi = wilson_interval(k, n)
+        rows.append({"condition": cond, "accuracy": k / n, "accuracy_lo": a_lo, "accuracy_hi": a_hi,
+                     "mean_ld": mean[c], "mean_ld_lo": lo[c], "mean_ld_hi": hi[c]})
+    rows.append({"condition": "sensitivity", "accuracy": np.nan, "accuracy_lo": np.nan, "accuracy_hi": np.nan,
+                 "mean_ld": mean[3], "mean_ld_lo": lo[3], "mean_ld_hi": hi[3]})
+    frame = pd.DataFrame(rows)
+    frame["model_id"], frame["dataset"], frame["n_items"], frame["run_id"] = model_id, dataset, n, run_id
+    return frame
+
+
+def _items_frame(ds: Dataset, slot_lp: torch.Tensor, vals: np.ndarray, model_id: str, run_id: str) -> pd.DataFrame:
+    ld = logit_diffs(slot_lp.double()).numpy()
+    frame = pd.DataFrame([it.as_dict() for it in ds.items]).rename(columns={"id": "item_id"})
+    frame["ld_aff"], frame["ld_neg"], frame["ld_ctrl"] = ld[:, 0], ld[:, 1], ld[:, 2]
+    frame["sensitivity"] = ld[:, 2] - ld[:, 1]
+    frame["aff_correct"], frame["neg_correct"], frame["ctrl_correct"] = vals[:, 1] > 0, vals[:, 0] > 0, vals[:, 2] > 0
+    frame["model_id"], frame["dataset"], frame["run_id"] = model_id, ds.name, run_id
+    return frame
+
+
+def _item_effects_frame(ds: Dataset, clean_lp: torch.Tensor, swept: dict[str, torch.Tensor], kinds: tuple[str, ...],
+                        n_layers: int, n_heads: int, model_id: str) -> pd.DataFrame:
+    base = logit_diffs(clean_lp.double())  # [n, 3]
+    ids = np.array([it.id for it in ds.items])
+    parts = []
+    for k in kinds:
+        d = (logit_diffs(swept[k].double()) - base).numpy()  # [nL, nH, n, 3]
+        nL, nH, n, _ = d.shape
+        layer, head, item = np.meshgrid(np.arange(nL), np.arange(nH), np.arange(n), indexing="ij")
+        parts.append(pd.DataFrame({
+            "layer": layer.ravel().astype(np.int32), "head": head.ravel().astype(np.int32), "ablation": k,
+            "item_id": ids[item.ravel()], "d_ld_aff": d[..., 0].ravel(), "d_ld_neg": d[..., 1].ravel(),
+            "d_ld_ctrl": d[..., 2].ravel(), "d_sensitivity": (d[..., 2] - d[..., 1]).ravel(),
+        }))
+    frame = pd.concat(parts, ignore_index=True)
+    frame["model_id"], frame["dataset"] = model_id, ds.name
+    return frame
+
+
+def _groups_frame(group_list: list[HeadGroup], group_lp: torch.Tensor, kinds: tuple[str, ...], base_vals: np.ndarray,
+                  clusters: np.ndarray, model_id: str, dataset: str, run_id: str, n_boot: int, n_perm: int,
+                  seed: int) -> pd.DataFrame:
+    if not group_list:
+        return pd.DataFrame()
+    vals = item_values(group_lp).numpy()  # [len(kinds) * G, n, 5]
+    e = paired_effects(base_vals, vals, clusters, n_boot=n_boot, n_perm=n_perm, seed=seed + 100)
+    rows = []
+    for i, (k, g) in enumerate((k, g) for k in kinds for g in group_list):
+        row: dict[str, Any] = {"group_kind": g.kind, "group_name": g.name, "k": g.k, "heads": g.labels, "ablation": k}
+        for j, metric in enumerate(METRICS[:4]):
+            col = f"{metric}_delta"
+            row[col], row[f"{col}_lo"], row[f"{col}_hi"], row[f"{col}_p"] = e.delta[i, j], e.lo[i, j], e.hi[i, j], e.p[i, j]
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["model_id"], frame["dataset"], frame["n_items"], frame["run_id"] = model_id, dataset, base_vals.shape[0], run_id
+    return frame
+
+
+def _provenance(runner: AblationRunner, ds: Dataset, enc: Any, cluster_unit: str, timings: dict[str, float],
+                effects: dict[str, Effects], atp: dict[str, dict[str, torch.Tensor]] | None, kinds: tuple[str, ...],
+                role_scores: dict[str, pd.DataFrame], groups: bool) -> dict[str, Any]:
+    prov: dict[str, Any] = {
+        "dataset": ds.name, "dataset_source": ds.source, "n_items": len(ds.items),
+        "n_templates": len({it.template for it in ds.items}), "bootstrap_cluster_unit": cluster_unit,
+        "n_units": enc.n_units, "prefix_reuse": runner.fast, "prefix_reuse_max_abs_diff": runner.fast_path_diff,
+        "replicas_per_forward": runner.replicas_per_forward, "timings_s": timings,
+        "zero_ablation": ZERO_DEFINITION, "mean_ablation": MEAN_DEFINITION, "primary_ablation_for_role": PRIMARY_ABLATION,
+        "alpha": ALPHA, "role_groups": sorted(role_scores) if groups else [],
+    }
+    if atp is not None:
+        prov["atp_spearman"] = {
+            k: {metric: spearman(atp[metric][k].reshape(-1).numpy(), effects[k].delta[:, METRICS.index(metric)])
+                for metric in ATP_METRICS}
+            for k in kinds
+        }
+    return prov

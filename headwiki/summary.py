@@ -1,0 +1,99 @@
+"""The closing summary of `headwiki build`, read back from the database (so skipped passes show too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import pandas as pd
+
+from headwiki.build import BuildReport
+from headwiki.cli_options import emit
+from headwiki.db.store import reading
+
+ROLE_COLUMNS = ("induction", "previous_token", "duplicate_token")
+
+
+def _columns(con: Any) -> set[str]:
+    return {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'heads'").fetchall()}
+
+
+def top_heads(con: Any, model_id: str, top: int = 3) -> pd.DataFrame:
+    """Top heads per detector role: role, head, score [95% CI], whether the role was assigned."""
+    cols = _columns(con)
+    frames = []
+    for role in ROLE_COLUMNS:
+        if role not in cols:
+            continue
+        frame = con.execute(
+            f'SELECT label, "{role}" AS score, "{role}_lo" AS lo, "{role}_hi" AS hi, list_contains(roles, ?) AS assigned '
+            f'FROM heads WHERE model_id = ? ORDER BY "{role}" DESC, layer, head LIMIT ?',
+            [role, model_id, top],
+        ).fetchdf()
+        frame.insert(0, "role", role)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    out["score [95% CI]"] = [f"{s:.3f} [{lo:.3f}, {hi:.3f}]" for s, lo, hi in zip(out["score"], out["lo"], out["hi"])]
+    out["role assigned"] = out["assigned"].map({True: "yes", False: "no"})
+    return out[["role", "label", "score [95% CI]", "role assigned"]].rename(columns={"label": "head"})
+
+
+def baselines(con: Any, model_id: str) -> pd.DataFrame:
+    frame = con.execute(
+        "SELECT dataset, condition, n_items, accuracy, accuracy_lo, accuracy_hi, mean_ld, mean_ld_lo, mean_ld_hi "
+        "FROM negation_baselines WHERE model_id = ? ORDER BY dataset, condition", [model_id]
+    ).fetchdf()
+    if frame.empty:
+        return frame
+    frame["accuracy [95% Wilson CI]"] = [
+        "" if pd.isna(a) else f"{a:.3f} [{lo:.3f}, {hi:.3f}]"
+        for a, lo, hi in zip(frame["accuracy"], frame["accuracy_lo"], frame["accuracy_hi"])
+    ]
+    frame["mean LD or S [95% CI]"] = [f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]" for m, lo, hi in zip(frame["mean_ld"], frame["mean_ld_lo"], frame["mean_ld_hi"])]
+    return frame[["dataset", "condition", "n_items", "accuracy [95% Wilson CI]", "mean LD or S [95% CI]"]]
+
+
+def significant_heads(con: Any, model_id: str, ablation: str = "zero", alpha: float = 0.05) -> pd.DataFrame:
+    """Heads whose ablation moves negated accuracy or S with q < alpha, both directions."""
+    cols = _columns(con)
+    needed = {f"neg_acc_delta_{ablation}_q", f"sens_delta_{ablation}_q"}
+    if not needed <= cols:
+        return pd.DataFrame()
+    frame = con.execute(
+        f"SELECT label, neg_acc_delta_{ablation} AS dneg, neg_acc_delta_{ablation}_lo AS lo, neg_acc_delta_{ablation}_hi AS hi, "
+        f"neg_acc_delta_{ablation}_q AS q_neg, sens_delta_{ablation} AS dsens, sens_delta_{ablation}_q AS q_sens, negation_role "
+        f"FROM heads WHERE model_id = ? AND (neg_acc_delta_{ablation}_q < ? OR sens_delta_{ablation}_q < ?) "
+        f"ORDER BY abs(sens_delta_{ablation}) DESC LIMIT 10",
+        [model_id, alpha, alpha],
+    ).fetchdf()
+    if frame.empty:
+        return frame
+    return pd.DataFrame({
+        "head": frame["label"],
+        "Δ negated acc [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in zip(frame["dneg"], frame["lo"], frame["hi"])],
+        "q (acc)": [f"{q:.2g}" for q in frame["q_neg"]],
+        "Δ S": [f"{d:+.3f}" for d in frame["dsens"]],
+        "q (S)": [f"{q:.2g}" for q in frame["q_sens"]],
+        "negation_role": frame["negation_role"].fillna(""),
+    })
+
+
+def print_build_summary(report: BuildReport) -> None:
+    """Per model: what ran, top heads per role, negation baselines, significant heads; then where things are."""
+    with reading(report.db_path) as con:
+        for model_id in report.model_ids:
+            passes = ", ".join(f"{k} {v}" for k, v in report.passes.get(model_id, {}).items())
+            click.echo(f"\n== {model_id} ({passes})")
+            for title, frame in (
+                ("top heads per role", top_heads(con, model_id)),
+                ("negation baselines", baselines(con, model_id)),
+                ("heads whose zero ablation significantly moves negation (BH q < 0.05)", significant_heads(con, model_id)),
+            ):
+                if frame.empty:
+                    click.echo(f"{title}: none")
+                else:
+                    emit(frame, "table", title=title)
+    click.echo(f"\ndatabase: {report.db_path}   site: {report.out_dir / 'index.html'}   "
+               f"({report.seconds:.1f} s, peak RSS {report.peak_rss_mb:.0f} MB)")

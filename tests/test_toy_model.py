@@ -1,0 +1,177 @@
+"""Recompute, on the COMMITTED toy weights, every role and accuracy the model card claims.
+
+Nothing is read from the card or metrics.json to decide pass/fail: the probes are rebuilt
+from :mod:`headwiki.toy.world` and the scores recomputed. metrics.json is only compared
+against the recomputed numbers, to catch a card that drifted from the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from headwiki.toy import MODEL_DIR
+from headwiki.toy.evaluate import (HeadResult, NegationResult, measure_heads, measure_negation,
+                                   repeated_random_tokens)
+from headwiki.toy.tokenizer import build_tokenizer
+from headwiki.toy.train import TrainConfig, make_batch
+from headwiki.toy.world import (CONTROL_WORD, NEGATION_WORD, corpus_text, make_world,
+                                negation_items, ordinary_vocab, sample_sentence)
+
+SEED = 0
+#: Claimed roles (layer, head) -> see the model card's per-head table.
+INDUCTION_HEADS: list[tuple[int, int]] = []
+PREVIOUS_TOKEN_HEADS: list[tuple[int, int]] = []
+DUPLICATE_HEADS: list[tuple[int, int]] = []
+
+
+@pytest.fixture(scope="module")
+def model() -> GPT2LMHeadModel:
+    torch.set_num_threads(2)
+    return GPT2LMHeadModel.from_pretrained(MODEL_DIR, attn_implementation="eager").eval()
+
+
+@pytest.fixture(scope="module")
+def tok() -> PreTrainedTokenizerFast:
+    return PreTrainedTokenizerFast.from_pretrained(MODEL_DIR)
+
+
+@pytest.fixture(scope="module")
+def heads(model: GPT2LMHeadModel, tok: PreTrainedTokenizerFast) -> HeadResult:
+    return measure_heads(model, tok, SEED)
+
+
+@pytest.fixture(scope="module")
+def negation(model: GPT2LMHeadModel, tok: PreTrainedTokenizerFast) -> NegationResult:
+    return measure_negation(model, tok, SEED, "heldout")
+
+
+def test_model_dir_is_small_and_complete() -> None:
+    names = {p.name for p in MODEL_DIR.iterdir()}
+    for required in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                     "README.md", "metrics.json"):
+        assert required in names
+    assert sum(p.stat().st_size for p in MODEL_DIR.iterdir()) <= 5 * 1024 * 1024
+
+
+def test_committed_tokenizer_matches_code(tok: PreTrainedTokenizerFast) -> None:
+    assert tok.get_vocab() == build_tokenizer().get_vocab()
+    ids = tok("a robin is a bird .")["input_ids"]
+    assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
+    assert len(ids) == 7
+
+
+def test_induction_heads(heads: HeadResult) -> None:
+    assert INDUCTION_HEADS
+    for layer, head in INDUCTION_HEADS:
+        assert heads.induction[layer][head] >= 0.5
+    assert heads.second_copy_loss < heads.first_copy_loss - 1.0
+
+
+def test_previous_token_heads(heads: HeadResult) -> None:
+    assert PREVIOUS_TOKEN_HEADS
+    for layer, head in PREVIOUS_TOKEN_HEADS:
+        assert heads.previous_token[layer][head] >= 0.5
+
+
+def test_duplicate_token_heads(heads: HeadResult) -> None:
+    assert DUPLICATE_HEADS
+    for layer, head in DUPLICATE_HEADS:
+        assert heads.duplicate[layer][head] >= 0.3
+
+
+def test_negation_heldout_accuracy(negation: NegationResult) -> None:
+    assert negation.n_items >= 200
+    assert negation.affirmative >= 0.9
+    assert negation.negated >= 0.9
+    assert negation.control >= 0.9
+
+
+def test_metrics_json_matches_recomputation(heads: HeadResult, negation: NegationResult) -> None:
+    m = json.loads((MODEL_DIR / "metrics.json").read_text())
+    np.testing.assert_allclose(m["heads"]["induction"], heads.induction, atol=1e-4)
+    np.testing.assert_allclose(m["heads"]["duplicate"], heads.duplicate, atol=1e-4)
+    np.testing.assert_allclose(m["heads"]["previous_token"], heads.previous_token, atol=1e-4)
+    for k in ("affirmative", "negated", "control"):
+        assert m["negation_heldout"][k] == pytest.approx(getattr(negation, k), abs=1e-6)
+
+
+def test_negation_items_format_and_balance(tok: PreTrainedTokenizerFast) -> None:
+    items = negation_items(seed=SEED, split="heldout")
+    assert len(items) >= 200 and len({it["id"] for it in items}) == len(items)
+    keys = {"id", "template", "affirmative", "negated", "control", "target", "foil"}
+    target_n: Counter[str] = Counter()
+    foil_n: Counter[str] = Counter()
+    for it in items:
+        assert set(it) == keys
+        assert it["target"] != it["foil"]
+        assert it["target"].startswith(" ") and it["foil"].startswith(" ")
+        assert it["control"] == it["negated"].replace(f" {NEGATION_WORD} ", f" {CONTROL_WORD} ")
+        n_neg = len(tok(it["negated"])["input_ids"])
+        assert n_neg == len(tok(it["control"])["input_ids"]) == len(tok(it["affirmative"])["input_ids"]) + 1
+        for cand in (it["target"], it["foil"]):
+            assert len(tok(it["affirmative"] + cand)["input_ids"]) == n_neg
+        target_n[it["target"]] += 1
+        foil_n[it["foil"]] += 1
+    assert set(target_n) == set(foil_n)
+    assert all(target_n[c] == foil_n[c] for c in target_n)
+
+
+def test_heldout_entities_are_never_negated_in_training() -> None:
+    world = make_world(SEED)
+    held = set(world.heldout_entities)
+    rng = np.random.default_rng(123)
+    n_neg = 0
+    for _ in range(5000):
+        words = sample_sentence(rng, world).split()
+        cat = world.category_of[words[1]]
+        if NEGATION_WORD in words:
+            n_neg += 1
+            assert words[1] not in held and words[-2] != cat  # true negation
+        else:
+            assert words[-2] == cat  # true affirmative / control
+    assert n_neg > 1000
+
+
+def test_corpus_text_fits_context_and_is_deterministic(tok: PreTrainedTokenizerFast) -> None:
+    passages = corpus_text(50, seed=SEED)
+    assert passages == corpus_text(50, seed=SEED)
+    assert sum(p.count(" .") for p in passages) == 50
+    assert max(len(tok(p)["input_ids"]) for p in passages) <= 64
+    vocab = set(ordinary_vocab())
+    assert all(w in vocab for p in passages for w in p.split())
+
+
+def test_training_data_is_deterministic() -> None:
+    cfg = TrainConfig()
+    world = make_world(SEED)
+    a = [make_batch(np.random.default_rng([SEED, 1]), world, cfg, s) for s in (0, cfg.curriculum_steps)]
+    b = [make_batch(np.random.default_rng([SEED, 1]), world, cfg, s) for s in (0, cfg.curriculum_steps)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert a[0].shape == (cfg.batch_size, cfg.n_ctx)
+
+
+def test_transformer_lens_bridge_boots_and_matches_hf(model: GPT2LMHeadModel,
+                                                     tok: PreTrainedTokenizerFast) -> None:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    bridge = TransformerBridge.boot_transformers(str(MODEL_DIR), device="cpu")
+    toks = bridge.to_tokens("a robin is a bird .")
+    assert toks[0, 0].item() == tok.bos_token_id and (toks == tok.bos_token_id).sum().item() == 1
+    vocab = tok.get_vocab()
+    probe = repeated_random_tokens(4, 12, SEED, tok.bos_token_id, vocab[ordinary_vocab()[0]],
+                                   len(ordinary_vocab()))
+    _, cache = bridge.run_with_cache(probe, names_filter=lambda n: n.endswith("hook_pattern"))
+    with torch.no_grad():
+        hf = model(input_ids=probe, output_attentions=True).attentions
+    n_layers, n_heads = model.config.n_layer, model.config.n_head
+    for layer in range(n_layers):
+        pat = cache[f"blocks.{layer}.attn.hook_pattern"]
+        assert tuple(pat.shape) == (4, n_heads, probe.shape[1], probe.shape[1])
+        torch.testing.assert_close(pat, hf[layer], atol=1e-4, rtol=1e-4)

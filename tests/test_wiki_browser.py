@@ -1,0 +1,169 @@
+"""The wiki in a real browser (headless Debian chromium via playwright), over a site built from a real database.
+
+Every page loads from file:// with no console error, no failed request and no request leaving file://; every
+internal link resolves; heatmaps render and a cell click opens the right head page; the search box filters.
+Screenshots of the index, a model page and a head page are saved to artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from headwiki.wiki import urls
+from headwiki.wiki.context import load_site_data
+from headwiki.wiki.crossref import cross_reference
+
+from test_wiki_render import build_real_site  # the shared, on-disk-cached real database + site
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def site_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_real_site(tmp_path_factory.getbasetemp() / "wiki-real")
+
+
+@pytest.fixture(scope="session")
+def site_db(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from test_wiki_render import build_real_db
+
+    return build_real_db(tmp_path_factory.getbasetemp() / "wiki-real")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: apt-get install -y chromium (.ci/run does this)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+class Watch:
+    """Console errors, failed requests and any request that does not stay on file://."""
+
+    def __init__(self, page) -> None:  # noqa: ANN001 - playwright Page
+        self.problems: list[str] = []
+        page.on("console", lambda m: self.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
+        page.on("request", lambda r: None if r.url.startswith(("file://", "data:", "about:", "blob:"))
+                else self.problems.append(f"external request: {r.url}"))
+
+
+def _file_url(path: Path) -> str:
+    return path.resolve().as_uri()
+
+
+def test_every_page_loads_clean_and_every_link_resolves(browser, site_dir: Path) -> None:  # noqa: ANN001
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    watch = Watch(page)
+    pages = sorted(site_dir.rglob("*.html"))
+    assert len(pages) > 10
+    broken: list[str] = []
+    for path in pages:
+        page.goto(_file_url(path), wait_until="load")
+        if path.name == "index.html" and path.parent.parent.name == "models":
+            page.wait_for_selector(".js-plotly-plot svg.main-svg", timeout=20_000)
+        hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+        for href in hrefs:
+            parsed = urlparse(href)
+            assert parsed.scheme == "file", f"{path.relative_to(site_dir)} links outside the site: {href}"
+            if not Path(unquote(parsed.path)).exists():
+                broken.append(f"{path.relative_to(site_dir)} -> {href}")
+    context.close()
+    assert not watch.problems, watch.problems[:10]
+    assert not broken, broken[:10]
+
+
+def test_heatmap_renders_and_cell_click_opens_that_head(browser, site_dir: Path, site_db: Path) -> None:  # noqa: ANN001
+    site = load_site_data(site_db)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = Watch(page)
+    for m in site.models:
+        page.goto(_file_url(site_dir / urls.model_page(m.slug)))
+        page.wait_for_selector("#heat-induction svg.main-svg", timeout=20_000)
+        assert page.locator(".js-plotly-plot").count() == sum(1 for d in m.metrics if d.heatmap)
+        assert page.locator("#heat-induction .colorbar").count() == 1, "every heatmap has a legend"
+        layer, head = m.n_layers - 1, min(1, m.n_heads - 1)
+        box = page.locator("#heat-induction .nsewdrag").first.bounding_box()
+        assert box is not None
+        x = box["x"] + (head + 0.5) / m.n_heads * box["width"]
+        y = box["y"] + (layer + 0.5) / m.n_layers * box["height"]  # layer 0 at the top
+        with page.expect_navigation(timeout=10_000):
+            page.mouse.click(x, y)
+        assert page.url.endswith(f"/models/{m.slug}/heads/L{layer}H{head}.html"), page.url
+        assert page.locator("h1").first.inner_text().startswith(f"L{layer}H{head}")
+    page.close()
+    assert not watch.problems, watch.problems
+
+
+def test_search_box_filters_heads(browser, site_dir: Path, site_db: Path) -> None:  # noqa: ANN001
+    site = load_site_data(site_db)
+    m = site.models[0]
+    page = browser.new_page()
+    watch = Watch(page)
+    page.goto(_file_url(site_dir / urls.model_page(m.slug)))
+    box = page.locator("#head-search")
+    expected_labels = [lab for lab in m.heads["label"] if "l0h1" in lab.lower()]  # L0H1, and L0H10.. if present
+    box.fill("L0H1")
+    page.wait_for_function("document.querySelectorAll('#search-results li').length > 0")
+    assert page.locator("#search-results li a").all_inner_texts() == expected_labels
+    values = m.heads["induction"].astype(float)
+    threshold = float(values.median())
+    expected = int((values > threshold).sum())
+    box.fill(f"induction>{threshold:.4f}")
+    page.wait_for_function(f"document.querySelectorAll('#search-results li').length === {expected}")
+    first = page.locator("#search-results li a").first
+    href = first.get_attribute("href")
+    with page.expect_navigation():
+        first.click()
+    assert "/heads/L" in page.url and href is not None
+    page.goto(_file_url(site_dir / urls.INDEX))
+    box_on_index = page.locator("#head-search")
+    box_on_index.fill("L0H0")
+    page.wait_for_function(f"document.querySelectorAll('#search-results li').length === {len(site.models)}")
+    page.close()
+    assert not watch.problems, watch.problems
+
+
+def test_screenshots_of_index_model_and_head(browser, site_dir: Path, site_db: Path) -> None:  # noqa: ANN001
+    site = load_site_data(site_db)
+    model = next((m for m in site.models if m.has_negation), site.models[0])
+    rows = model.heads.to_dict("records")
+    kinds = [{st.kind for st in cross_reference(r, model.heads)} for r in rows]
+    flagged = [r for r, k in zip(rows, kinds) if "confound" in k] or [r for r, k in zip(rows, kinds) if k]
+    row = flagged[0] if flagged else model.heads.to_dict("records")[0]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shots = {
+        "index.png": (urls.INDEX, 1280),
+        "model.png": (urls.model_page(model.slug), 1280),
+        "head.png": (urls.head_page(model.slug, row["layer"], row["head"]), 1280),
+        "head-narrow.png": (urls.head_page(model.slug, row["layer"], row["head"]), 390),
+    }
+    for name, (rel, width) in shots.items():
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        watch = Watch(page)
+        page.goto(_file_url(site_dir / rel))
+        if rel.endswith("/index.html") and rel.startswith("models/"):
+            page.wait_for_selector(".js-plotly-plot svg.main-svg", timeout=20_000)
+        page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+        if "head" in name:
+            assert page.locator("#crossref").is_visible()
+            if flagged:
+                assert page.locator("#crossref li.stmt").count() >= 1
+            scroll_w = page.evaluate("document.documentElement.scrollWidth")
+            assert scroll_w <= width + 1, f"{name}: page scrolls sideways ({scroll_w}px > {width}px)"
+        page.close()
+        assert not watch.problems, watch.problems
+        assert (SCREENSHOTS / name).stat().st_size > 10_000

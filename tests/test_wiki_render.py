@@ -1,0 +1,273 @@
+"""The static wiki rendered from a REAL database: the toy model (detect + ablate) and stories260k (detect only).
+
+The database is built once per session by the real passes (small n); both wiki test modules share it through
+`real_site_db` / `real_site`, which cache on disk under the session's base temp dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from html import unescape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from headwiki.errors import HeadwikiError
+from headwiki.wiki import urls
+from headwiki.wiki.context import load_site_data
+from headwiki.wiki.crossref import cross_reference, ordinal, percentile, rank_desc
+from headwiki.wiki.render import MARKER, render_site
+from headwiki.wiki.similarity import most_similar
+
+REPO = Path(__file__).resolve().parents[1]
+STORIES = REPO.parent / "shared" / "models" / "stories260k"
+# Development only: render an existing database instead of running the passes (the default runs them).
+OVERRIDE_ENV = "HEADWIKI_WIKI_TEST_DB"
+
+
+def build_real_db(base: Path) -> Path:
+    """Run the real passes into base/real.duckdb once (toy: detect + ablate; stories260k: detect)."""
+    db = base / "real.duckdb"
+    done = base / "real.done"
+    if os.environ.get(OVERRIDE_ENV):
+        return Path(os.environ[OVERRIDE_ENV])
+    if done.exists():
+        return db
+    base.mkdir(parents=True, exist_ok=True)
+    from headwiki.ablation.run import ablate_model
+    from headwiki.detectors.run import detect_model
+    from headwiki.models import load_model
+
+    assert (STORIES / "config.json").exists(), f"{STORIES} is missing: the wiki tests need a second real model"
+    toy = load_model("toy", device="cpu")
+    detect_model(toy, db, n_seqs=16, seq_len=24, seed=0)
+    ablate_model(toy, db, dataset="toy", ablations=("zero", "mean"), max_items=48, n_boot=200, n_perm=200)
+    stories = load_model(str(STORIES), device="cpu")
+    detect_model(stories, db, n_seqs=8, seq_len=24, seed=0)
+    done.write_text("ok\n")
+    return db
+
+
+def build_real_site(base: Path) -> Path:
+    out = base / "site"
+    if not (out / MARKER).exists():
+        render_site(build_real_db(base), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_site_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_real_db(tmp_path_factory.getbasetemp() / "wiki-real")
+
+
+@pytest.fixture(scope="session")
+def real_site(tmp_path_factory: pytest.TempPathFactory, real_site_db: Path) -> Path:
+    return build_real_site(tmp_path_factory.getbasetemp() / "wiki-real")
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# ---------------------------------------------------------------- the real database and its site
+
+def test_real_db_has_two_models_one_with_negation(real_site_db: Path) -> None:
+    site = load_site_data(real_site_db)
+    assert len(site.models) >= 2
+    with_neg = [m for m in site.models if m.has_negation]
+    without = [m for m in site.models if not m.has_negation]
+    assert with_neg and without, "need one model with negation columns and one with detectors only"
+    for m in site.models:
+        names = {d.name for d in m.metrics}
+        assert {"induction", "previous_token"} <= names, names
+        assert all(d.n for d in m.metrics if d.kind == "detector" and d.has_ci), "every detector score states its n"
+
+
+def test_every_page_exists_and_links_resolve(real_site: Path, real_site_db: Path) -> None:
+    site = load_site_data(real_site_db)
+    assert (real_site / urls.INDEX).exists() and (real_site / urls.PLOTLY_JS).exists()
+    for m in site.models:
+        assert (real_site / urls.model_page(m.slug)).exists()
+        for r in m.heads.itertuples():
+            assert (real_site / urls.head_page(m.slug, r.layer, r.head)).exists()
+    pages = sorted(real_site.rglob("*.html"))
+    href = re.compile(r'(?:href|src)="([^"#]*)(?:#[^"]*)?"')
+    broken = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for link in href.findall(text):
+            if not link:
+                continue
+            assert not link.startswith(("/", "http:", "https:", "//")), f"{page}: non-relative link {link}"
+            if not (page.parent / link).resolve().exists():
+                broken.append(f"{page.relative_to(real_site)} -> {link}")
+    assert not broken, broken[:10]
+
+
+def test_plotly_written_once_and_head_pages_small(real_site: Path) -> None:
+    js = (real_site / urls.PLOTLY_JS).read_bytes()
+    assert len(js) > 1_000_000
+    marker = js[:2000]
+    for page in real_site.rglob("*.html"):
+        data = page.read_bytes()
+        assert marker not in data, f"plotly.js inlined in {page}"
+        if "/heads/" in str(page):
+            assert len(data) < 100_000, f"{page} is {len(data)} bytes"
+
+
+def test_model_page_has_a_heatmap_per_metric_with_clickable_links(real_site: Path, real_site_db: Path) -> None:
+    site = load_site_data(real_site_db)
+    for m in site.models:
+        html = (real_site / urls.model_page(m.slug)).read_text(encoding="utf-8")
+        for d in m.metrics:
+            if d.heatmap:
+                assert f'id="heat-{d.name}"' in html, d.name
+        cell_links = re.findall(r'"(heads\\u002fL\d+H\d+\.html)"', html)  # heatmap customdata (plotly escapes "/")
+        assert len(set(cell_links)) == len(m.heads), "every heatmap cell carries its head page URL"
+        for link in set(cell_links):
+            assert (real_site / urls.model_page(m.slug)).parent.joinpath(link.replace("\\u002f", "/")).exists()
+        if m.has_negation:
+            assert 'id="heat-neg_acc_delta_zero"' in html and "Negation baselines" in html
+        else:
+            assert "heat-neg_acc_delta" not in html and "No negation pass" in html
+
+
+def test_head_page_states_confounds_from_numbers(real_site: Path, real_site_db: Path) -> None:
+    site = load_site_data(real_site_db)
+    m = next(m for m in site.models if m.has_negation)
+    rows = m.heads.to_dict("records")
+    texts = {r["label"]: [s.text for s in cross_reference(r, m.heads)] for r in rows}
+    kinds = {r["label"]: {s.kind for s in cross_reference(r, m.heads)} for r in rows}
+    flagged = [k for k, v in kinds.items() if "confound" in v] or [k for k, v in texts.items() if v]
+    assert flagged, "the toy model has heads with several functions; the cross-reference panel must say so"
+    label = flagged[0]
+    r = next(x for x in rows if x["label"] == label)
+    html = (real_site / urls.head_page(m.slug, r["layer"], r["head"])).read_text(encoding="utf-8")
+    assert "Cross-reference" in html
+    for t in texts[label]:
+        assert t.replace("'", "&#39;") in html
+    for d in m.metrics:  # every metric with its CI and percentile
+        assert f"<code>{d.name}</code>" in html
+
+
+def test_rerender_is_byte_identical_and_failed_render_keeps_old_site(real_site_db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    render_site(real_site_db, out)
+    first = _tree_digest(out)
+    render_site(real_site_db, out)
+    assert _tree_digest(out) == first
+    with pytest.raises(HeadwikiError):
+        render_site(tmp_path / "missing.duckdb", out)
+    assert _tree_digest(out) == first
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".site.")], "temp dirs left behind"
+
+
+def test_sql_examples_run_against_the_database(real_site: Path, real_site_db: Path) -> None:
+    """Each command on the SQL page runs through the real `headwiki query` command and returns the stated rows."""
+    from click.testing import CliRunner
+
+    from headwiki.db.cli import query
+
+    html = (real_site / urls.SQL).read_text(encoding="utf-8")
+    commands = [shlex.split(unescape(c)) for c in re.findall(r"<pre><code>(headwiki query .*?)</code></pre>", html, re.S)]
+    stated = [int(n) for n in re.findall(r'data-rows="(\d+)"', html)]
+    assert len(commands) >= 5 and len(stated) == len(commands)
+    for argv, n_rows in zip(commands, stated):
+        assert argv[:2] == ["headwiki", "query"] and argv[3:] == ["--db", str(real_site_db)], argv
+        result = CliRunner().invoke(query, [*argv[2:], "--json"])
+        assert result.exit_code == 0, (argv[2], result.output)
+        assert len(json.loads(result.output)) == n_rows, argv[2]
+
+
+def test_refuses_to_overwrite_a_foreign_directory(real_site_db: Path, tmp_path: Path) -> None:
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(HeadwikiError, match="did not write"):
+        render_site(real_site_db, foreign)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+CLI = ("import sys\nfrom headwiki.cli import cli, main\nfrom headwiki.wiki.cli import site\n"
+       "cli.commands.setdefault(site.name, site)\nmain(sys.argv[1:])")
+
+
+def test_cli_site_renders_and_bad_db_is_one_line_exit_2(real_site_db: Path, tmp_path: Path) -> None:
+    ok = subprocess.run([sys.executable, "-c", CLI, "site", "--db", str(real_site_db), "--out", str(tmp_path / "ok")],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == str(tmp_path / "ok" / "index.html") and (tmp_path / "ok" / "index.html").exists()
+    bad = subprocess.run([sys.executable, "-c", CLI, "site", "--db", str(tmp_path / "nope.duckdb"), "--out", str(tmp_path / "s")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("headwiki: error:") and "does not exist" in lines[0], bad.stderr
+    assert not (tmp_path / "s").exists()
+
+
+# ---------------------------------------------------------------- pure functions
+
+def test_rank_percentile_ordinal() -> None:
+    v = np.array([0.1, 0.5, np.nan, 0.9, 0.5])
+    assert rank_desc(v, 0.9) == 1 and rank_desc(v, 0.5) == 2 and rank_desc(v, 0.1) == 4
+    assert percentile(v, 0.9) == pytest.approx(87.5) and percentile(v, 0.1) == pytest.approx(12.5)
+    assert [ordinal(k) for k in (1, 2, 3, 4, 11, 12, 13, 21, 22)] == ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd"]
+
+
+def _heads(prev: list[float], ind: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"label": [f"L0H{i}" for i in range(len(prev))], "previous_token": prev, "induction": ind})
+
+
+def test_crossref_flags_a_strong_previous_token_head_with_a_negation_effect() -> None:
+    heads = _heads([0.2, 0.64, 0.9, 0.1], [0.0, 0.1, 0.05, 0.0])
+    row = {"label": "L0H1", "previous_token": 0.64, "previous_token_lo": 0.6, "previous_token_hi": 0.68,
+           "induction": 0.1, "roles": ["previous_token"],
+           "neg_acc_delta_zero": -0.12, "neg_acc_delta_zero_lo": -0.16, "neg_acc_delta_zero_hi": -0.08,
+           "neg_acc_delta_zero_q": 0.01}
+    out = cross_reference(row, heads)
+    confound = [s for s in out if s.kind == "confound"]
+    assert len(confound) == 1
+    text = confound[0].text
+    assert "lowers negated accuracy by 12 points (95% CI 8 to 16)" in text
+    assert "2nd-strongest previous-token head (0.64 [0.60, 0.68])" in text
+    assert "token-order" in text and not confound[0].noisy
+    assert confound[0].roles == ("previous_token",)
+
+
+def test_crossref_hedges_wide_cis_and_is_silent_without_a_second_function() -> None:
+    heads = _heads([0.2, 0.64, 0.9, 0.1], [0.0, 0.1, 0.05, 0.0])
+    noisy = {"label": "L0H2", "previous_token": 0.9, "induction": 0.05, "roles": ["previous_token"],
+             "neg_acc_delta_zero": -0.10, "neg_acc_delta_zero_lo": -0.25, "neg_acc_delta_zero_hi": 0.02}
+    [s] = [s for s in cross_reference(noisy, heads) if s.kind == "confound"]
+    assert s.noisy and "noisy" in s.text
+    plain = {"label": "L0H3", "previous_token": 0.1, "induction": 0.0, "roles": [],
+             "neg_acc_delta_zero": -0.01, "neg_acc_delta_zero_lo": -0.03, "neg_acc_delta_zero_hi": 0.01}
+    assert cross_reference(plain, heads) == []
+
+
+def test_most_similar_is_nearest_in_zscored_space() -> None:
+    x = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [0.0, 0.2], [np.nan, 0.05]])
+    near = most_similar(x, 0, k=3)
+    assert [i for i, _ in near][:1] in ([1], [4])
+    assert 2 not in [i for i, _ in near]
+    assert all(a[1] <= b[1] for a, b in zip(near, near[1:]))
+
+
+def test_urls_are_relative_and_slugs_safe() -> None:
+    head = urls.head_page("toy", 5, 1)
+    assert head == "models/toy/heads/L5H1.html"
+    assert urls.relative(head, urls.INDEX) == "../../../index.html"
+    assert urls.relative(urls.model_page("toy"), head) == "heads/L5H1.html"
+    assert urls.relative(head, urls.head_page("toy", 5, 2)) == "L5H2.html"
+    assert urls.slug("EleutherAI/pythia 70m") == "eleutherai-pythia-70m"
+    with pytest.raises(ValueError):
+        urls.relative(head, "/abs.html")

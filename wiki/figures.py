@@ -1,0 +1,182 @@
+"""Figures: Plotly heatmaps for model pages (plotly.js loaded once from assets/) and small inline SVGs for
+head pages (distribution bars, attention patterns) so a head page stays a few tens of KB."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from headwiki.wiki.context import MetricDoc
+
+SEQUENTIAL = "Viridis"
+DIVERGING = "RdBu"
+PATTERN_LEVELS = 8
+PATTERN_MIN = 0.02
+PATTERN_MAX_TOKENS = 40
+PLOT_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
+
+
+def is_signed(doc: MetricDoc) -> bool:
+    """Deltas are centred on zero (diverging colours); scores are not."""
+    return "delta" in doc.name
+
+
+def colorbar_title(doc: MetricDoc) -> str:
+    """A short legend title (the figure caption carries the full label)."""
+    if doc.is_accuracy_delta:
+        return "Δ pts"
+    if "delta" in doc.name:
+        return "Δ"
+    if doc.name == "entropy":
+        return "nats"
+    return "offset" if doc.integer else "score"
+
+
+def heatmap_html(
+    doc: MetricDoc, z: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None, links: list[list[str]], div_id: str,
+) -> str:
+    """A layer x head Plotly heatmap whose cells carry the relative URL of their head page.
+
+    z, lo, hi: [n_layers, n_heads] (NaN where missing); links: [n_layers][n_heads] relative head-page URLs.
+    Returns an HTML fragment (no plotly.js inside); a click handler is attached by assets/site.js.
+    """
+    n_layers, n_heads = z.shape
+    scale = 100.0 if doc.is_accuracy_delta else 1.0
+    unit = " pts" if doc.is_accuracy_delta else ""
+    shown = z * scale
+    text = []
+    for L in range(n_layers):
+        row = []
+        for H in range(n_heads):
+            v = shown[L, H]
+            ci = ""
+            if lo is not None and hi is not None and not (math.isnan(lo[L, H]) or math.isnan(hi[L, H])):
+                ci = f" [{lo[L, H] * scale:.2f}, {hi[L, H] * scale:.2f}]"
+            row.append("n/a" if math.isnan(v) else f"{v:.3f}{unit}{ci}")
+        text.append(row)
+    finite = shown[~np.isnan(shown)]
+    kwargs: dict = {"colorscale": SEQUENTIAL}
+    if finite.size and not doc.integer and doc.name != "entropy" and finite.min() >= 0 and finite.max() <= 1:
+        kwargs.update(zmin=0.0, zmax=1.0)  # scores on the 0..1 scale share one colour scale across models
+    if is_signed(doc):
+        m = float(np.max(np.abs(finite))) if finite.size else 1.0
+        kwargs = {"colorscale": DIVERGING, "zmid": 0.0, "zmin": -m or -1.0, "zmax": m or 1.0}
+    heat = go.Heatmap(
+        z=np.where(np.isnan(shown), None, np.round(shown, 4)).tolist(),
+        x=list(range(n_heads)), y=list(range(n_layers)),
+        customdata=links, text=text,
+        hovertemplate="layer %{y}, head %{x}<br>" + escape(doc.label) + ": %{text}<extra>click: open head</extra>",
+        colorbar={"title": {"text": colorbar_title(doc), "side": "top"}, "thickness": 12, "len": 1.0},
+        xgap=1, ygap=1, **kwargs,
+    )
+    fig = go.Figure(heat)
+    fig.update_layout(
+        margin={"l": 50, "r": 10, "t": 10, "b": 40},
+        height=max(200, 22 * n_layers + 80),
+        xaxis={"title": {"text": "head"}, "dtick": 1 if n_heads <= 16 else 2, "constrain": "domain"},
+        yaxis={"title": {"text": "layer"}, "autorange": "reversed", "dtick": 1 if n_layers <= 24 else 2},
+        font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#eef0f3",
+    )
+    return pio.to_html(
+        fig, include_plotlyjs=False, full_html=False, div_id=div_id, config=PLOT_CONFIG,
+        post_script="window.headwikiHeatmap && window.headwikiHeatmap('{plot_id}');",
+    )
+
+
+def distribution_svg(values: np.ndarray, value: float, lo: float | None, hi: float | None, signed: bool,
+                     width: int = 180, height: int = 30, bins: int = 24) -> str:
+    """A small histogram of the model's values [n_heads] with this head's value (dot) and CI (whisker)."""
+    v = values[~np.isnan(values)]
+    if v.size == 0 or math.isnan(value):
+        return ""
+    pts = [*v.tolist(), value] + [x for x in (lo, hi) if x is not None and not math.isnan(x)]
+    a, b = min(pts), max(pts)
+    if signed:
+        m = max(abs(a), abs(b)) or 1.0
+        a, b = -m, m
+    if b - a < 1e-12:
+        a, b = a - 0.5, b + 0.5
+    counts, _ = np.histogram(v, bins=bins, range=(a, b))
+    top = max(1, int(counts.max()))
+    bw = width / bins
+    hist_h = height - 10
+
+    def x(t: float) -> float:
+        return (t - a) / (b - a) * width
+
+    bars = "".join(
+        f'<rect x="{i * bw:.1f}" y="{hist_h - c / top * hist_h:.1f}" width="{bw - 0.5:.1f}" height="{c / top * hist_h:.1f}"/>'
+        for i, c in enumerate(counts) if c)
+    whisker = ""
+    if lo is not None and hi is not None and not (math.isnan(lo) or math.isnan(hi)):
+        whisker = f'<line class="ci" x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="{height - 4}" y2="{height - 4}"/>'
+    zero = f'<line class="zero" x1="{x(0):.1f}" x2="{x(0):.1f}" y1="0" y2="{height}"/>' if signed else ""
+    return (
+        f'<svg class="dist" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="distribution over the model\'s {v.size} heads; range {a:.3g} to {b:.3g}">'
+        f'<g class="bars">{bars}</g>{zero}{whisker}'
+        f'<circle class="me" cx="{x(value):.1f}" cy="{height - 4}" r="3.2"/></svg>'
+    )
+
+
+def _runs(levels: np.ndarray) -> dict[int, list[str]]:
+    """Path segments per quantised level, merging horizontal runs. levels: [q, k] ints (0 = empty)."""
+    out: dict[int, list[str]] = {}
+    for i in range(levels.shape[0]):
+        j = 0
+        while j < levels.shape[1]:
+            lev = int(levels[i, j])
+            k = j
+            while k + 1 < levels.shape[1] and levels[i, k + 1] == lev:
+                k += 1
+            if lev:
+                out.setdefault(lev, []).append(f"M{j} {i}h{k - j + 1}v1h-{k - j + 1}z")
+            j = k + 1
+    return out
+
+
+def pattern_svg(tokens: list[str], pattern: list[list[float]], title: str) -> str:
+    """An attention pattern [query, key] as an inline SVG heatmap (quantised to PATTERN_LEVELS shades).
+
+    Rows are query positions, columns key positions, both labelled with the tokens; the first
+    PATTERN_MAX_TOKENS tokens are shown.
+    """
+    p = np.asarray(pattern, dtype=float)
+    if p.ndim != 2 or p.size == 0:
+        return ""
+    n = min(p.shape[0], p.shape[1], PATTERN_MAX_TOKENS)
+    p = np.nan_to_num(p[:n, :n])
+    toks = [str(t) for t in tokens[:n]] + [""] * max(0, n - len(tokens))
+    levels = np.where(p >= PATTERN_MIN, np.ceil(np.clip(p, 0, 1) * PATTERN_LEVELS), 0).astype(int)
+    cell = 12 if n <= 24 else 9
+    label_w = 7 * min(10, max((len(t) for t in toks), default=1)) + 8
+    size = n * cell
+    paths = "".join(
+        f'<path fill-opacity="{lev / PATTERN_LEVELS:.3f}" d="{"".join(segs)}"/>'
+        for lev, segs in sorted(_runs(levels).items()))
+    fs = 10 if cell >= 12 else 8
+    ylab = "".join(
+        f'<text x="{label_w - 4}" y="{(i + 0.75) * cell:.1f}" text-anchor="end">{escape(t[:10])}</text>'
+        for i, t in enumerate(toks))
+    xlab = "".join(
+        f'<text transform="translate({label_w + (j + 0.7) * cell:.1f},{size + 4}) rotate(60)">{escape(t[:10])}</text>'
+        for j, t in enumerate(toks))
+    w, h = max(label_w + size + 8, label_w + PATTERN_LEVELS * 14 + 110), size + label_w + 4
+    legend = (f'<g class="legend" transform="translate({label_w},{h + 4})">'
+              + "".join(f'<rect x="{i * 14}" y="0" width="14" height="8" fill-opacity="{(i + 1) / PATTERN_LEVELS:.3f}"/>'
+                        for i in range(PATTERN_LEVELS))
+              + f'<text x="0" y="19">{PATTERN_MIN:g}</text><text x="{PATTERN_LEVELS * 14}" y="19" text-anchor="end">1.0</text>'
+              + f'<text x="{PATTERN_LEVELS * 14 + 6}" y="8">attention weight</text></g>')
+    return (
+        f'<svg class="pattern" viewBox="0 0 {w} {h + 24}" width="{w}" height="{h + 24}" role="img" '
+        f'aria-label="{escape(title)}: rows are query tokens, columns key tokens" font-size="{fs}">'
+        f'<title>{escape(title)}</title>'
+        f'<rect class="frame" x="{label_w}" y="0" width="{size}" height="{size}"/>'
+        f'<g class="cells" transform="translate({label_w},0) scale({cell})">{paths}</g>'
+        f'<g class="ylab">{ylab}</g><g class="xlab">{xlab}</g>{legend}</svg>'
+    )

@@ -1,0 +1,464 @@
+"""Page contexts: turn the database (SiteData) into the plain dicts each template renders.
+
+No I/O here except the read-only SQL-example check in :func:`sql_context`; the renderer writes files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shlex
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from headwiki.wiki import urls
+from headwiki.wiki.context import DETECTOR_ROLES, MetricDoc, ModelData, SiteData, parse_json
+from headwiki.wiki.crossref import ci_is_noisy, cross_reference, ordinal, percentile, rank_desc
+from headwiki.wiki.figures import distribution_svg, heatmap_html, is_signed, pattern_svg
+from headwiki.wiki.similarity import most_similar
+
+ROLE_COLORS = {  # one colour per role, used on every page (badges, tables, legends)
+    "induction": "#7b3294",
+    "bos_sink": "#4d4d4d",
+    "previous_token": "#1b7837",
+    "duplicate_token": "#d95f02",
+    "negation_supporter": "#2166ac",
+    "shortcut_promoter": "#b2182b",
+    "general_damage": "#6b6b6b",
+}
+_FALLBACK = ("#8c510a", "#01665e", "#c51b7d", "#4d9221", "#542788", "#35978f")
+ROLE_TEXT = {
+    "induction": "attends to the token after an earlier copy of the current token",
+    "previous_token": "attends to the previous token",
+    "duplicate_token": "attends to earlier copies of the current token",
+    "negation_supporter": "ablating it lowers negated accuracy (the model needs it to handle 'not')",
+    "shortcut_promoter": "ablating it raises negated accuracy (it pushes the affirmative shortcut)",
+    "general_damage": "ablating it hurts negated, affirmative and control sentences alike",
+}
+TOP_K = 5
+
+
+def role_color(role: str) -> str:
+    if role in ROLE_COLORS:
+        return ROLE_COLORS[role]
+    return _FALLBACK[int(hashlib.sha256(role.encode()).hexdigest(), 16) % len(_FALLBACK)]
+
+
+def role_label(role: str) -> str:
+    return role.replace("_", "-")
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def fmt_number(v: Any, spec: str = ".3f", scale: float = 1.0) -> str:
+    """Template filter: `x|num(".3f")`, '–' for NULL/NaN."""
+    f = _num(v)
+    return "–" if f is None else format(f * scale, spec)
+
+
+def fmt_value(v: Any, doc: MetricDoc | None = None) -> str:
+    """A metric value for display (accuracy deltas in signed points)."""
+    f = _num(v)
+    if f is None:
+        return "–"
+    if doc is not None and doc.is_accuracy_delta:
+        return f"{f * 100:+.1f} pts"
+    if doc is not None and doc.integer:
+        return f"{int(round(f))}"
+    if doc is not None and "delta" in doc.name:
+        return f"{f:+.3f}"
+    return f"{f:.3f}"
+
+
+def fmt_ci(lo: Any, hi: Any, doc: MetricDoc | None = None) -> str:
+    a, b = _num(lo), _num(hi)
+    if a is None or b is None:
+        return ""
+    if doc is not None and doc.is_accuracy_delta:
+        return f"[{a * 100:+.1f}, {b * 100:+.1f}]"
+    return f"[{a:.3f}, {b:.3f}]"
+
+
+def head_roles(row: dict[str, Any]) -> list[str]:
+    """Detector roles (stored order) then the negation role, if any."""
+    roles = row.get("roles")
+    out = [] if roles is None or isinstance(roles, float) else [str(r) for r in list(roles)]
+    neg = row.get("negation_role")
+    if isinstance(neg, str) and neg:
+        out.append(neg)
+    return out
+
+
+def role_score_metric(model: ModelData, role: str) -> tuple[str | None, bool]:
+    """(metric column that scores a role, sort by magnitude?) — detector roles by their own score,
+    negation roles by the first available negated-accuracy delta (by magnitude)."""
+    if model.metric(role) is not None:
+        return role, False
+    for a in ("zero", "mean"):
+        if model.metric(f"neg_acc_delta_{a}") is not None:
+            return f"neg_acc_delta_{a}", True
+    return None, False
+
+
+def _grid(model: ModelData, col: str) -> np.ndarray:
+    z = np.full((model.n_layers, model.n_heads), np.nan)
+    if col in model.heads.columns:
+        vals = pd.to_numeric(model.heads[col], errors="coerce").to_numpy(dtype=float)
+        z[model.heads["layer"].to_numpy(), model.heads["head"].to_numpy()] = vals
+    return z
+
+
+def common(page: str, title: str, site: SiteData) -> dict[str, Any]:
+    """Context shared by all pages: where the page is and how to link from it."""
+    return {
+        "page": page,
+        "title": title,
+        "root": urls.root_prefix(page),
+        "u": lambda target: urls.relative(page, target),
+        "nav_models": [(m.model_id, urls.model_page(m.slug)) for m in site.models],
+        "role_color": role_color,
+        "role_pages": frozenset(all_roles(site)),
+        "role_label": role_label,
+        "urls": urls,
+    }
+
+
+def role_counts(model: ModelData) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in model.heads.to_dict("records"):
+        for r in head_roles(row):
+            counts[r] = counts.get(r, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (_role_order(kv[0]), kv[0])))
+
+
+def _role_order(role: str) -> int:
+    order = list(ROLE_COLORS)
+    return order.index(role) if role in order else len(order)
+
+
+def all_roles(site: SiteData) -> list[str]:
+    """Every role any head has, in display order (computed once per render)."""
+    if "roles" not in site.cache:
+        roles: set[str] = set()
+        for m in site.models:
+            roles.update(role_counts(m))
+        site.cache["roles"] = sorted(roles, key=lambda r: (_role_order(r), r))
+    return site.cache["roles"]
+
+
+def _last_run(model: ModelData) -> str:
+    if model.runs is None or model.runs.empty or "finished_at" not in model.runs:
+        return "–"
+    ts = pd.to_datetime(model.runs["finished_at"]).max()
+    return "–" if pd.isna(ts) else ts.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def index_context(site: SiteData) -> dict[str, Any]:
+    page = urls.INDEX
+    models = []
+    for m in site.models:
+        models.append({
+            "id": m.model_id, "url": urls.model_page(m.slug), "info": m.info, "n_heads_total": len(m.heads),
+            "roles": role_counts(m), "has_negation": m.has_negation, "built": _last_run(m),
+            "passes": sorted(set(m.runs["pass_name"])) if len(m.runs) else [],
+            "n_params": _fmt_int(m.info.get("n_params")),
+        })
+    return {**common(page, "headwiki", site), "models": models, "roles": all_roles(site),
+            "search": True, "search_model": ""}
+
+
+def _fmt_int(v: Any) -> str:
+    f = _num(v)
+    if f is None:
+        return "–"
+    f = int(f)
+    for unit, size in (("B", 10**9), ("M", 10**6), ("k", 10**3)):
+        if f >= size:
+            return f"{f / size:.3g}{unit}"
+    return str(f)
+
+
+def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
+    page = urls.model_page(model.slug)
+    heads = model.heads
+    links = [[urls.relative(page, urls.head_page(model.slug, L, H)) for H in range(model.n_heads)]
+             for L in range(model.n_layers)]
+    heatmaps = []
+    for doc in model.metrics:
+        if not doc.heatmap:
+            continue
+        lo = _grid(model, f"{doc.name}_lo") if doc.has_ci else None
+        hi = _grid(model, f"{doc.name}_hi") if doc.has_ci else None
+        heatmaps.append({
+            "doc": doc, "anchor": f"m-{doc.name}",
+            "html": heatmap_html(doc, _grid(model, doc.name), lo, hi, links, div_id=f"heat-{doc.name}"),
+        })
+    rows = heads.to_dict("records")
+    role_tables = []
+    for role, count in role_counts(model).items():
+        metric, by_mag = role_score_metric(model, role)
+        doc = model.metric(metric) if metric else None
+        members = [r for r in rows if role in head_roles(r)]
+        members.sort(key=lambda r: _sort_score(r, metric, by_mag))
+        role_tables.append({
+            "role": role, "count": count, "metric": doc, "url": urls.role_page(role), "text": ROLE_TEXT.get(role, ""),
+            "heads": [_head_ref(model, r, doc) for r in members],
+        })
+    top = []
+    for doc in model.metrics:
+        if doc.kind != "detector" or doc.name not in (*DETECTOR_ROLES, "bos_sink"):
+            continue
+        ordered = sorted(rows, key=lambda r: _sort_score(r, doc.name, False))[:TOP_K]
+        top.append({"doc": doc, "heads": [_head_ref(model, r, doc) for r in ordered]})
+    return {
+        **common(page, f"{model.model_id} — headwiki", site),
+        "model": model, "info": model.info, "heatmaps": heatmaps, "role_tables": role_tables, "top": top,
+        "metrics": model.metrics, "baselines": _records(model.baselines), "groups": _group_rows(model),
+        "search": True, "search_model": model.model_id, "built": _last_run(model),
+        "n_params": _fmt_int(model.info.get("n_params")),
+    }
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [] if frame is None or frame.empty else frame.to_dict("records")
+
+
+def _group_rows(model: ModelData) -> list[dict[str, Any]]:
+    out = []
+    for g in _records(model.groups):
+        g = dict(g)
+        labels = [str(h) for h in (g.get("heads") if g.get("heads") is not None else [])]
+        g["head_links"] = [(lab, _label_url(model, lab)) for lab in labels]
+        out.append(g)
+    return out
+
+
+def _label_url(model: ModelData, label: str) -> str | None:
+    """Head page of a label like 'L3H7' in this model, None if it is not one of its heads."""
+    m = re.fullmatch(r"L(\d+)H(\d+)", label)
+    if not m or int(m.group(1)) >= model.n_layers or int(m.group(2)) >= model.n_heads:
+        return None
+    return urls.head_page(model.slug, int(m.group(1)), int(m.group(2)))
+
+
+def _sort_score(row: dict[str, Any], metric: str | None, by_magnitude: bool) -> tuple[float, int, int]:
+    v = _num(row.get(metric)) if metric else None
+    key = -math.inf if v is None else (abs(v) if by_magnitude else v)
+    return (-key, int(row["layer"]), int(row["head"]))
+
+
+def _head_ref(model: ModelData, row: dict[str, Any], doc: MetricDoc | None) -> dict[str, Any]:
+    return {
+        "label": row["label"], "model": model.model_id, "url": urls.head_page(model.slug, row["layer"], row["head"]),
+        "value": fmt_value(row.get(doc.name), doc) if doc else "",
+        "ci": fmt_ci(row.get(f"{doc.name}_lo"), row.get(f"{doc.name}_hi"), doc) if doc else "",
+        "roles": head_roles(row),
+    }
+
+
+def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(page path, context) for every head of the model."""
+    heads = model.heads
+    rows = heads.to_dict("records")
+    by_pos = {(int(r["layer"]), int(r["head"])): i for i, r in enumerate(rows)}
+    profile_docs = [d for d in model.metrics if d.heatmap]
+    profile = heads[[d.name for d in profile_docs]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float) \
+        if profile_docs else np.zeros((len(rows), 0))
+    columns = {d.name: pd.to_numeric(heads[d.name], errors="coerce").to_numpy(dtype=float) for d in model.metrics}
+    moved = _moved_by_head(model)
+    for i, row in enumerate(rows):
+        L, H = int(row["layer"]), int(row["head"])
+        page = urls.head_page(model.slug, L, H)
+        metric_rows = []
+        for doc in model.metrics:
+            v = _num(row.get(doc.name))
+            lo, hi = _num(row.get(f"{doc.name}_lo")), _num(row.get(f"{doc.name}_hi"))
+            vals = columns[doc.name]
+            metric_rows.append({
+                "doc": doc, "value": fmt_value(v, doc), "ci": fmt_ci(lo, hi, doc),
+                "noisy": v is not None and doc.has_ci and "delta" in doc.name and ci_is_noisy(v, lo, hi),
+                "q": _num(row.get(f"{doc.name}_q")),
+                "pct": None if v is None else percentile(vals, v),
+                "rank": None if v is None else ordinal(rank_desc(vals, v)),
+                "of": int(np.sum(~np.isnan(vals))),
+                "svg": "" if v is None else distribution_svg(vals, v, lo, hi, is_signed(doc)),
+            })
+        roles = head_roles(row)
+        statements = cross_reference(row, heads)
+        linked_roles = sorted({r for s in statements for r in s.roles} | set(roles),
+                              key=lambda r: (_role_order(r), r))
+        same_role = {}
+        for r in linked_roles:
+            metric, by_mag = role_score_metric(model, r)
+            doc = model.metric(metric) if metric else None
+            members = [x for x in rows if r in head_roles(x) and x["label"] != row["label"]]
+            if not members and r in columns:  # a strong-but-unlisted function: link the strongest heads instead
+                members = [x for x in sorted(rows, key=lambda x: _sort_score(x, r, False))[:TOP_K + 1]
+                           if x["label"] != row["label"]][:TOP_K]
+            members.sort(key=lambda x: _sort_score(x, metric, by_mag))
+            same_role[r] = [_head_ref(model, x, doc) for x in members]
+        neighbours = []
+        for dl in (-1, 0, 1):
+            layer = L + dl
+            if 0 <= layer < model.n_layers:
+                neighbours.append({"layer": layer, "heads": [
+                    {**_head_ref(model, rows[by_pos[(layer, h)]], None), "self": (layer, h) == (L, H)}
+                    for h in range(model.n_heads) if (layer, h) in by_pos]})
+        similar = [{**_head_ref(model, rows[j], None), "distance": f"{d:.2f}"}
+                   for j, d in most_similar(profile, i, TOP_K)] if profile.shape[1] else []
+        examples = [{"kind": e["kind"], "svg": pattern_svg(e["tokens"], e["pattern"], f"{row['label']} on the {e['kind']} example"),
+                     "n_tokens": len(e["tokens"])} for e in model.examples.get((L, H), [])]
+        yield page, {
+            **common(page, f"{row['label']} · {model.model_id} — headwiki", site),
+            "model": model, "row": row, "label": row["label"], "layer": L, "head": H, "roles": roles,
+            "metric_rows": metric_rows, "statements": statements, "same_role": same_role,
+            "neighbours": neighbours, "similar": similar, "examples": examples,
+            "moved": moved.get((L, H), []), "profile_metrics": [d.label for d in profile_docs],
+            "prev": urls.head_page(model.slug, *_step(rows, i, -1)), "next": urls.head_page(model.slug, *_step(rows, i, 1)),
+        }
+
+
+def _step(rows: list[dict[str, Any]], i: int, d: int) -> tuple[int, int]:
+    r = rows[(i + d) % len(rows)]
+    return int(r["layer"]), int(r["head"])
+
+
+def _moved_by_head(model: ModelData, k: int = TOP_K) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """Per head and ablation, the k items whose negation sensitivity the ablation changes most (one sort)."""
+    eff = model.effects
+    if eff is None or eff.empty:
+        return {}
+    items = {(r["dataset"], r["item_id"]): r for r in _records(model.items)}
+    n_items = eff.groupby(["layer", "head", "ablation"]).size().to_dict()
+    ranked = (eff.assign(_mag=eff["d_sensitivity"].abs(), _zero=eff["ablation"] != "zero")
+              .sort_values(["layer", "head", "_zero", "ablation", "_mag", "item_id"],
+                           ascending=[True, True, True, True, False, True])
+              .groupby(["layer", "head", "ablation"], sort=False).head(k))
+    out: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for r in ranked.to_dict("records"):
+        key = (int(r["layer"]), int(r["head"]))
+        blocks = out.setdefault(key, [])
+        if not blocks or blocks[-1]["ablation"] != r["ablation"]:
+            blocks.append({"ablation": r["ablation"], "n_items": int(n_items[(r["layer"], r["head"], r["ablation"])]),
+                           "items": []})
+        item = items.get((r["dataset"], r["item_id"]), {})
+        blocks[-1]["items"].append({
+            "item_id": r["item_id"], "dataset": r["dataset"], "negated": item.get("negated", ""),
+            "target": item.get("target", ""), "foil": item.get("foil", ""),
+            "d_ld_neg": r["d_ld_neg"], "d_ld_aff": r["d_ld_aff"], "d_sensitivity": r["d_sensitivity"]})
+    return out
+
+
+def role_context(site: SiteData, role: str) -> dict[str, Any]:
+    page = urls.role_page(role)
+    groups = []
+    for m in site.models:
+        metric, by_mag = role_score_metric(m, role)
+        doc = m.metric(metric) if metric else None
+        members = [r for r in m.heads.to_dict("records") if role in head_roles(r)]
+        members.sort(key=lambda r: _sort_score(r, metric, by_mag))
+        if members:
+            groups.append({"model": m.model_id, "model_url": urls.model_page(m.slug), "metric": doc,
+                           "heads": [_head_ref(m, r, doc) for r in members]})
+    return {**common(page, f"role: {role_label(role)} — headwiki", site), "role": role,
+            "text": ROLE_TEXT.get(role, ""), "groups": groups}
+
+
+def sql_examples(site: SiteData) -> list[tuple[str, str]]:
+    """(title, SQL) pairs chosen for the columns this database actually has."""
+    m = site.models[0]
+    cols = set(site.metric_columns)
+    ex = [
+        ("Models in the database", "SELECT model_id, architecture, n_layers, n_heads, n_params FROM models ORDER BY model_id"),
+        ("Heads per role, per model", "SELECT model_id, role, count(*) AS heads FROM (SELECT model_id, unnest(roles) AS role FROM heads) GROUP BY ALL ORDER BY ALL"),
+        ("What each metric means (data, n)", f"SELECT metric, description, data, n FROM metrics WHERE model_id = '{m.model_id}' ORDER BY metric"),
+    ]
+    if "induction" in cols:
+        ex.append(("Top induction heads with their 95% CI",
+                   "SELECT model_id, label, round(induction, 3) AS induction, round(induction_lo, 3) AS lo, "
+                   "round(induction_hi, 3) AS hi FROM heads WHERE induction IS NOT NULL ORDER BY induction DESC LIMIT 10"))
+    if {"multi_role", "roles"} <= cols:
+        ex.append(("Heads with more than one role (possible confounds)",
+                   "SELECT model_id, label, roles FROM heads WHERE multi_role ORDER BY model_id, layer, head"))
+    if "neg_acc_delta_zero" in cols:
+        ex.append(("Heads whose zero ablation changes negated accuracy (BH q < 0.05)",
+                   "SELECT model_id, label, round(100 * neg_acc_delta_zero, 1) AS delta_pts, round(neg_acc_delta_zero_q, 4) AS q, "
+                   "roles FROM heads WHERE neg_acc_delta_zero_q < 0.05 ORDER BY neg_acc_delta_zero"))
+        if "previous_token" in cols:
+            ex.append(("Negation effect next to previous-token score (the confound the wiki flags)",
+                       "SELECT model_id, label, round(100 * neg_acc_delta_zero, 1) AS neg_delta_pts, round(previous_token, 3) AS prev_token "
+                       "FROM heads WHERE neg_acc_delta_zero IS NOT NULL ORDER BY neg_acc_delta_zero LIMIT 10"))
+        ex.append(("Negation baselines with CIs",
+                   "SELECT model_id, dataset, condition, n_items, round(accuracy, 3) AS acc, round(accuracy_lo, 3) AS lo, "
+                   "round(accuracy_hi, 3) AS hi FROM negation_baselines ORDER BY ALL"))
+    ex.append(("Any metric in long form", "SELECT model_id, label, metric, round(value, 4) AS value FROM head_metrics_long "
+               "WHERE metric = 'entropy' ORDER BY value DESC LIMIT 5"))
+    ex.append(("Runs and their parameters", "SELECT run_id, model_id, pass_name, seed, n, status FROM runs ORDER BY started_at"))
+    return ex
+
+
+def sql_context(site: SiteData, con: Any, db_arg: str) -> dict[str, Any]:
+    """Run every example read-only (an example that fails is a bug: it raises) and show a preview."""
+    page = urls.SQL
+    examples = []
+    for title, sql in sql_examples(site):
+        cur = con.cursor()
+        try:
+            rel = cur.execute(sql)
+            names = [d[0] for d in rel.description]
+            rows = rel.fetchall()
+        finally:
+            cur.close()
+        examples.append({
+            "title": title, "sql": sql,
+            "command": f"headwiki query {shlex.quote(sql)} --db {shlex.quote(db_arg)}",
+            "columns": names, "rows": [[_cell(v) for v in r] for r in rows[:5]], "n_rows": len(rows),
+        })
+    return {**common(page, "SQL — headwiki", site), "examples": examples, "db_arg": db_arg}
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, float):
+        return "NULL" if math.isnan(v) else f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(map(str, v)) + "]"
+    return str(v)
+
+
+def provenance_context(site: SiteData) -> dict[str, Any]:
+    page = urls.PROVENANCE
+    runs = []
+    for r in _records(site.runs):
+        r = dict(r)
+        r["params_pretty"] = json.dumps(parse_json(r.get("params")), indent=2, sort_keys=True)
+        r["provenance_pretty"] = json.dumps(parse_json(r.get("provenance")), indent=2, sort_keys=True)
+        runs.append(r)
+    return {**common(page, "Provenance — headwiki", site), "runs": runs, "meta": site.meta,
+            "models": [m.info for m in site.models], "db_name": site.db_name}
+
+
+def search_index(site: SiteData) -> list[dict[str, Any]]:
+    """One compact entry per head for the client-side search (URLs relative to the site root)."""
+    out = []
+    for m in site.models:
+        docs = [d for d in m.metrics if d.heatmap]
+        for r in m.heads.to_dict("records"):
+            vals = {d.name: round(v, 4) for d in docs if (v := _num(r.get(d.name))) is not None}
+            out.append({"m": m.model_id, "l": r["label"], "u": urls.head_page(m.slug, r["layer"], r["head"]),
+                        "r": head_roles(r), "v": vals})
+    return out
