@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from headwiki.models import TOY_NAME, load_model
+from headwiki.models import TOY_NAME, load_model, resolve_source
 from headwiki.progress import log
 
 
@@ -51,6 +51,8 @@ def build(
     from headwiki.detectors.run import detect_model
     from headwiki.wiki.render import render_site
 
+    for spec in models:  # a bad --model fails before any pass runs for any model
+        resolve_source(spec)
     started = time.perf_counter()
     report = BuildReport(db_path=Path(db_path), out_dir=Path(out_dir))
     for spec in models:

@@ -77,9 +77,10 @@ def _register() -> None:
     from headwiki.ablation.cli import ablate
     from headwiki.db.cli import query
     from headwiki.detectors.cli import detect, heads
+    from headwiki.toy.cli import toy
     from headwiki.wiki.cli import site
 
-    for command in (detect, heads, query, ablate, site):
+    for command in (detect, heads, query, ablate, site, toy):
         cli.add_command(command)
 
 

@@ -255,10 +255,8 @@ def test_cli_runs_the_pass_and_prints_a_summary(tmp_path: Path, random_gpt2_dir:
 
 
 def test_toy_model_has_heads_that_significantly_move_negated_accuracy(tmp_path: Path) -> None:
-    from headwiki.models import TOY_DIR
 
-    if not (TOY_DIR / "config.json").exists():
-        pytest.skip(f"the embedded toy model is not trained yet ({TOY_DIR} has no config.json)")
+
     toy = load_model("toy", device="cpu")
     db = tmp_path / "toy.duckdb"
     result = ablate_model(toy, db, dataset="toy", n_boot=500, n_perm=500)

@@ -179,10 +179,8 @@ def test_pass_on_gqa_rotary_model_scores_every_head_with_cis(random_llama_dir: P
 
 
 def test_toy_model_planted_heads_are_found_and_labelled() -> None:
-    from headwiki.models import TOY_DIR, load_model
+    from headwiki.models import load_model
 
-    if not (TOY_DIR / "config.json").exists():
-        pytest.skip(f"the embedded toy model is not built yet ({TOY_DIR}); `headwiki toy train` creates it")
     from headwiki.detectors.run import compute_detections
 
     det = compute_detections(load_model("toy", device="cpu"), n_seqs=24, n_boot=300)

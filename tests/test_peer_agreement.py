@@ -16,7 +16,7 @@ from transformer_lens.head_detector import detect_head
 from headwiki.detectors.data import bos_id, ordinary_token_ids, repeat_sequences, resolve_text, text_windows
 from headwiki.detectors.peer import TL_HEAD_NAMES, tl_scores
 from headwiki.hooks import capture_patterns
-from headwiki.models import LoadedModel, TOY_DIR, load_model
+from headwiki.models import LoadedModel, load_model
 
 torch.set_num_threads(1)
 
@@ -68,8 +68,6 @@ def test_peer_agreement_stories260k(stories_dir: Path) -> None:
 
 
 def test_peer_agreement_toy() -> None:
-    if not (TOY_DIR / "config.json").exists():
-        pytest.skip(f"the embedded toy model is not built yet ({TOY_DIR}); `headwiki toy train` creates it")
     _assert_agreement(load_model("toy", device="cpu"))
 
 

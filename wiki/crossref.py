@@ -42,8 +42,8 @@ class Statement:
     noisy: bool = False
 
 
-def _num(row: Mapping[str, Any], key: str) -> float | None:
-    v = row.get(key)
+def as_float(v: Any) -> float | None:
+    """A finite float, or None for None / NaN / non-numbers (DB cells may be any of these)."""
     if v is None:
         return None
     try:
@@ -51,6 +51,10 @@ def _num(row: Mapping[str, Any], key: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(f) else f
+
+
+def _num(row: Mapping[str, Any], key: str) -> float | None:
+    return as_float(row.get(key))
 
 
 def ordinal(k: int) -> str:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from headwiki.wiki import urls
 from headwiki.wiki.context import DETECTOR_ROLES, MetricDoc, ModelData, SiteData, parse_json
-from headwiki.wiki.crossref import ci_is_noisy, cross_reference, ordinal, percentile, rank_desc
+from headwiki.wiki.crossref import as_float, ci_is_noisy, cross_reference, ordinal, percentile, rank_desc
 from headwiki.wiki.figures import distribution_svg, heatmap_html, is_signed, pattern_svg
 from headwiki.wiki.similarity import most_similar
 
@@ -53,14 +53,7 @@ def role_label(role: str) -> str:
     return role.replace("_", "-")
 
 
-def _num(v: Any) -> float | None:
-    if v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
+_num = as_float
 
 
 def fmt_number(v: Any, spec: str = ".3f", scale: float = 1.0) -> str:
