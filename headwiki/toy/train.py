@@ -1,0 +1,249 @@
+"""Train the toy GPT-2 on the generated toy-world corpus and write an HF model directory.
+
+One call of :func:`train` = one reproducible run: ``torch.manual_seed(seed)``, a single numpy
+stream ``default_rng([seed, 1])`` for the data order, 2 CPU threads. A time-budget guard stops
+early (and says so in ``metrics.json``) if the machine is much slower than expected.
+
+Curriculum (each stage measured to matter, see the model card):
+  1. steps < ``curriculum_steps``: only synthetic documents (forward repeats + reversal pairs);
+     this is what lets induction / duplicate-token heads form quickly.
+  2. afterwards: world text mixed with the synthetic documents.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from headwiki.toy.card import model_card, roles
+from headwiki.toy.evaluate import measure_heads, measure_negation
+from headwiki.toy.tokenizer import build_tokenizer, n_special, vocab
+from headwiki.toy.world import (BOS, EOS, PAD, World, make_world, ordinary_vocab,
+                                repeat_tokens, reversal_tokens, sample_sentence, skip_permutation,
+                                skip_tokens)
+
+DEFAULT_OUT: Path = Path(__file__).parent / "model"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one run (all recorded in metrics.json)."""
+
+    seed: int = 0
+    steps: int = 4000
+    batch_size: int = 32
+    n_ctx: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    d_model: int = 128
+    lr: float = 3e-3
+    min_lr_frac: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    curriculum_steps: int = 1500
+    reversal_frac_curriculum: float = 0.25
+    skip_frac_curriculum: float = 0.35
+    skip_frac: float = 0.05
+    text_frac: float = 0.55
+    reversal_frac: float = 0.15
+    min_span: int = 3
+    max_span: int = 20
+    min_copies: int = 3
+    max_gap: int = 2
+    max_copies: int = 4
+    time_budget_s: float = 540.0
+    eval_every: int = 250
+
+
+# ---------------------------------------------------------------- data
+
+
+def _synthetic_ids(rng: np.random.Generator, length: int, n_ordinary: int, kind: str,
+                   cfg: TrainConfig) -> np.ndarray:
+    """Fill ``length`` ordinary-token ids (0-based, before offsetting) with repeat or reversal
+    segments of random span. Returns int64 [length]."""
+    parts: list[np.ndarray] = []
+    total = 0
+    while total < length:
+        span = int(rng.integers(cfg.min_span, cfg.max_span + 1))
+        if kind == "skip":
+            seg = skip_tokens(rng, skip_permutation(cfg.seed, n_ordinary), int(rng.integers(4, 13)))
+        elif kind == "repeat":
+            copies = int(rng.integers(cfg.min_copies, cfg.max_copies + 1))
+            seg = repeat_tokens(rng, n_ordinary, span, copies=copies, max_gap=cfg.max_gap)
+        else:
+            seg = reversal_tokens(rng, n_ordinary, span)
+        parts.append(seg)
+        total += len(seg)
+    return np.concatenate(parts)[:length]
+
+
+def _text_ids(rng: np.random.Generator, world: World, length: int, v: dict[str, int]) -> np.ndarray:
+    """World sentences concatenated until ``length`` token ids (last sentence may be cut)."""
+    ids: list[int] = []
+    while len(ids) < length:
+        ids.extend(v[w] for w in sample_sentence(rng, world).split())
+    return np.asarray(ids[:length], dtype=np.int64)
+
+
+def make_batch(rng: np.random.Generator, world: World, cfg: TrainConfig, step: int) -> torch.Tensor:
+    """One training batch: LongTensor [batch_size, n_ctx], every row starts with BOS.
+
+    Row kind per the curriculum: synthetic only before ``curriculum_steps``, then a mix with
+    ``text_frac`` world text, ``reversal_frac`` reversal pairs, the rest forward repeats.
+    """
+    v = vocab()
+    first = n_special()
+    n_ord = len(ordinary_vocab())
+    rows = np.empty((cfg.batch_size, cfg.n_ctx), dtype=np.int64)
+    rows[:, 0] = v[BOS]
+    body = cfg.n_ctx - 1
+    for b in range(cfg.batch_size):
+        u = float(rng.random())
+        if step < cfg.curriculum_steps:
+            kind = "reversal" if u < cfg.reversal_frac_curriculum else "repeat"
+            if u > 1.0 - cfg.skip_frac_curriculum:
+                kind = "skip"
+        elif u < cfg.text_frac:
+            kind = "text"
+        elif u < cfg.text_frac + cfg.reversal_frac:
+            kind = "reversal"
+        elif u > 1.0 - cfg.skip_frac:
+            kind = "skip"
+        else:
+            kind = "repeat"
+        if kind == "text":
+            rows[b, 1:] = _text_ids(rng, world, body, v)
+        else:
+            rows[b, 1:] = _synthetic_ids(rng, body, n_ord, kind, cfg) + first
+    return torch.from_numpy(rows)
+
+
+# ---------------------------------------------------------------- model
+
+
+def build_model(cfg: TrainConfig) -> GPT2LMHeadModel:
+    """A fresh GPT-2 (learned positions, tied embeddings, no dropout, eager attention)."""
+    v = vocab()
+    config = GPT2Config(
+        vocab_size=len(v), n_positions=cfg.n_ctx, n_embd=cfg.d_model, n_layer=cfg.n_layer,
+        n_head=cfg.n_head, n_inner=4 * cfg.d_model, resid_pdrop=0.0, embd_pdrop=0.0,
+        attn_pdrop=0.0, bos_token_id=v[BOS], eos_token_id=v[EOS], pad_token_id=v[PAD],
+        tie_word_embeddings=True,
+    )
+    config._attn_implementation = "eager"
+    return GPT2LMHeadModel(config)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to ``min_lr_frac * lr``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def evaluate(model: GPT2LMHeadModel, seed: int, full: bool = True) -> dict[str, object]:
+    """Held-out measurements as a JSON-able dict (model put in eval mode).
+
+    ``full=False`` (used for progress logs) skips the trained-entity negation split.
+    """
+    model.eval()
+    tok = build_tokenizer()
+    heads = measure_heads(model, tok, seed)
+    out: dict[str, object] = {"heads": asdict(heads),
+                              "negation_heldout": asdict(measure_negation(model, tok, seed))}
+    if full:
+        out["negation_trained_entities"] = asdict(measure_negation(model, tok, seed, "train"))
+        out["roles"] = roles(out["heads"])  # type: ignore[arg-type]
+    return out
+
+
+def _best(scores: list[list[float]]) -> tuple[str, float]:
+    """Name ("L1H2") and value of the highest score in a [Ly][H] table."""
+    flat = [(f"L{l}H{h}", s) for l, row in enumerate(scores) for h, s in enumerate(row)]
+    return max(flat, key=lambda x: x[1])
+
+
+def summary_line(m: dict[str, object]) -> str:
+    """Compact one-line progress summary of :func:`evaluate` output."""
+    h = m["heads"]
+    n = m["negation_heldout"]
+    assert isinstance(h, dict) and isinstance(n, dict)
+    ind, dup, prev = _best(h["induction"]), _best(h["duplicate"]), _best(h["previous_token"])
+    return (f"ind {ind[0]}={ind[1]:.2f} dup {dup[0]}={dup[1]:.2f} prev {prev[0]}={prev[1]:.2f} "
+            f"loss1/2 {h['first_copy_loss']:.2f}/{h['second_copy_loss']:.2f} "
+            f"neg aff/neg/ctl {n['affirmative']:.2f}/{n['negated']:.2f}/{n['control']:.2f}")
+
+
+def train(cfg: TrainConfig, out: Path | None = DEFAULT_OUT) -> dict[str, object]:
+    """Train, evaluate on held-out probes, and (if ``out``) save model + tokenizer + metrics.json.
+
+    Returns the metrics dict. Progress (step/total, loss, ETA) goes to stderr.
+    """
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(2)
+    rng = np.random.default_rng([cfg.seed, 1])
+    world = make_world(cfg.seed)
+    model = build_model(cfg)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.98))
+    t0 = time.perf_counter()
+    history: list[dict[str, object]] = []
+    stopped_early = False
+    step = 0
+    bar = tqdm(total=cfg.steps, file=sys.stderr, desc="toy train", dynamic_ncols=True,
+               mininterval=2.0)
+    for step in range(cfg.steps):
+        if time.perf_counter() - t0 > cfg.time_budget_s:
+            stopped_early = True
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        batch = make_batch(rng, world, cfg, step)
+        loss = model(input_ids=batch, labels=batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
+            m = evaluate(model, cfg.seed, full=False)
+            model.train()
+            history.append({"step": step + 1, "summary": summary_line(m)})
+            tqdm.write(f"[step {step + 1}] {summary_line(m)}", file=sys.stderr)
+    bar.close()
+    train_s = time.perf_counter() - t0
+    metrics = evaluate(model, cfg.seed)
+    metrics.update({"config": asdict(cfg), "steps_done": step + 1 if not stopped_early else step,
+                    "stopped_early_by_time_budget": stopped_early,
+                    "train_wall_s": round(train_s, 1), "history": history,
+                    "final_train_loss": round(float(loss.item()), 4)})
+    tqdm.write(f"[final] {summary_line(metrics)} ({train_s:.0f}s)", file=sys.stderr)
+    if out is not None:
+        save(model, out, metrics)
+    return metrics
+
+
+def save(model: GPT2LMHeadModel, out: Path, metrics: dict[str, object]) -> None:
+    """Write config.json, model.safetensors, tokenizer files, metrics.json and the model card
+    README.md (rendered from ``metrics``) into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    build_tokenizer().save_pretrained(out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    (out / "README.md").write_text(model_card(metrics))
