@@ -46,7 +46,8 @@ def build_real_db(base: Path) -> Path:
     from headwiki.detectors.run import detect_model
     from headwiki.models import load_model
 
-    assert (STORIES / "config.json").exists(), f"{STORIES} is missing: the wiki tests need a second real model"
+    if not (STORIES / "config.json").exists():
+        pytest.skip(f"../shared is absent ({STORIES} not found): the wiki tests need it as the second real model")
     toy = load_model("toy", device="cpu")
     detect_model(toy, db, n_seqs=16, seq_len=24, seed=0)
     ablate_model(toy, db, dataset="toy", ablations=("zero", "mean"), max_items=48, n_boot=200, n_perm=200)
