@@ -22,6 +22,9 @@ import torch
 from torch import Tensor
 from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from headwiki.detectors.duplicate_token import duplicate_token_scores as duplicate_per_sequence
+from headwiki.detectors.induction import induction_scores as induction_per_sequence
+from headwiki.detectors.registry import BatchMeta
 from headwiki.toy.world import corpus_text, negation_items, ordinary_vocab
 
 # ---------------------------------------------------------------- probes
@@ -50,23 +53,20 @@ def stack_attentions(attentions: tuple[Tensor, ...]) -> Tensor:
     return torch.stack(attentions, dim=1)
 
 
-def _second_copy_rows(span: int) -> Tensor:
-    """Query positions of the second copy in ``[BOS, s, s]``: L+1 .. 2L (LongTensor [L])."""
-    return torch.arange(span + 1, 2 * span + 1)
-
-
 def induction_scores(pattern: Tensor, span: int) -> Tensor:
-    """[B, Ly, H, T, T] on ``[BOS, s, s]`` probes -> [Ly, H] mean attention to (earlier copy + 1)."""
-    q = _second_copy_rows(span)
-    k = q - span + 1
-    return pattern[..., q, k].mean(dim=(0, -1))
+    """[B, Ly, H, T, T] on ``[BOS, s, s]`` probes -> [Ly, H] mean attention to (earlier copy + 1).
+
+    The definition lives in headwiki.detectors.induction; this averages its per-sequence scores.
+    """
+    return induction_per_sequence(pattern, torch.empty(0), BatchMeta(half_len=span)).mean(0)
 
 
 def duplicate_scores(pattern: Tensor, span: int) -> Tensor:
-    """[B, Ly, H, T, T] on ``[BOS, s, s]`` probes -> [Ly, H] mean attention to the earlier copy."""
-    q = _second_copy_rows(span)
-    k = q - span
-    return pattern[..., q, k].mean(dim=(0, -1))
+    """[B, Ly, H, T, T] on ``[BOS, s, s]`` probes -> [Ly, H] mean attention to the earlier copy itself.
+
+    The definition lives in headwiki.detectors.duplicate_token; this averages its per-sequence scores.
+    """
+    return duplicate_per_sequence(pattern, torch.empty(0), BatchMeta(half_len=span)).mean(0)
 
 
 def previous_token_scores(pattern: Tensor, lengths: Tensor) -> Tensor:
