@@ -79,18 +79,20 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Machine: {results['machine']}; device: {results['device']}; torch {results['torch']}.",
         "",
-        "| model | heads | detectors: headwiki s | TL detect_head s | speed-up (floor ≥ 10×) | values equal | "
+        "| model | heads | detectors: headwiki s | TL detect_head s | speed-up (floor ≥ 10×) | ceiling: TL / bare forward | values equal | "
         "naive loop s | sweep s | sweep / naive (floor ≤ 0.6) | prefix-reuse bound s | attribution s | attribution / sweep | sweep = naive |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
         d, a = row["detect"], row["ablate"]
         lines.append(
-            f"| {row['shape']} | {row['heads']} | {d['headwiki_s']:.2f} | {d['transformer_lens_s']:.2f} | {d['speedup']:.1f}× | "
+            f"| {row['shape']} | {row['heads']} | {d['headwiki_s']:.2f} | {d['transformer_lens_s']:.2f} | {d['speedup']:.1f}× | {d['speedup_ceiling']:.1f}× | "
             f"{'yes' if d['values_equal'] else 'NO'} (max Δ {d['max_abs_diff']:.1e}) | {a['naive_s']:.2f} | {a['sweep_s']:.2f} | "
             f"{a['sweep_over_naive']:.2f} | {a['prefix_lower_bound_s']:.2f} | {a['attribution_s']:.2f} | "
             f"{a['attribution_over_sweep']:.2f} | {'yes' if a['max_abs_diff_sweep_vs_naive'] == 0 else 'max Δ %.1e' % a['max_abs_diff_sweep_vs_naive']} |"
         )
+    lines += ["", "Ceiling: TL's time over a bare batched forward of the model body on the same tokens (no hooks, "
+                  "no unembedding), the least any exact detector pass can take on this device."]
     lines += ["", f"Whole `headwiki build` of the toy model (detect + ablate + site, fresh DB): "
                   f"{results['build_toy_s']} s wall, peak RSS {results['build_toy_peak_rss_mb']} MB."]
     return "\n".join(lines)

@@ -61,14 +61,15 @@ def mul_scores(patterns: torch.Tensor, detection: torch.Tensor, exclude_bos: boo
     """TransformerLens "mul" score for every head of every sequence.
 
     patterns: [b, n_layers, n_heads, s, s]; detection: [b, s, s] (0/1) -> [b, n_layers, n_heads]
-    = sum(A * D) / sum(A) per head, with column 0 of A zeroed first when `exclude_bos`.
+    = sum(A * D) / sum(A) per head, with column 0 of A zeroed first when `exclude_bos`. One read of A
+    per sum (einsum, no [b, L, H, s, s] temporaries), accumulated in A's dtype like TL's own sum.
     """
-    a = patterns.double()
+    a = patterns
     if exclude_bos:
         a = a.clone()
         a[..., 0] = 0
-    d = detection.to(a.device, a.dtype)[:, None, None]
-    return ((a * d).sum((-1, -2)) / a.sum((-1, -2))).to(patterns.dtype)
+    d = detection.to(a.device, a.dtype)
+    return torch.einsum("blhij,bij->blh", a, d) / a.sum((-1, -2))
 
 
 def tl_scores(patterns: torch.Tensor, tokens: torch.Tensor, head_name: TLHeadName, exclude_bos: bool = False) -> torch.Tensor:

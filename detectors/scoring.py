@@ -9,7 +9,7 @@ import torch
 
 from headwiki.batching import batched
 from headwiki.detectors.registry import BatchMeta, Detector, InputKind, Registry
-from headwiki.hooks import capture_patterns
+from headwiki.hooks import reduce_patterns
 
 
 def score_inputs(
@@ -24,8 +24,8 @@ def score_inputs(
     """Per-sequence outputs of every detector (or those named in `only`) on its input kind.
 
     inputs: {kind: tokens [n_kind, s]} -> {detector name: [n_kind, n_layers, n_heads(, k)]} on CPU.
-    Each batch of each kind is run through the model once; patterns [b, L, H, s, s] are reduced
-    to scores immediately and dropped.
+    Each batch of each kind is run through the model once; each layer's pattern [b, 1, H, s, s] is
+    reduced to scores inside its hook and dropped (every detector is per head, so per layer).
     """
     device = _device(bridge)
     out: dict[str, list[torch.Tensor]] = {}
@@ -35,13 +35,21 @@ def score_inputs(
             continue
         for batch in batched(tokens, batch_size):
             batch = batch.to(device)
-            patterns = capture_patterns(bridge, batch)
-            for det in detectors:
-                out.setdefault(det.name, []).append(det.fn(patterns, batch, meta).float().cpu())
-            del patterns
+            for name, value in reduce_patterns(bridge, batch, _layer_scorer(detectors, batch, meta)).items():
+                out.setdefault(name, []).append(value.cpu())
             if on_batch is not None:
                 on_batch()
     return {name: torch.cat(parts) for name, parts in out.items()}
+
+
+def _layer_scorer(detectors: list[Detector], tokens: torch.Tensor, meta: BatchMeta) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+    """The per-layer reduction for :func:`reduce_patterns`: pattern [b, 1, H, s, s] -> {detector: [b, 1, H(, k)]}."""
+
+    def scores(pattern: torch.Tensor) -> dict[str, torch.Tensor]:
+        pattern = pattern.float()  # bf16/fp16 models are scored in float32
+        return {det.name: det.fn(pattern, tokens, meta).float() for det in detectors}
+
+    return scores
 
 
 def n_forward_batches(inputs: Mapping[InputKind, torch.Tensor], registry: Registry, batch_size: int, only: set[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -44,20 +45,24 @@ class _PatternsCaptured(Exception):
 
 
 @torch.inference_mode()
-def capture_patterns(bridge: Any, tokens: torch.Tensor) -> torch.Tensor:
-    """Run one batched forward pass capturing only hook_pattern, stopping after the last layer's.
+def reduce_patterns(
+    bridge: Any, tokens: torch.Tensor, reduce: Callable[[torch.Tensor], dict[str, torch.Tensor]]
+) -> dict[str, torch.Tensor]:
+    """One batched forward; each layer's hook_pattern is reduced by `reduce` inside its hook and dropped.
 
-    The rest of the last block and the unembedding never run (for GPT-2-small the unembedding
-    alone is ~30% of the forward). tokens: [batch, seq] -> patterns [batch, n_layers, n_heads,
-    seq, seq] (float32, on the model's device).
+    `reduce` maps one layer's pattern [batch, 1, n_heads, seq, seq] to {name: [batch, 1, n_heads, ...]};
+    the results are concatenated over layers: {name: [batch, n_layers, n_heads, ...]}. The forward
+    stops after the last layer's pattern hook (the rest of the last block and the unembedding never
+    run; for GPT-2-small the unembedding alone is ~30% of a forward), and no [b, L, H, s, s] stack
+    is ever built, so memory stays at one layer's pattern.
     """
     names = [pattern_hook(layer) for layer in range(n_layers(bridge))]
     require_hooks(bridge, names, "attention-pattern detectors")
-    captured: dict[str, torch.Tensor] = {}
+    reduced: dict[str, dict[str, torch.Tensor]] = {}
     last = names[-1]
 
     def keep(pattern: torch.Tensor, hook: Any) -> None:
-        captured[hook.name] = pattern.float()
+        reduced[hook.name] = reduce(pattern[:, None])
         if hook.name == last:
             raise _PatternsCaptured
 
@@ -66,7 +71,14 @@ def capture_patterns(bridge: Any, tokens: torch.Tensor) -> torch.Tensor:
             bridge(tokens, return_type=None)
     except _PatternsCaptured:
         pass
-    missing = [n for n in names if n not in captured]
+    missing = [n for n in names if n not in reduced]
     if missing:
         raise HeadwikiError(f"hook {missing[0]} did not fire for model {bridge.cfg.model_name!r}: its adapter does not expose attention patterns")
-    return torch.stack([captured[name] for name in names], dim=1)
+    keys = reduced[names[0]].keys()
+    return {key: torch.cat([reduced[name][key] for name in names], dim=1) for key in keys}
+
+
+def capture_patterns(bridge: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """All attention patterns of one batched forward: tokens [batch, seq] -> [batch, n_layers, n_heads,
+    seq, seq] (float32, on the model's device). For scores, prefer :func:`reduce_patterns` (no stack)."""
+    return reduce_patterns(bridge, tokens, lambda pattern: {"pattern": pattern.float()})["pattern"]

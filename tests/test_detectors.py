@@ -179,21 +179,35 @@ def test_pass_on_gqa_rotary_model_scores_every_head_with_cis(random_llama_dir: P
 
 
 def test_toy_model_planted_heads_are_found_and_labelled() -> None:
-    """The toy model's planted previous-token heads are top-ranked and labelled; roles it lacks are not claimed.
+    """Heads the toy trainer's own evaluation (HF attentions on held-out probes, a separate code path)
+    finds in a role are top-ranked and labelled by the detectors; no role is claimed below its threshold."""
+    import torch
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    Its model card (headwiki/toy/model/README.md) reports no induction or duplicate-token head on the
-    standard +1 scale (its copying head attends to the earlier copy + 2), so those roles must stay empty.
-    """
-    from headwiki.models import load_model
     from headwiki.detectors.roles import DEFAULT_THRESHOLDS
     from headwiki.detectors.run import compute_detections
+    from headwiki.models import load_model
+    from headwiki.toy import MODEL_DIR
+    from headwiki.toy.card import roles as card_roles
+    from headwiki.toy.evaluate import measure_heads
 
+    hf = GPT2LMHeadModel.from_pretrained(MODEL_DIR, attn_implementation="eager").eval()
+    with torch.no_grad():
+        measured = measure_heads(hf, PreTrainedTokenizerFast.from_pretrained(MODEL_DIR), seed=0)
+    planted = card_roles({"induction": measured.induction, "previous_token": measured.previous_token,
+                          "duplicate": measured.duplicate})
+    assert any(planted.values()), "the toy model should have at least one planted head"
     det = compute_detections(load_model("toy", device="cpu"), n_seqs=24, n_boot=300)
-    frame = det.frame
-    planted = {"L0H1", "L0H2", "L0H3"}  # previous-token heads measured by the toy trainer's own evaluation
-    top = frame.sort_values("previous_token", ascending=False).head(3)
-    assert {f"L{r.layer}H{r.head}" for r in top.itertuples()} == planted
-    assert all("previous_token" in roles for roles in top["roles"])
+    frame = det.frame.assign(name=lambda f: "L" + f["layer"].astype(str) + "H" + f["head"].astype(str))
+    for card_role, column in (("induction", "induction"), ("previous_token", "previous_token"),
+                              ("duplicate", "duplicate_token")):
+        heads = set(planted[card_role])
+        if not heads:
+            continue
+        ranked = frame.sort_values(column, ascending=False)["name"].tolist()
+        assert set(ranked[:len(heads)]) == heads, (column, ranked[:len(heads)], heads)
+        labelled = frame[frame["name"].isin(heads)]
+        assert all(column in roles for roles in labelled["roles"]), (column, labelled[["name", column, "roles"]])
     for role, limit in DEFAULT_THRESHOLDS.items():
         below = frame[frame[role] < limit]
         assert not any(role in roles for roles in below["roles"]), f"{role} claimed below its threshold"

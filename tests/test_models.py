@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from headwiki.errors import HeadwikiError
-from headwiki.hooks import capture_patterns
+from headwiki.hooks import capture_patterns, reduce_patterns
 from headwiki.models import load_model, resolve_source
 
 
@@ -34,6 +34,21 @@ def test_random_gpt2_dir_loads_like_a_hub_model(random_gpt2_dir: Path) -> None:
     info = load_model(str(random_gpt2_dir), device="cpu").info
     assert info.source == "local" and info.architecture == "GPT2LMHeadModel"
     assert (info.n_layers, info.n_heads, info.n_kv_heads, info.d_head) == (2, 4, 4, 16)
+
+
+def test_per_layer_reduction_equals_reducing_the_captured_stack(random_llama_dir: Path) -> None:
+    """reduce_patterns (scores computed inside each layer's hook) gives exactly what reducing the full stack gives."""
+    bridge = load_model(str(random_llama_dir), device="cpu").bridge
+    tokens = bridge.to_tokens(["w1 w2 w3 w1 w2 w3", "w4 w5 w4 w5 w6 w7"])
+    stack = capture_patterns(bridge, tokens)  # [b, L, H, s, s]
+
+    def reduce(pattern: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"prev": pattern.diagonal(-1, -2, -1).mean(-1), "row": pattern[..., -1, :]}
+
+    out = reduce_patterns(bridge, tokens, reduce)
+    assert out["prev"].shape == stack.shape[:3] and out["row"].shape == stack.shape[:3] + (tokens.shape[1],)
+    torch.testing.assert_close(out["prev"], stack.diagonal(-1, -2, -1).mean(-1), atol=0, rtol=0)
+    torch.testing.assert_close(out["row"], stack[..., -1, :], atol=0, rtol=0)
 
 
 def test_random_llama_gqa_rotary_dir(random_llama_dir: Path) -> None:
