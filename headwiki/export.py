@@ -19,7 +19,7 @@ def export_parquet(db_path: str | Path, out_dir: str | Path) -> list[Path]:
         tables = [r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
         ).fetchall()]
-        frames = {name: con.execute(f'SELECT * FROM "{name}"').to_arrow_table() for name in tables}
+        frames = {name: con.sql(f'SELECT * FROM "{name}"').to_arrow_table() for name in tables}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -25,7 +25,7 @@ from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 from headwiki.detectors.duplicate_token import duplicate_token_scores as duplicate_per_sequence
 from headwiki.detectors.induction import induction_scores as induction_per_sequence
 from headwiki.detectors.registry import BatchMeta
-from headwiki.toy.world import corpus_text, negation_items, ordinary_vocab
+from headwiki.toy.world import corpus_text, n_content_words, negation_items, ordinary_vocab
 
 # ---------------------------------------------------------------- probes
 
@@ -164,7 +164,7 @@ def measure_heads(model: GPT2LMHeadModel, tok: PreTrainedTokenizerFast, seed: in
     vocab = tok.get_vocab()
     words = ordinary_vocab()
     tokens = repeated_random_tokens(n_seqs, span, seed, vocab[tok.bos_token], vocab[words[0]],
-                                    len(words))
+                                    n_content_words())
     out = model(input_ids=tokens, output_attentions=True)
     pat = stack_attentions(out.attentions)
     first, second = copy_losses(out.logits, tokens, span)

@@ -4,10 +4,14 @@ One call of :func:`train` = one reproducible run: ``torch.manual_seed(seed)``, a
 stream ``default_rng([seed, 1])`` for the data order, 2 CPU threads. A time-budget guard stops
 early (and says so in ``metrics.json``) if the machine is much slower than expected.
 
-Curriculum (each stage measured to matter, see the model card):
-  1. steps < ``curriculum_steps``: only synthetic documents (forward repeats + reversal pairs);
-     this is what lets induction / duplicate-token heads form quickly.
-  2. afterwards: world text mixed with the synthetic documents.
+Curriculum (see the model card and ``experiments/TOY_EXPERIMENTS.md`` on the ``toy-experiments``
+branch for the runs behind each choice):
+  1. steps < ``curriculum_steps``: only forward-repeat documents (one random span repeated until
+     the row is full), at a low learning rate: a previous-token head and an induction head form
+     together within ~500-750 steps. Mixing other data in from the start, skip documents, or
+     multi-segment documents with gaps gave offset-2 copy heads or positional heads instead.
+  2. afterwards, with a second (higher) learning-rate cycle: world text, "again" documents and
+     forward repeats.
 """
 
 from __future__ import annotations
@@ -27,9 +31,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from headwiki.toy.card import model_card, roles
 from headwiki.toy.evaluate import measure_heads, measure_negation
 from headwiki.toy.tokenizer import build_tokenizer, n_special, vocab
-from headwiki.toy.world import (BOS, EOS, PAD, World, make_world, ordinary_vocab,
-                                repeat_tokens, reversal_tokens, sample_sentence, skip_permutation,
-                                skip_tokens)
+from headwiki.toy.world import (BOS, EOS, NEGATION_CONTRAST, PAD, World, again_tokens, make_world,
+                                marker_index, n_content_words, repeat_tokens, sample_sentence)
 
 DEFAULT_OUT: Path = Path(__file__).parent / "model"
 
@@ -39,92 +42,77 @@ class TrainConfig:
     """Hyper-parameters of one run (all recorded in metrics.json)."""
 
     seed: int = 0
-    steps: int = 4000
+    steps: int = 5000
     batch_size: int = 32
     n_ctx: int = 64
     n_layer: int = 2
     n_head: int = 4
     d_model: int = 128
-    lr: float = 3e-3
+    lr: float = 1e-3
+    lr_after_curriculum: float = 3e-3
     min_lr_frac: float = 0.1
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    curriculum_steps: int = 1500
-    reversal_frac_curriculum: float = 0.25
-    skip_frac_curriculum: float = 0.35
-    skip_frac: float = 0.05
-    text_frac: float = 0.55
-    reversal_frac: float = 0.15
-    min_span: int = 3
+    curriculum_steps: int = 1000
+    text_frac: float = 0.6
+    again_frac: float = 0.15
+    contrast: float = NEGATION_CONTRAST
+    min_span: int = 5
     max_span: int = 20
-    min_copies: int = 3
-    max_gap: int = 2
-    max_copies: int = 4
-    time_budget_s: float = 540.0
+    time_budget_s: float = 900.0
     eval_every: int = 250
 
 
 # ---------------------------------------------------------------- data
 
 
-def _synthetic_ids(rng: np.random.Generator, length: int, n_ordinary: int, kind: str,
-                   cfg: TrainConfig) -> np.ndarray:
-    """Fill ``length`` ordinary-token ids (0-based, before offsetting) with repeat or reversal
-    segments of random span. Returns int64 [length]."""
-    parts: list[np.ndarray] = []
-    total = 0
-    while total < length:
-        span = int(rng.integers(cfg.min_span, cfg.max_span + 1))
-        if kind == "skip":
-            seg = skip_tokens(rng, skip_permutation(cfg.seed, n_ordinary), int(rng.integers(4, 13)))
-        elif kind == "repeat":
-            copies = int(rng.integers(cfg.min_copies, cfg.max_copies + 1))
-            seg = repeat_tokens(rng, n_ordinary, span, copies=copies, max_gap=cfg.max_gap)
-        else:
-            seg = reversal_tokens(rng, n_ordinary, span)
-        parts.append(seg)
-        total += len(seg)
-    return np.concatenate(parts)[:length]
+def _synthetic_ids(rng: np.random.Generator, length: int, kind: str, cfg: TrainConfig) -> np.ndarray:
+    """``length`` token ids (0-based ordinary-word indices, before offsetting): int64 [length].
+
+    ``repeat``: one span of ``min_span..max_span`` distinct random content words repeated until
+    the row is full (>= 3 copies). ``again``: an :func:`again_tokens` document.
+    """
+    n_words = n_content_words()
+    if kind == "again":
+        return again_tokens(rng, n_words, length, marker=marker_index())
+    span = int(rng.integers(cfg.min_span, cfg.max_span + 1))
+    return repeat_tokens(rng, n_words, span, copies=-(-length // span))[:length]
 
 
-def _text_ids(rng: np.random.Generator, world: World, length: int, v: dict[str, int]) -> np.ndarray:
+def _text_ids(rng: np.random.Generator, world: World, length: int, v: dict[str, int],
+              contrast: float) -> np.ndarray:
     """World sentences concatenated until ``length`` token ids (last sentence may be cut)."""
     ids: list[int] = []
     while len(ids) < length:
-        ids.extend(v[w] for w in sample_sentence(rng, world).split())
+        ids.extend(v[w] for w in sample_sentence(rng, world, contrast).split())
     return np.asarray(ids[:length], dtype=np.int64)
 
 
 def make_batch(rng: np.random.Generator, world: World, cfg: TrainConfig, step: int) -> torch.Tensor:
     """One training batch: LongTensor [batch_size, n_ctx], every row starts with BOS.
 
-    Row kind per the curriculum: synthetic only before ``curriculum_steps``, then a mix with
-    ``text_frac`` world text, ``reversal_frac`` reversal pairs, the rest forward repeats.
+    Before ``curriculum_steps`` every row is a forward-repeat document; afterwards a row is world
+    text with probability ``text_frac``, an "again" document with ``again_frac``, else a repeat.
     """
     v = vocab()
     first = n_special()
-    n_ord = len(ordinary_vocab())
     rows = np.empty((cfg.batch_size, cfg.n_ctx), dtype=np.int64)
     rows[:, 0] = v[BOS]
     body = cfg.n_ctx - 1
     for b in range(cfg.batch_size):
         u = float(rng.random())
         if step < cfg.curriculum_steps:
-            kind = "reversal" if u < cfg.reversal_frac_curriculum else "repeat"
-            if u > 1.0 - cfg.skip_frac_curriculum:
-                kind = "skip"
+            kind = "repeat"
         elif u < cfg.text_frac:
             kind = "text"
-        elif u < cfg.text_frac + cfg.reversal_frac:
-            kind = "reversal"
-        elif u > 1.0 - cfg.skip_frac:
-            kind = "skip"
+        elif u < cfg.text_frac + cfg.again_frac:
+            kind = "again"
         else:
             kind = "repeat"
         if kind == "text":
-            rows[b, 1:] = _text_ids(rng, world, body, v)
+            rows[b, 1:] = _text_ids(rng, world, body, v, cfg.contrast)
         else:
-            rows[b, 1:] = _synthetic_ids(rng, body, n_ord, kind, cfg) + first
+            rows[b, 1:] = _synthetic_ids(rng, body, kind, cfg) + first
     return torch.from_numpy(rows)
 
 
@@ -145,9 +133,14 @@ def build_model(cfg: TrainConfig) -> GPT2LMHeadModel:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up then cosine decay to ``min_lr_frac * lr``."""
+    """Linear warm-up, cosine decay from ``lr``; from ``curriculum_steps`` on, a second cosine cycle
+    from ``lr_after_curriculum`` (both decay to ``min_lr_frac`` x their peak at ``steps``)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
+    if step >= cfg.curriculum_steps:
+        t = (step - cfg.curriculum_steps) / max(1, cfg.steps - cfg.curriculum_steps)
+        peak = cfg.lr_after_curriculum
+        return peak * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
     t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
 
@@ -155,15 +148,16 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 def evaluate(model: GPT2LMHeadModel, seed: int, full: bool = True) -> dict[str, object]:
     """Held-out measurements as a JSON-able dict (model put in eval mode).
 
-    ``full=False`` (used for progress logs) skips the trained-entity negation split.
+    ``full=False`` (used for progress logs) skips the trained-combination negation split.
     """
     model.eval()
     tok = build_tokenizer()
     heads = measure_heads(model, tok, seed)
     out: dict[str, object] = {"heads": asdict(heads),
-                              "negation_heldout": asdict(measure_negation(model, tok, seed))}
+                              "negation_heldout": asdict(measure_negation(model, tok, seed)),
+                              "negation_heldout_combination": asdict(measure_negation(model, tok, seed, "heldout_combination"))}
     if full:
-        out["negation_trained_entities"] = asdict(measure_negation(model, tok, seed, "train"))
+        out["negation_trained"] = asdict(measure_negation(model, tok, seed, "train"))
         out["roles"] = roles(out["heads"])  # type: ignore[arg-type]
     return out
 
@@ -177,12 +171,13 @@ def _best(scores: list[list[float]]) -> tuple[str, float]:
 def summary_line(m: dict[str, object]) -> str:
     """Compact one-line progress summary of :func:`evaluate` output."""
     h = m["heads"]
-    n = m["negation_heldout"]
-    assert isinstance(h, dict) and isinstance(n, dict)
+    n, u = m["negation_heldout"], m["negation_heldout_combination"]
+    assert isinstance(h, dict) and isinstance(n, dict) and isinstance(u, dict)
     ind, dup, prev = _best(h["induction"]), _best(h["duplicate"]), _best(h["previous_token"])
     return (f"ind {ind[0]}={ind[1]:.2f} dup {dup[0]}={dup[1]:.2f} prev {prev[0]}={prev[1]:.2f} "
             f"loss1/2 {h['first_copy_loss']:.2f}/{h['second_copy_loss']:.2f} "
-            f"neg aff/neg/ctl {n['affirmative']:.2f}/{n['negated']:.2f}/{n['control']:.2f}")
+            f"neg aff/neg/ctl {n['affirmative']:.2f}/{n['negated']:.2f}/{n['control']:.2f} "
+            f"held-out-combination neg {u['negated']:.2f}")
 
 
 def train(cfg: TrainConfig, out: Path | None = DEFAULT_OUT) -> dict[str, object]:

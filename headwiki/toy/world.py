@@ -1,6 +1,6 @@
 """The seeded toy world and its corpus generator.
 
-The world is a fixed taxonomy: 9 categories ("bird", "fish", ...) with 8 member entities
+The world is a fixed taxonomy: 9 categories ("bird", "fish", ...) with 12 member entities
 each ("robin", "salmon", ...). Every word starts with a consonant so that the article before
 a category ("a") never leaks which category is meant. Sentences are always TRUE:
 
@@ -8,17 +8,23 @@ a category ("a") never leaks which category is meant. Sentences are always TRUE:
 * negated      ``a robin is not a fish .``   (any category other than the entity's own)
 * control      ``a robin is also a bird .``  (same length as the negated form, no negation)
 
-A seed picks, per category, :data:`N_HELDOUT_PER_CATEGORY` entities whose negations are
-HELD OUT: they occur in affirmative and control sentences during training but never in a
-negated sentence. :func:`negation_items` builds two-alternative minimal pairs on them.
+Two kinds of negated fact are HELD OUT of training (a seed picks which):
+
+* held-out combinations: every other entity is negated in training, but for each of them
+  :data:`N_HELDOUT_FOILS` wrong categories never follow it after "not" ("a robin is not a
+  tree ." never occurs; "a robin is not a fish ." does);
+* unseen entities: :data:`N_HELDOUT_PER_CATEGORY` entities per category occur in affirmative
+  and control sentences but never in any negated sentence (the stricter test).
+
+:func:`negation_items` builds two-alternative minimal pairs for each split.
 
 Besides world text the training corpus contains two synthetic document kinds over random
 ordinary tokens (they shape the attention circuits the wiki is meant to find):
 
-* forward repeats ``s s s ...``      -> induction heads (predict the token after the earlier copy)
-* reversal pairs  ``s reversed(s)``  -> duplicate-token heads: inside ``reversed(s)`` the next
-  token is the token *before* the earlier copy of the current token, so the model has to look
-  at the earlier copy itself (and read what a previous-token head stored there).
+* forward repeats ``s s s ...``  -> previous-token + induction heads (predict the token after the
+  earlier copy);
+* "again" documents ``x y x again z y again ...`` -> meant for duplicate-token heads: predicting
+  the marker needs to know whether the current token occurred before.
 
 All functions here are pure given their ``seed`` / ``rng`` arguments.
 """
@@ -40,26 +46,32 @@ NEGATION_WORD: str = "not"
 CONTROL_WORD: str = "also"
 DETERMINERS: tuple[str, ...] = ("a", "the", "this")
 FUNCTION_WORDS: tuple[str, ...] = ("a", "the", "this", "is", NEGATION_WORD, CONTROL_WORD, ".")
+#: In "again" documents this word follows every token that already occurred in the document.
+MARKER_WORD: str = "again"
 
 TAXONOMY: dict[str, tuple[str, ...]] = {
-    "bird": ("robin", "sparrow", "crow", "parrot", "swan", "pigeon", "hawk", "finch"),
-    "fish": ("salmon", "trout", "shark", "tuna", "carp", "cod", "perch", "pike"),
-    "mammal": ("dog", "cat", "horse", "cow", "whale", "bat", "mouse", "lion"),
-    "bug": ("bee", "wasp", "moth", "beetle", "flea", "hornet", "cricket", "gnat"),
-    "reptile": ("snake", "lizard", "turtle", "gecko", "cobra", "tortoise", "crocodile", "viper"),
-    "tree": ("pine", "maple", "birch", "willow", "cedar", "beech", "spruce", "poplar"),
-    "flower": ("rose", "tulip", "daisy", "lily", "violet", "lotus", "poppy", "daffodil"),
-    "tool": ("hammer", "saw", "drill", "wrench", "chisel", "shovel", "rake", "spade"),
-    "fruit": ("pear", "plum", "mango", "lemon", "cherry", "peach", "grape", "banana"),
+    "bird": ("robin", "sparrow", "crow", "parrot", "swan", "pigeon", "hawk", "finch", "heron", "raven", "stork", "wren"),
+    "fish": ("salmon", "trout", "shark", "tuna", "carp", "cod", "perch", "pike", "bass", "mackerel", "herring", "sole"),
+    "mammal": ("dog", "cat", "horse", "cow", "whale", "bat", "mouse", "lion", "goat", "tiger", "rabbit", "deer"),
+    "bug": ("bee", "wasp", "moth", "beetle", "flea", "hornet", "cricket", "gnat", "mosquito", "termite", "locust", "mantis"),
+    "reptile": ("snake", "lizard", "turtle", "gecko", "cobra", "tortoise", "crocodile", "viper", "python", "skink", "caiman", "boa"),
+    "tree": ("pine", "maple", "birch", "willow", "cedar", "beech", "spruce", "poplar", "larch", "hazel", "fir", "yew"),
+    "flower": ("rose", "tulip", "daisy", "lily", "violet", "lotus", "poppy", "daffodil", "peony", "dahlia", "lilac", "jasmine"),
+    "tool": ("hammer", "saw", "drill", "wrench", "chisel", "shovel", "rake", "spade", "pliers", "mallet", "trowel", "sander"),
+    "fruit": ("pear", "plum", "mango", "lemon", "cherry", "peach", "grape", "banana", "kiwi", "melon", "fig", "lime"),
 }
 CATEGORIES: tuple[str, ...] = tuple(TAXONOMY)
 N_HELDOUT_PER_CATEGORY: int = 2
+#: Wrong categories per negation entity that never follow it after "not" in training.
+N_HELDOUT_FOILS: int = 2
 
 #: Longest sentence in tokens ("the crocodile is not a fish ." = 7).
 MAX_SENTENCE_TOKENS: int = 7
+#: Weight of the 3 "contrast" categories among the wrong categories after "not" (see contrast_weights).
+NEGATION_CONTRAST: float = 5.0
 
 SentenceKind = Literal["affirmative", "negated", "control"]
-Split = Literal["heldout", "train"]
+Split = Literal["heldout", "heldout_combination", "train"]
 
 
 @dataclass(frozen=True)
@@ -71,12 +83,21 @@ class World:
         category_of: entity -> its (only) category.
         heldout_entities: entities never seen in a negated sentence during training.
         negation_entities: entities whose negations are trained (all other entities).
+        heldout_foils: negation entity -> the wrong categories never negated after it in training.
     """
 
     seed: int
     category_of: dict[str, str]
     heldout_entities: tuple[str, ...]
     negation_entities: tuple[str, ...]
+    heldout_foils: dict[str, tuple[str, ...]]
+
+    def trained_foils(self, entity: str) -> tuple[str, ...]:
+        """Wrong categories that follow ``entity`` after "not" in training (none for unseen entities)."""
+        if entity in self.heldout_entities:
+            return ()
+        own, held = self.category_of[entity], self.heldout_foils[entity]
+        return tuple(c for c in CATEGORIES if c != own and c not in held)
 
     @property
     def entities(self) -> tuple[str, ...]:
@@ -85,11 +106,12 @@ class World:
 
 
 def make_world(seed: int = 0) -> World:
-    """Build the world for ``seed``: which entities have held-out negations.
+    """Build the world for ``seed``: which entities and (entity, wrong category) pairs are never negated.
 
-    Picks :data:`N_HELDOUT_PER_CATEGORY` entities per category (so every category is
-    equally represented among held-out facts, which makes :func:`negation_items`
-    counterbalanced).
+    Picks :data:`N_HELDOUT_PER_CATEGORY` unseen entities per category, and for the i-th
+    remaining entity of category c the held-out foils c + 1 + ((N * i + k + shift) mod 8),
+    k < N (mod 9): every category is a held-out foil equally often (12 times), which keeps
+    :func:`negation_items` counterbalanced.
     """
     rng = np.random.default_rng([seed, 7919])
     category_of = {e: c for c, members in TAXONOMY.items() for e in members}
@@ -98,12 +120,30 @@ def make_world(seed: int = 0) -> World:
         picks = rng.choice(len(members), size=N_HELDOUT_PER_CATEGORY, replace=False)
         heldout.extend(members[i] for i in sorted(picks))
     held = set(heldout)
+    shift = int(rng.integers(len(CATEGORIES) - 1))
+    foils: dict[str, tuple[str, ...]] = {}
+    for c, members in enumerate(TAXONOMY.values()):
+        negated = [e for e in members if e not in held]
+        for i, entity in enumerate(negated):
+            offsets = [(N_HELDOUT_FOILS * i + k + shift) % (len(CATEGORIES) - 1) for k in range(N_HELDOUT_FOILS)]
+            foils[entity] = tuple(CATEGORIES[(c + 1 + o) % len(CATEGORIES)] for o in offsets)
     return World(
         seed=seed,
         category_of=category_of,
         heldout_entities=tuple(heldout),
         negation_entities=tuple(e for e in category_of if e not in held),
+        heldout_foils=foils,
     )
+
+
+def n_content_words() -> int:
+    """How many ordinary words random-token documents and probes draw from (all but the marker)."""
+    return len(ordinary_vocab()) - 1
+
+
+def marker_index() -> int:
+    """Index of :data:`MARKER_WORD` in :func:`ordinary_vocab` (the last word)."""
+    return len(ordinary_vocab()) - 1
 
 
 def ordinary_vocab() -> list[str]:
@@ -113,7 +153,7 @@ def ordinary_vocab() -> list[str]:
     induction / duplicate-token probes draw from exactly this list.
     """
     entities = [e for members in TAXONOMY.values() for e in members]
-    return list(FUNCTION_WORDS) + list(CATEGORIES) + entities
+    return list(FUNCTION_WORDS) + list(CATEGORIES) + entities + [MARKER_WORD]
 
 
 def sentence(det: str, entity: str, category: str, kind: SentenceKind) -> str:
@@ -126,11 +166,24 @@ def sentence(det: str, entity: str, category: str, kind: SentenceKind) -> str:
     return f"{det} {entity} {middle} a {category} ."
 
 
-def sample_sentence(rng: np.random.Generator, world: World) -> str:
+def contrast_weights(category: str, strength: float) -> np.ndarray:
+    """Weights over CATEGORIES for the wrong category in "X is not a ...", X of ``category``: the 3
+    categories after it in CATEGORIES (cyclically) weigh ``strength``, the other wrong ones 1, its
+    own 0: float64 [n_categories]. Because what follows "not" then depends on X's category, the
+    model has to read that category under negation (uniform foils let it ignore X there)."""
+    i = CATEGORIES.index(category)
+    w = np.ones(len(CATEGORIES))
+    for k in (1, 2, 3):
+        w[(i + k) % len(CATEGORIES)] = strength
+    w[i] = 0.0
+    return w
+
+
+def sample_sentence(rng: np.random.Generator, world: World, contrast: float = NEGATION_CONTRAST) -> str:
     """Sample one true training sentence.
 
-    Mix: 40% affirmative, 40% negated (negation entities only, wrong category uniform),
-    20% control. Held-out entities are never negated.
+    Mix: 40% affirmative, 40% negated (negation entities only, wrong category drawn from the
+    entity's trained foils with :func:`contrast_weights`), 20% control. Held-out facts never occur.
     """
     det = DETERMINERS[int(rng.integers(len(DETERMINERS)))]
     u = float(rng.random())
@@ -139,8 +192,9 @@ def sample_sentence(rng: np.random.Generator, world: World) -> str:
         return sentence(det, entity, world.category_of[entity], "affirmative")
     if u < 0.8:
         entity = world.negation_entities[int(rng.integers(len(world.negation_entities)))]
-        wrong = [c for c in CATEGORIES if c != world.category_of[entity]]
-        return sentence(det, entity, wrong[int(rng.integers(len(wrong)))], "negated")
+        wrong = world.trained_foils(entity)
+        w = contrast_weights(world.category_of[entity], contrast)[[CATEGORIES.index(c) for c in wrong]]
+        return sentence(det, entity, wrong[int(rng.choice(len(wrong), p=w / w.sum()))], "negated")
     entity = world.entities[int(rng.integers(len(world.entities)))]
     return sentence(det, entity, world.category_of[entity], "control")
 
@@ -186,79 +240,58 @@ def negation_items(seed: int = 0, split: Split = "heldout") -> list[dict[str, st
     ``foil`` is correct after the negated prompt. ``prompt + candidate`` is the full sentence
     prefix; each candidate is one token. The control swaps ``not`` for ``also`` (same length).
 
-    Splits: ``"heldout"`` = entities whose negated sentences never occur in training
-    (18 entities x 8 foils x 3 templates = 432 items); ``"train"`` = the other 54 entities
-    (1296 items; their (entity, foil) negations are trained). Counterbalanced: in every split
+    Splits: ``"heldout"`` = entities never negated in training (18 entities x 8 foils x 3
+    templates = 432 items: the model must apply "not" to a category it only knows from
+    affirmative sentences); ``"heldout_combination"`` = (entity, foil) pairs never negated, on
+    entities that are otherwise negated (90 x 2 x 3 = 540; the data say such a pair never
+    follows "not", so a purely statistical learner suppresses the foil too);
+    ``"train"`` = trained combinations (90 x 6 x 3 = 1620). Counterbalanced: in every split
     each category is the target in as many items as it is the foil.
     """
     world = make_world(seed)
     if split == "heldout":
-        entities = world.heldout_entities
+        pairs = [(e, f) for e in world.heldout_entities for f in CATEGORIES if f != world.category_of[e]]
+    elif split == "heldout_combination":
+        pairs = [(e, f) for e in world.negation_entities for f in world.heldout_foils[e]]
     elif split == "train":
-        entities = world.negation_entities
+        pairs = [(e, f) for e in world.negation_entities for f in world.trained_foils(e)]
     else:
-        raise ValueError(f"unknown split {split!r}; use 'heldout' or 'train'")
+        raise ValueError(f"unknown split {split!r}; use 'heldout', 'heldout_combination' or 'train'")
     items: list[dict[str, str]] = []
-    for entity in entities:
+    for entity, foil in pairs:
         target = world.category_of[entity]
-        for foil in CATEGORIES:
-            if foil == target:
-                continue
-            for det in DETERMINERS:
-                items.append(
-                    {
-                        "id": f"{split}/{entity}/{foil}/{det}",
-                        "template": f"{det} {{entity}} is {{neg}} a",
-                        "affirmative": f"{det} {entity} is a",
-                        "negated": f"{det} {entity} is {NEGATION_WORD} a",
-                        "control": f"{det} {entity} is {CONTROL_WORD} a",
-                        "target": f" {target}",
-                        "foil": f" {foil}",
-                    }
-                )
+        for det in DETERMINERS:
+            items.append(
+                {
+                    "id": f"{split}/{entity}/{foil}/{det}",
+                    "template": f"{det} {{entity}} is {{neg}} a",
+                    "affirmative": f"{det} {entity} is a",
+                    "negated": f"{det} {entity} is {NEGATION_WORD} a",
+                    "control": f"{det} {entity} is {CONTROL_WORD} a",
+                    "target": f" {target}",
+                    "foil": f" {foil}",
+                }
+            )
     return items
 
 
-def repeat_tokens(rng: np.random.Generator, n_vocab: int, span: int, copies: int,
-                  max_gap: int = 0) -> np.ndarray:
-    """A span of ``span`` distinct random token ids in ``[0, n_vocab)`` repeated ``copies`` times,
-    each copy followed by a gap of 0..``max_gap`` random ids (random gaps make the period
-    irregular, so no fixed-offset positional head can stand in for an induction head).
-
-    Returns int64 array [span * copies + total gap]. Ids index :func:`ordinary_vocab`.
-    """
-    s = rng.choice(n_vocab, size=span, replace=False)
-    parts: list[np.ndarray] = []
-    for _ in range(copies):
-        parts.append(s)
-        parts.append(rng.integers(0, n_vocab, size=int(rng.integers(0, max_gap + 1))))
-    return np.concatenate(parts).astype(np.int64)
+def repeat_tokens(rng: np.random.Generator, n_vocab: int, span: int, copies: int) -> np.ndarray:
+    """A span of ``span`` distinct random ids in ``[0, n_vocab)`` repeated ``copies`` times:
+    int64 [span * copies]. Ids index :func:`ordinary_vocab`."""
+    return np.tile(rng.choice(n_vocab, size=span, replace=False), copies).astype(np.int64)
 
 
-def reversal_tokens(rng: np.random.Generator, n_vocab: int, span: int) -> np.ndarray:
-    """A span of distinct random ids followed by the same span reversed: int64 [2 * span]."""
-    s = rng.choice(n_vocab, size=span, replace=False)
-    return np.concatenate([s, s[::-1]])
-
-
-
-def skip_permutation(seed: int, n_vocab: int) -> np.ndarray:
-    """A fixed random permutation ``pi`` of ``range(n_vocab)`` (int64 [n_vocab]) for skip documents."""
-    return np.random.default_rng([seed, 31337]).permutation(n_vocab).astype(np.int64)
-
-
-def skip_tokens(rng: np.random.Generator, perm: np.ndarray, length: int) -> np.ndarray:
-    """A "skip" document: two random ids, then ``x[t] = perm[x[t - 2]]``: int64 [length].
-
-    The next token is a fixed function of the token BEFORE the current one, which rewards a
-    previous-token head early in training. Because ``perm`` is not the identity, that head's
-    output lives in a different subspace from the current token's embedding, so a later
-    layer can compose with it (induction: K-composition; duplicate: V-composition).
-    """
-    x = np.empty(length, dtype=np.int64)
-    x[:2] = rng.choice(len(perm), size=2, replace=False)
-    for t in range(2, length):
-        x[t] = perm[x[t - 2]]
-    return x
-
-
+def again_tokens(rng: np.random.Generator, n_vocab: int, length: int, marker: int) -> np.ndarray:
+    """An "again" document: tokens drawn with replacement from a small random pool, each token that
+    already occurred followed by ``marker``: int64 [length]. Predicting the marker needs to know
+    whether the current token has an earlier copy, which rewards a duplicate-token head."""
+    pool = rng.choice(n_vocab, size=int(rng.integers(12, 29)), replace=False)
+    seen: set[int] = set()
+    out: list[int] = []
+    while len(out) < length:
+        x = int(pool[int(rng.integers(len(pool)))])
+        out.append(x)
+        if x in seen:
+            out.append(marker)
+        seen.add(x)
+    return np.asarray(out[:length], dtype=np.int64)
