@@ -28,7 +28,7 @@ from headwiki.toy.world import (CONTROL_WORD, NEGATION_WORD, again_tokens, corpu
 SEED = 0
 #: Claimed roles (layer, head) -> see the model card's per-head table.
 PREVIOUS_TOKEN_HEADS: list[tuple[int, int]] = [(0, 2)]
-INDUCTION_HEADS: list[tuple[int, int]] = [(1, 0), (1, 1), (1, 2), (1, 3)]
+INDUCTION_HEADS: list[tuple[int, int]] = [(1, 0), (1, 2), (1, 3)]
 #: Floors the committed weights do NOT meet yet (strict xfail: flips to a failure once a
 #: retrained model meets them, so the marker gets removed).
 UNMET = pytest.mark.xfail(strict=True, reason="committed toy model misses this floor; see card")

@@ -42,7 +42,7 @@ class TrainConfig:
     """Hyper-parameters of one run (all recorded in metrics.json)."""
 
     seed: int = 0
-    steps: int = 5000
+    steps: int = 7000
     batch_size: int = 32
     n_ctx: int = 64
     n_layer: int = 2
