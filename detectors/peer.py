@@ -72,12 +72,26 @@ def mul_scores(patterns: torch.Tensor, detection: torch.Tensor, exclude_bos: boo
     return torch.einsum("blhij,bij->blh", a, d) / a.sum((-1, -2))
 
 
+_LAST_DETECTION: dict[TLHeadName, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def detection_pattern(tokens: torch.Tensor, head_name: TLHeadName, device: torch.device) -> torch.Tensor:
+    """D [b, s, s] for `tokens`, built once per batch: the scorer calls every detector once per layer
+    with the same tokens object, so the last one built per head type is reused (identity check)."""
+    cached = _LAST_DETECTION.get(head_name)
+    if cached is not None and cached[0] is tokens and cached[1].device == device:
+        return cached[1]
+    d = DETECTION_PATTERNS[head_name](tokens.to(device))
+    _LAST_DETECTION[head_name] = (tokens, d)
+    return d
+
+
 def tl_scores(patterns: torch.Tensor, tokens: torch.Tensor, head_name: TLHeadName, exclude_bos: bool = False) -> torch.Tensor:
     """Per-sequence TL-compatible score: patterns [b, L, H, s, s], tokens [b, s] -> [b, L, H].
 
     The mean over sequences equals ``detect_head(bridge, strings, head_name, exclude_bos=...)``.
     """
-    return mul_scores(patterns, DETECTION_PATTERNS[head_name](tokens.to(patterns.device)), exclude_bos)
+    return mul_scores(patterns, detection_pattern(tokens, head_name, patterns.device), exclude_bos)
 
 
 def _detector(name: str, head_name: TLHeadName, needs: str, data: str) -> Detector:
