@@ -178,6 +178,38 @@ def test_pass_on_gqa_rotary_model_scores_every_head_with_cis(random_llama_dir: P
     assert det.params["thresholds"] == DEFAULT_THRESHOLDS
 
 
+def test_hand_planted_duplicate_token_head_is_found_and_labelled(tmp_path: Path) -> None:
+    """A duplicate-token head built by hand (layer 0 head 1 attends by token identity; positions
+    zeroed) is top-ranked for duplicate_token and labelled, and not called an induction head.
+    The toy model has no duplicate-token head (see its card), so this is where the role is checked
+    end to end on a real forward pass."""
+    from transformers import GPT2LMHeadModel
+
+    from headwiki.detectors.run import compute_detections
+    from headwiki.models import load_model
+    from headwiki.random_models import write_random_model
+
+    path = write_random_model(tmp_path / "planted", n_layers=2, n_heads=4, d_model=64, vocab_size=256, seed=3)
+    hf = GPT2LMHeadModel.from_pretrained(path)
+    d_model, d_head, head = 64, 16, 1
+    with torch.no_grad():
+        hf.transformer.wpe.weight.zero_()  # same token -> same layer-0 residual at every position
+        w = hf.transformer.h[0].attn.c_attn.weight  # Conv1D [d_model, 3 * d_model]: q | k | v
+        ident = 3.0 * torch.eye(d_model)[:, :d_head]  # q = k = 3 * (first 16 dims of ln(x))
+        for block in (0, 1):  # q, k
+            cols = slice(block * d_model + head * d_head, block * d_model + (head + 1) * d_head)
+            w[:, cols] = ident
+            hf.transformer.h[0].attn.c_attn.bias[cols] = 0.0
+    hf.save_pretrained(path)
+    det = compute_detections(load_model(str(path), device="cpu"), n_seqs=12, seq_len=16, n_boot=200)
+    frame = det.frame.sort_values("duplicate_token", ascending=False)
+    top = frame.iloc[0]
+    assert (top["layer"], top["head"]) == (0, head)
+    assert 0.4 <= top["duplicate_token"] <= 0.6, "self and earlier copy tie: about half the attention each"
+    assert "duplicate_token" in top["roles"] and "induction" not in top["roles"]
+    assert frame.iloc[1]["duplicate_token"] < 0.3
+
+
 def test_toy_model_planted_heads_are_found_and_labelled() -> None:
     """Heads the toy trainer's own evaluation (HF attentions on held-out probes, a separate code path)
     finds in a role are top-ranked and labelled by the detectors; no role is claimed below its threshold."""

@@ -13,7 +13,7 @@ import torch
 
 from headwiki.errors import HeadwikiError
 from headwiki.hooks import capture_patterns, reduce_patterns
-from headwiki.models import load_model, resolve_source
+from headwiki.models import FusedTanhGELU, load_model, resolve_source
 
 
 def _check_patterns(spec: str, text: str) -> None:
@@ -34,6 +34,26 @@ def test_random_gpt2_dir_loads_like_a_hub_model(random_gpt2_dir: Path) -> None:
     info = load_model(str(random_gpt2_dir), device="cpu").info
     assert info.source == "local" and info.architecture == "GPT2LMHeadModel"
     assert (info.n_layers, info.n_heads, info.n_kv_heads, info.d_head) == (2, 4, 4, 16)
+
+
+def test_fused_gelu_is_used_and_matches_the_stock_model(random_gpt2_dir: Path) -> None:
+    """load_model swaps GPT-2's Python tanh-GELU for the fused kernel; the bridge really calls it and
+    its logits equal the unmodified HF model's on the same tokens."""
+    from transformers import GPT2LMHeadModel
+
+    bridge = load_model(str(random_gpt2_dir), device="cpu").bridge
+    fused = [m for m in bridge.original_model.modules() if isinstance(m, FusedTanhGELU)]
+    assert len(fused) == 2, "one fused activation per layer"
+    calls: list[int] = []
+    for m in fused:
+        m.register_forward_hook(lambda *_: calls.append(1))
+    tokens = torch.randint(0, 64, (2, 12))
+    with torch.no_grad():
+        ours = bridge(tokens)
+        stock = GPT2LMHeadModel.from_pretrained(random_gpt2_dir).eval()(tokens).logits
+    assert len(calls) == 2, "the bridge's forward must go through the fused activation"
+    assert "NewGELU" in type(GPT2LMHeadModel.from_pretrained(random_gpt2_dir).transformer.h[0].mlp.act).__name__
+    torch.testing.assert_close(ours, stock, atol=1e-5, rtol=0)
 
 
 def test_per_layer_reduction_equals_reducing_the_captured_stack(random_llama_dir: Path) -> None:

@@ -19,7 +19,7 @@ from headwiki.toy import MODEL_DIR
 from headwiki.toy.evaluate import (HeadResult, NegationResult, measure_heads, measure_negation,
                                    repeated_random_tokens)
 from headwiki.toy.tokenizer import build_tokenizer
-from headwiki.toy.train import TrainConfig, make_batch
+from headwiki.toy.train import AveragedWeights, TrainConfig, make_batch
 from headwiki.toy.world import (CONTROL_WORD, NEGATION_WORD, again_tokens, corpus_text, make_world,
                                 marker_index, n_content_words, negation_items, ordinary_vocab,
                                 sample_sentence)
@@ -27,7 +27,7 @@ from headwiki.toy.world import (CONTROL_WORD, NEGATION_WORD, again_tokens, corpu
 SEED = 0
 #: Claimed roles (layer, head) -> see the model card's per-head table.
 PREVIOUS_TOKEN_HEADS: list[tuple[int, int]] = [(0, 2)]
-INDUCTION_HEADS: list[tuple[int, int]] = [(1, 0), (1, 2), (1, 3)]
+INDUCTION_HEADS: list[tuple[int, int]] = [(1, 0), (1, 1), (1, 2), (1, 3)]
 #: Floors the committed weights do NOT meet yet (strict xfail: flips to a failure once a
 #: retrained model meets them, so the marker gets removed).
 UNMET = pytest.mark.xfail(strict=True, reason="committed toy model misses this floor; see card")
@@ -203,6 +203,21 @@ def test_again_documents_mark_exactly_the_repeats() -> None:
         assert (doc[i + 1] == marker_index()) == (x in seen)
         seen.add(x)
     assert 0 < (doc == marker_index()).sum() < len(doc) / 2 + 1
+
+
+def test_averaged_weights_follow_the_ema_formula() -> None:
+    """First update copies the weights; later ones move decay-weighted towards the current weights."""
+    lin = torch.nn.Linear(2, 1, bias=False)
+    avg = AveragedWeights(lin, decay=0.75)
+    for value in (2.0, 6.0):
+        with torch.no_grad():
+            lin.weight.fill_(value)
+        avg.update(lin)
+    with torch.no_grad():
+        lin.weight.fill_(-1.0)
+    avg.copy_to(lin)
+    assert avg.n_updates == 2
+    torch.testing.assert_close(lin.weight, torch.full((1, 2), 0.75 * 2.0 + 0.25 * 6.0))
 
 
 def test_training_data_is_deterministic() -> None:

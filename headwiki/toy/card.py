@@ -39,7 +39,7 @@ def _head_table(heads: dict[str, list[list[float]]], role_of: dict[str, list[str
 def floors(m: dict) -> dict[str, bool]:  # type: ignore[type-arg]
     """Which of the project's floors the measured metrics meet (True = met)."""
     h, n = m["heads"], m["negation_heldout"]
-    best = {r: max(max(row) for row in h[r]) for r in ROLE_FLOORS}
+    best = {r: _best_of(h, r) for r in ROLE_FLOORS}
     return {
         "induction head >= 0.5": best["induction"] >= ROLE_FLOORS["induction"],
         "second-copy loss clearly below first (by >= 1 nat)":
@@ -52,6 +52,11 @@ def floors(m: dict) -> dict[str, bool]:  # type: ignore[type-arg]
     }
 
 
+def _best_of(h: dict, role: str) -> float:  # type: ignore[type-arg]
+    """Highest score of ``role`` in a [Ly][H] table of :func:`measure_heads` output."""
+    return max(max(row) for row in h[role])
+
+
 def model_card(m: dict) -> str:  # type: ignore[type-arg]
     """Markdown model card for the metrics dict ``m`` written by :func:`train`."""
     cfg = m["config"]
@@ -59,6 +64,7 @@ def model_card(m: dict) -> str:  # type: ignore[type-arg]
     n, nc, nt = m["negation_heldout"], m["negation_heldout_combination"], m["negation_trained"]
     world = make_world(cfg["seed"])
     role_of = roles(h)
+    raw_h = m["raw_final_weights"]["heads"]
     example = world.negation_entities[0]
 
     def row(name: str, r: dict) -> str:  # type: ignore[type-arg]
@@ -103,13 +109,17 @@ Vocabulary: `<bos> <eos> <pad> <unk>` + {len(ordinary_vocab())} ordinary words. 
 * **Forward repeats** (previous-token + induction): one span of {cfg['min_span']}-{cfg['max_span']} distinct random
   words repeated until the 63-token row is full (>= 3 copies).
 * **"Again" documents** (meant for a duplicate-token head): words drawn with replacement from a
-  random pool of 12-28; every word that already occurred is followed by `{MARKER_WORD}`.
+  random pool of {cfg['again_pool'][0]}-{cfg['again_pool'][1]}; every word that already occurred is followed by `{MARKER_WORD}`.
+  No duplicate-token head forms (best score below); nor did one with the other tasks tried (echo,
+  odd-one-out, which-word-came-again documents, attention-only layer 0: see the experiments log).
 * Curriculum: steps < {cfg['curriculum_steps']}: forward repeats only, AdamW lr {cfg['lr']} (warm-up
   {cfg['warmup_steps']}, cosine); then {cfg['text_frac']:.0%} world text, {cfg['again_frac']:.0%} "again" documents,
   the rest forward repeats, with a second cosine cycle from lr {cfg['lr_after_curriculum']}
   (both decay to {cfg['min_lr_frac']} x their peak). Weight decay {cfg['weight_decay']}, batch
-  {cfg['batch_size']} x {cfg['n_ctx']}. The runs behind these choices (and what failed) are in
-  `experiments/TOY_EXPERIMENTS.md` on the `toy-experiments` branch.
+  {cfg['batch_size']} x {cfg['n_ctx']}. The saved weights are an exponential moving average
+  (decay {cfg['ema_decay']}) of the weights over steps {cfg['ema_start']}-{m['steps_done']} ({m['ema_updates']} updates);
+  the last raw weights are measured too (below). The runs behind these choices (and what failed)
+  are in `docs/toy_experiments.md`.
 
 ## Held-out definition
 
@@ -151,6 +161,12 @@ Negation, two-alternative accuracy (logit target vs foil) and mean logit differe
 {row("trained combinations", nt)}
 
 Negation word: `{NEGATION_WORD}`; control word: `{CONTROL_WORD}`.
+
+The last raw (not averaged) weights, for comparison: induction best {_best_of(raw_h, 'induction'):.3f},
+previous-token {_best_of(raw_h, 'previous_token'):.3f}, duplicate {_best_of(raw_h, 'duplicate'):.3f}; negated accuracy on
+held-out entities {m['raw_final_weights']['negation_heldout']['negated']:.3f}, held-out combinations
+{m['raw_final_weights']['negation_heldout_combination']['negated']:.3f}, trained combinations
+{m['raw_final_weights']['negation_trained']['negated']:.3f}.
 
 ## Floors
 

@@ -4,14 +4,17 @@ One call of :func:`train` = one reproducible run: ``torch.manual_seed(seed)``, a
 stream ``default_rng([seed, 1])`` for the data order, 2 CPU threads. A time-budget guard stops
 early (and says so in ``metrics.json``) if the machine is much slower than expected.
 
-Curriculum (see the model card and ``experiments/TOY_EXPERIMENTS.md`` on the ``toy-experiments``
-branch for the runs behind each choice):
+Curriculum (see the model card and ``docs/toy_experiments.md`` for the runs behind each choice):
   1. steps < ``curriculum_steps``: only forward-repeat documents (one random span repeated until
      the row is full), at a low learning rate: a previous-token head and an induction head form
      together within ~500-750 steps. Mixing other data in from the start, skip documents, or
      multi-segment documents with gaps gave offset-2 copy heads or positional heads instead.
   2. afterwards, with a second (higher) learning-rate cycle: world text, "again" documents and
      forward repeats.
+The saved weights are an exponential moving average of the trained weights from ``ema_start``
+on: held-out negation accuracy swings by +-0.1 between evaluations late in training, and the
+average was better on held-out combinations in every run that compared them (+0.06..+0.16). The
+average is a side copy: it does not change the training trajectory.
 """
 
 from __future__ import annotations
@@ -56,9 +59,12 @@ class TrainConfig:
     curriculum_steps: int = 1000
     text_frac: float = 0.6
     again_frac: float = 0.15
+    again_pool: tuple[int, int] = (12, 28)
     contrast: float = NEGATION_CONTRAST
     min_span: int = 5
     max_span: int = 20
+    ema_decay: float = 0.999
+    ema_start: int = 3000
     time_budget_s: float = 900.0
     eval_every: int = 250
 
@@ -74,7 +80,7 @@ def _synthetic_ids(rng: np.random.Generator, length: int, kind: str, cfg: TrainC
     """
     n_words = n_content_words()
     if kind == "again":
-        return again_tokens(rng, n_words, length, marker=marker_index())
+        return again_tokens(rng, n_words, length, marker_index(), cfg.again_pool)
     span = int(rng.integers(cfg.min_span, cfg.max_span + 1))
     return repeat_tokens(rng, n_words, span, copies=-(-length // span))[:length]
 
@@ -130,6 +136,31 @@ def build_model(cfg: TrainConfig) -> GPT2LMHeadModel:
     )
     config._attn_implementation = "eager"
     return GPT2LMHeadModel(config)
+
+
+class AveragedWeights:
+    """Exponential moving average of a model's parameters (float32 copies, same order)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.n_updates = 0
+        self.params = [p.detach().clone() for p in model.parameters()]
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        """avg <- decay * avg + (1 - decay) * current; the first update copies the current weights."""
+        for avg, cur in zip(self.params, model.parameters()):
+            if self.n_updates == 0:
+                avg.copy_(cur)
+            else:
+                avg.lerp_(cur, 1.0 - self.decay)
+        self.n_updates += 1
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module) -> None:
+        """Overwrite ``model``'s parameters with the averages."""
+        for avg, cur in zip(self.params, model.parameters()):
+            cur.copy_(avg)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -196,6 +227,7 @@ def train(cfg: TrainConfig, out: Path | None = DEFAULT_OUT) -> dict[str, object]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.98))
+    ema = AveragedWeights(model, cfg.ema_decay)
     t0 = time.perf_counter()
     history: list[dict[str, object]] = []
     stopped_early = False
@@ -214,6 +246,8 @@ def train(cfg: TrainConfig, out: Path | None = DEFAULT_OUT) -> dict[str, object]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if step >= cfg.ema_start:
+            ema.update(model)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
@@ -223,12 +257,17 @@ def train(cfg: TrainConfig, out: Path | None = DEFAULT_OUT) -> dict[str, object]
             tqdm.write(f"[step {step + 1}] {summary_line(m)}", file=sys.stderr)
     bar.close()
     train_s = time.perf_counter() - t0
+    raw = evaluate(model, cfg.seed)
+    if ema.n_updates:
+        ema.copy_to(model)
     metrics = evaluate(model, cfg.seed)
-    metrics.update({"config": asdict(cfg), "steps_done": step + 1 if not stopped_early else step,
+    metrics.update({"ema_updates": ema.n_updates, "raw_final_weights": {k: raw[k] for k in raw if k != "roles"},
+                    "config": asdict(cfg), "steps_done": step + 1 if not stopped_early else step,
                     "stopped_early_by_time_budget": stopped_early,
                     "train_wall_s": round(train_s, 1), "history": history,
                     "final_train_loss": round(float(loss.item()), 4)})
-    tqdm.write(f"[final] {summary_line(metrics)} ({train_s:.0f}s)", file=sys.stderr)
+    tqdm.write(f"[final, raw weights] {summary_line(raw)}", file=sys.stderr)
+    tqdm.write(f"[final, averaged weights] {summary_line(metrics)} ({train_s:.0f}s)", file=sys.stderr)
     if out is not None:
         save(model, out, metrics)
     return metrics

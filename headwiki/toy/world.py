@@ -281,11 +281,13 @@ def repeat_tokens(rng: np.random.Generator, n_vocab: int, span: int, copies: int
     return np.tile(rng.choice(n_vocab, size=span, replace=False), copies).astype(np.int64)
 
 
-def again_tokens(rng: np.random.Generator, n_vocab: int, length: int, marker: int) -> np.ndarray:
-    """An "again" document: tokens drawn with replacement from a small random pool, each token that
-    already occurred followed by ``marker``: int64 [length]. Predicting the marker needs to know
-    whether the current token has an earlier copy, which rewards a duplicate-token head."""
-    pool = rng.choice(n_vocab, size=int(rng.integers(12, 29)), replace=False)
+def again_tokens(rng: np.random.Generator, n_vocab: int, length: int, marker: int,
+                 pool_size: tuple[int, int] = (12, 28)) -> np.ndarray:
+    """An "again" document: tokens drawn with replacement from a random pool of ``pool_size[0]`` to
+    ``pool_size[1]`` words, each token that already occurred followed by ``marker``: int64 [length].
+    Predicting the marker needs to know whether the current token has an earlier copy (meant to
+    reward a duplicate-token head; the trained model signals it with its induction heads instead)."""
+    pool = rng.choice(n_vocab, size=int(rng.integers(pool_size[0], pool_size[1] + 1)), replace=False)
     seen: set[int] = set()
     out: list[int] = []
     while len(out) < length:
