@@ -162,11 +162,10 @@ Negation, two-alternative accuracy (logit target vs foil) and mean logit differe
 
 Negation word: `{NEGATION_WORD}`; control word: `{CONTROL_WORD}`.
 
-The last raw (not averaged) weights, for comparison: induction best {_best_of(raw_h, 'induction'):.3f},
-previous-token {_best_of(raw_h, 'previous_token'):.3f}, duplicate {_best_of(raw_h, 'duplicate'):.3f}; negated accuracy on
-held-out entities {m['raw_final_weights']['negation_heldout']['negated']:.3f}, held-out combinations
-{m['raw_final_weights']['negation_heldout_combination']['negated']:.3f}, trained combinations
-{m['raw_final_weights']['negation_trained']['negated']:.3f}.
+The last raw (not averaged) weights, for comparison: best induction {_best_of(raw_h, 'induction'):.3f},
+previous-token {_best_of(raw_h, 'previous_token'):.3f}, duplicate {_best_of(raw_h, 'duplicate'):.3f}; negated accuracy
+{m['raw_final_weights']['negation_heldout']['negated']:.3f} (held-out entities), {m['raw_final_weights']['negation_heldout_combination']['negated']:.3f} (held-out combinations),
+{m['raw_final_weights']['negation_trained']['negated']:.3f} (trained combinations).
 
 ## Floors
 
