@@ -44,14 +44,14 @@ def build_control_bridge(path: str, tokenizer: Any, device: torch.device | str, 
 
     from transformer_lens.model_bridge import TransformerBridge
 
-    from headwiki.models import fuse_activations
+    from headwiki.kernels import speed_up
 
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.manual_seed(seed)
         bridge = TransformerBridge.boot_transformers(path, load_weights=False, tokenizer=tokenizer, device=str(device))
     bridge.original_model.to(device)
-    fuse_activations(bridge.original_model)
+    speed_up(bridge)
     bridge.eval()
     return bridge
 

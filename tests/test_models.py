@@ -13,7 +13,8 @@ import torch
 
 from headwiki.errors import HeadwikiError
 from headwiki.hooks import capture_patterns, reduce_patterns
-from headwiki.models import FusedTanhGELU, load_model, resolve_source
+from headwiki.kernels import FusedTanhGELU
+from headwiki.models import load_model, resolve_source
 
 
 def _check_patterns(spec: str, text: str) -> None:
