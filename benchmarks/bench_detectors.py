@@ -104,8 +104,10 @@ def run_benchmark(
         assert torch.equal(torch.cat([bridge.to_tokens(s).cpu() for s in strings]), tokens), "sequences must round-trip"
         reg = _three_head_registry()
 
-        score_inputs(bridge, {"repeat": tokens[:2]}, reg, BatchMeta(seq_len), batch_size)  # warm-up both paths
+        # warm-up, each at the shapes it then runs (ours: one full batch; TL: batch 1, both bridges)
+        score_inputs(bridge, {"repeat": tokens[:batch_size]}, reg, BatchMeta(seq_len), batch_size)
         detect_head(stock, strings[:1], "induction_head")
+        detect_head(bridge, strings[:1], "induction_head")
 
         times: dict[str, list[float]] = {"ours": [], "theirs": [], "theirs_fast_kernels": [], "bare_stock": [], "bare_fast": []}
         for _ in range(repeats):  # interleaved, so slow phases of a shared machine hit every method alike

@@ -6,8 +6,8 @@
   oneDNN with a pre-packed weight whenever no gradient is needed. PyTorch's default CPU GEMM is
   MKL's sgemm, which on AMD CPUs runs a slower code path: on this project's 2-core AMD EPYC (Zen 5,
   AVX-512) oneDNN with packed weights reaches 320-390 GFLOP/s on GPT-2 shapes against MKL's 115-170
-  (``benchmarks/bench_gemm.py``). Same function (fp32 accumulate; max |diff| vs float64 within 2x of
-  MKL's), batch-invariant (a row's result does not depend on the other rows of its batch).
+  (``benchmarks/bench_gemm.py``). Same function (fp32 accumulate; max |diff| from float64 2-3x MKL's,
+  ~1e-5 relative), batch-invariant (a row's result does not depend on the other rows of its batch).
   Costs one packed copy of each weight that is used (cached per module, repacked when the weight
   changes). Training and attribution patching (grad needed) keep PyTorch's own kernel.
   ``HEADWIKI_ONEDNN=0`` turns it off.
