@@ -5,7 +5,7 @@
 * :func:`use_onednn_linears`: float32 ``nn.Linear`` / HF ``Conv1D`` GEMMs on the CPU go through
   oneDNN with a pre-packed weight whenever no gradient is needed. PyTorch's default CPU GEMM is
   MKL's sgemm, which on AMD CPUs runs a slower code path: on this project's 2-core AMD EPYC (Zen 5,
-  AVX-512) oneDNN with packed weights reaches 320-390 GFLOP/s on GPT-2 shapes against MKL's 115-170
+  AVX-512) oneDNN with packed weights reaches 330-400 GFLOP/s on GPT-2 shapes against MKL's 140-190
   (``benchmarks/bench_gemm.py``). Same function (fp32 accumulate; max |diff| from float64 2-3x MKL's,
   ~1e-5 relative), batch-invariant (a row's result does not depend on the other rows of its batch).
   Costs one packed copy of each weight that is used (cached per module, repacked when the weight
