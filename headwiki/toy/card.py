@@ -108,14 +108,19 @@ Vocabulary: `<bos> <eos> <pad> <unk>` + {len(ordinary_vocab())} ordinary words. 
   (same length, no negation); determiners `a` / `the` / `this`; mix 40% / 40% / 20%.
 * **Forward repeats** (previous-token + induction): one span of {cfg['min_span']}-{cfg['max_span']} distinct random
   words repeated until the 63-token row is full (>= 3 copies).
-* **"Again" documents** (meant for a duplicate-token head): words drawn with replacement from a
+* **"Again" documents** (duplicate-token head): words drawn with replacement from a
   random pool of {cfg['again_pool'][0]}-{cfg['again_pool'][1]}; every word that already occurred is followed by `{MARKER_WORD}`.
-  No duplicate-token head forms (best score below); nor did one with the other tasks tried (echo,
-  odd-one-out, which-word-came-again documents, attention-only layer 0: see the experiments log).
+  From step {cfg['again_gate_from']} on these rows are trained **through layer 0 alone** (the attention and
+  MLP outputs of layers 1.. are zeroed for them, `Layer0OnlyRows` in `train.py`), so the marker can
+  only be predicted by a layer-0 head that matches the current token against earlier ones. Trained
+  through the whole model the task is solved by the induction heads and no duplicate-token head
+  forms (experiments log, rounds 3-5).
 * Curriculum: steps < {cfg['curriculum_steps']}: forward repeats only, AdamW lr {cfg['lr']} (warm-up
-  {cfg['warmup_steps']}, cosine); then {cfg['text_frac']:.0%} world text, {cfg['again_frac']:.0%} "again" documents,
-  the rest forward repeats, with a second cosine cycle from lr {cfg['lr_after_curriculum']}
-  (both decay to {cfg['min_lr_frac']} x their peak). Weight decay {cfg['weight_decay']}, batch
+  {cfg['warmup_steps']}, cosine); then {cfg['text_frac']:.0%} world text, {cfg['again_frac']:.0%} "again" documents
+  (through the whole model), the rest forward repeats, with a second cosine cycle from lr
+  {cfg['lr_after_curriculum']} (both decay to {cfg['min_lr_frac']} x their peak); from step {cfg['again_gate_from']}:
+  {cfg['text_frac_gated']:.0%} world text, {cfg['again_frac_gated']:.0%} layer-0-only "again" documents, the rest forward
+  repeats. Weight decay {cfg['weight_decay']}, batch
   {cfg['batch_size']} x {cfg['n_ctx']}. The saved weights are an exponential moving average
   (decay {cfg['ema_decay']}) of the weights over steps {cfg['ema_start']}-{m['steps_done']} ({m['ema_updates']} updates);
   the last raw weights are measured too (below). The runs behind these choices (and what failed)

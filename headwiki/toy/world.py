@@ -23,8 +23,9 @@ ordinary tokens (they shape the attention circuits the wiki is meant to find):
 
 * forward repeats ``s s s ...``  -> previous-token + induction heads (predict the token after the
   earlier copy);
-* "again" documents ``x y x again z y again ...`` -> meant for duplicate-token heads: predicting
-  the marker needs to know whether the current token occurred before.
+* "again" documents ``x y x again z y again ...`` -> duplicate-token heads: predicting the marker
+  needs to know whether the current token occurred before (the trainer feeds them through
+  layer 0 alone, so that a layer-0 head has to match tokens; see ``headwiki.toy.train``).
 
 All functions here are pure given their ``seed`` / ``rng`` arguments.
 """
@@ -285,8 +286,9 @@ def again_tokens(rng: np.random.Generator, n_vocab: int, length: int, marker: in
                  pool_size: tuple[int, int] = (12, 28)) -> np.ndarray:
     """An "again" document: tokens drawn with replacement from a random pool of ``pool_size[0]`` to
     ``pool_size[1]`` words, each token that already occurred followed by ``marker``: int64 [length].
-    Predicting the marker needs to know whether the current token has an earlier copy (meant to
-    reward a duplicate-token head; the trained model signals it with its induction heads instead)."""
+    Predicting the marker needs to know whether the current token has an earlier copy: through
+    layer 0 alone, only a duplicate-token head can tell (through a whole 2-layer model the
+    induction heads do it instead, by attending to the position after the earlier copy)."""
     pool = rng.choice(n_vocab, size=int(rng.integers(pool_size[0], pool_size[1] + 1)), replace=False)
     seen: set[int] = set()
     out: list[int] = []
