@@ -107,7 +107,7 @@ Vocabulary: `<bos> <eos> <pad> <unk>` + {len(ordinary_vocab())} ordinary words. 
   others 1, so what follows "{NEGATION_WORD}" depends on the entity's category), control `a robin is {CONTROL_WORD} a bird .`
   (same length, no negation); determiners `a` / `the` / `this`; mix 40% / 40% / 20%.
 * **Forward repeats** (previous-token + induction): one span of {cfg['min_span']}-{cfg['max_span']} distinct random
-  words repeated until the 63-token row is full (>= 3 copies).
+  words repeated until the {cfg['n_ctx'] - 1}-token row is full (>= {(cfg['n_ctx'] - 1) // cfg['max_span']} full copies).
 * **"Again" documents** (duplicate-token head): words drawn with replacement from a
   random pool of {cfg['again_pool'][0]}-{cfg['again_pool'][1]}; every word that already occurred is followed by `{MARKER_WORD}`.
   From step {cfg['again_gate_from']} on these rows are trained **through layer 0 alone** (the attention and

@@ -88,7 +88,7 @@ def _synthetic_ids(rng: np.random.Generator, length: int, kind: str, cfg: TrainC
     """``length`` token ids (0-based ordinary-word indices, before offsetting): int64 [length].
 
     ``repeat``: one span of ``min_span..max_span`` distinct random content words repeated until
-    the row is full (>= 3 copies). ``again``: an :func:`again_tokens` document.
+    the row is full (>= 2 full copies at the default spans). ``again``: an :func:`again_tokens` document.
     """
     n_words = n_content_words()
     if kind == "again":
