@@ -126,11 +126,14 @@ def data_hash(items: list[NegationItem]) -> str:
     return digest.hexdigest()[:16]
 
 
-def toy_items(seed: int = 0) -> list[NegationItem]:
-    """The toy world's held-out negation items (entities never seen negated in training)."""
+def toy_items() -> list[NegationItem]:
+    """The embedded toy model's held-out negation items (entities never seen negated in training),
+    from the world it was trained on (not the ablation seed, which only draws subsets and resamples)."""
+    from headwiki.toy import world_seed
     from headwiki.toy.world import negation_items
 
-    return [item_from_dict(obj, f"toy item {i}") for i, obj in enumerate(negation_items(seed=seed, split="heldout"))]
+    items = negation_items(seed=world_seed(), split="heldout")
+    return [item_from_dict(obj, f"toy item {i}") for i, obj in enumerate(items)]
 
 
 def resolve_dataset(spec: str, seed: int = 0, max_items: int | None = None) -> Dataset:
@@ -144,8 +147,10 @@ def resolve_dataset(spec: str, seed: int = 0, max_items: int | None = None) -> D
         ds = Dataset("english", load_jsonl(ENGLISH_PATH), str(ENGLISH_PATH),
                      "hand-written English minimal pairs shipped with headwiki (ablation/data/english.jsonl)")
     elif spec == "toy":
-        ds = Dataset("toy", toy_items(seed), "headwiki.toy.world.negation_items(split='heldout')",
-                     f"toy-world held-out negation facts (seed {seed})")
+        from headwiki.toy import world_seed
+
+        ds = Dataset("toy", toy_items(), f"headwiki.toy.world.negation_items(seed={world_seed()}, split='heldout')",
+                     f"toy-world held-out negation facts (world seed {world_seed()})")
     elif spec == "multinli":
         from headwiki.ablation.multinli import load_multinli_items
 

@@ -19,7 +19,6 @@ from headwiki.errors import HeadwikiError
 
 ENGLISH = "english"
 TOY = "toy"
-TOY_WORLD_SEED = 0  # the world the embedded toy model was trained on (headwiki.toy.train default)
 _BYTE_TOKEN = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 
 
@@ -115,10 +114,11 @@ def english_passages() -> list[str]:
 
 def toy_passages(n_tokens: int) -> list[str]:
     """Held-out toy-world text with at least ~n_tokens words (headwiki.toy.world.corpus_text)."""
+    from headwiki.toy import world_seed
     from headwiki.toy.world import corpus_text
 
     n_sentences = n_tokens // 5 + 8  # sentences are 6-7 words
-    return corpus_text(n_sentences, TOY_WORLD_SEED)
+    return corpus_text(n_sentences, world_seed())
 
 
 def file_passages(path: str | Path) -> list[str]:
@@ -164,7 +164,9 @@ def resolve_text(text: str | None, is_toy: bool, n_tokens: int) -> TextSource:
     if text == ENGLISH:
         return TextSource("english_passages", english_passages())
     if text == TOY:
-        return TextSource(f"toy_corpus(seed={TOY_WORLD_SEED})", toy_passages(n_tokens))
+        from headwiki.toy import world_seed
+
+        return TextSource(f"toy_corpus(seed={world_seed()})", toy_passages(n_tokens))
     if text.startswith("hf:"):
         name = text[3:]
         return TextSource(f"hf:{name}", dataset_passages(name, n_tokens))

@@ -85,6 +85,17 @@ def test_toy_items_are_valid_counterbalanced_minimal_pairs() -> None:
         assert len(item.negated.split()) == len(item.control.split())
 
 
+def test_toy_items_come_from_the_world_the_toy_model_was_trained_on() -> None:
+    """The ablation seed draws subsets; the items must still be the committed model's never-negated entities."""
+    from headwiki.toy import world_seed
+    from headwiki.toy.world import make_world
+
+    world = make_world(world_seed())
+    for seed in (0, 5):
+        ds = resolve_dataset("toy", seed=seed)
+        assert {item.negated.split()[1] for item in ds.items} == set(world.heldout_entities)
+
+
 def test_english_dataset_is_large_varied_and_counterbalanced() -> None:
     assert ENGLISH_PATH.is_file(), f"{ENGLISH_PATH} is missing: the english item file has not landed yet"
     ds = resolve_dataset("english")

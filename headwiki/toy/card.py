@@ -6,8 +6,8 @@ The card's numbers are never typed by hand: :func:`model_card` formats the dict 
 
 from __future__ import annotations
 
-from headwiki.toy.world import (CATEGORIES, CONTROL_WORD, MARKER_WORD, N_HELDOUT_FOILS,
-                                N_HELDOUT_PER_CATEGORY, NEGATION_WORD, TAXONOMY, make_world,
+from headwiki.toy.world import (CATEGORIES, CONTROL_WORD, MARKER_WORD, N_HELDOUT_PER_CATEGORY,
+                                N_VALIDATION_PER_CATEGORY, NEGATION_WORD, TAXONOMY, make_world,
                                 ordinary_vocab)
 
 #: Floors (perfect head = 1.0) a head must reach to be given a role.
@@ -57,15 +57,47 @@ def _best_of(h: dict, role: str) -> float:  # type: ignore[type-arg]
     return max(max(row) for row in h[role])
 
 
+def _reproduce(m: dict) -> str:  # type: ignore[type-arg]
+    """The Reproduce section's commands: one training run, or the seed runs + selection."""
+    seed = m["config"]["seed"]
+    test = "pytest tests/test_toy_model.py   # recomputes every number in this card from the weights"
+    if "selection" not in m:
+        return f"headwiki toy train --seed {seed}          # or: python -m headwiki.toy.cli train --seed {seed}\n{test}"
+    seeds = [row["seed"] for row in m["selection"]]
+    runs = " ".join(f"runs/s{s}" for s in seeds)
+    return (f"# candidates: one run per seed, each <= 10 min on 2 cores\n"
+            f"for s in {' '.join(map(str, seeds))}; do headwiki toy train --seed $s --out runs/s$s; done\n"
+            f"# keep the best on the validation split (installs it here, with the Selection table)\n"
+            f"headwiki toy select {runs}\n{test}\n"
+            f"# seed {seed} alone: headwiki toy train --seed {seed} --out DIR writes the same model.safetensors, byte for byte")
+
+
+def _selection(m: dict) -> str:  # type: ignore[type-arg]
+    """The Selection section: every candidate run, what chose it, and its (unused) test score."""
+    if "selection" not in m:
+        return ""
+    lines = ["## Selection", "",
+             f"{len(m['selection'])} runs of the same command with different seeds were trained; the one with the",
+             "highest negated accuracy on the **validation** entities (never negated in training,",
+             "disjoint from the test entities; ties: the more negative mean logit difference) is",
+             "committed. The test column was recorded for every run and not used to choose.", "",
+             "| seed | validation negated | validation logit diff (neg) | test negated | train s | |",
+             "|---|---|---|---|---|---|"]
+    for r in m["selection"]:
+        lines.append(f"| {r['seed']} | {r['validation_negated']:.3f} | {r['validation_logit_diff_negated']:.2f} | "
+                     f"{r['test_negated']:.3f} | {r['train_wall_s']} | "
+                     f"{'**chosen**' if r['chosen'] else ''} |")
+    return "\n".join(lines) + "\n\n"
+
+
 def model_card(m: dict) -> str:  # type: ignore[type-arg]
     """Markdown model card for the metrics dict ``m`` written by :func:`train`."""
     cfg = m["config"]
     h = m["heads"]
-    n, nc, nt = m["negation_heldout"], m["negation_heldout_combination"], m["negation_trained"]
+    n, nv, nt = m["negation_heldout"], m["negation_validation"], m["negation_trained"]
     world = make_world(cfg["seed"])
     role_of = roles(h)
     raw_h = m["raw_final_weights"]["heads"]
-    example = world.negation_entities[0]
 
     def row(name: str, r: dict) -> str:  # type: ignore[type-arg]
         return (f"| {name} | {r['n_items']} | {r['affirmative']:.3f} | {r['negated']:.3f} | {r['control']:.3f} | "
@@ -81,8 +113,7 @@ and are recomputed from these weights by `tests/test_toy_model.py`.
 ## Reproduce
 
 ```
-headwiki toy train --seed {cfg['seed']}          # or: python -m headwiki.toy.cli train --seed {cfg['seed']}
-pytest tests/test_toy_model.py   # recomputes every number in this card from the weights
+{_reproduce(m)}
 ```
 
 Training ran {m['steps_done']} steps in {m['train_wall_s']} s of wall time on 2 CPU cores
@@ -102,9 +133,9 @@ Vocabulary: `<bos> <eos> <pad> <unk>` + {len(ordinary_vocab())} ordinary words. 
 
 * **World text**: a taxonomy of {len(CATEGORIES)} categories x {len(TAXONOMY[CATEGORIES[0]])} entities
   ({", ".join(f"{c}: {TAXONOMY[c][0]}, ..." for c in CATEGORIES[:3])}). Only TRUE sentences:
-  affirmative `a robin is a bird .`, negated `a robin is {NEGATION_WORD} a fish .` (a wrong category
-  from the entity's trained foils; the 3 categories after its own in the list weigh {cfg['contrast']}, the
-  others 1, so what follows "{NEGATION_WORD}" depends on the entity's category), control `a robin is {CONTROL_WORD} a bird .`
+  affirmative `a robin is a bird .`, negated `a robin is {NEGATION_WORD} a fish .` (any wrong category; the
+  3 categories after its own in the list weigh {cfg['contrast']}, the others 1, so what follows
+  "{NEGATION_WORD}" depends on the entity's category, and on nothing else about the entity), control `a robin is {CONTROL_WORD} a bird .`
   (same length, no negation); determiners `a` / `the` / `this`; mix 40% / 40% / 20%.
 * **Forward repeats** (previous-token + induction): one span of {cfg['min_span']}-{cfg['max_span']} distinct random
   words repeated until the {cfg['n_ctx'] - 1}-token row is full (>= {(cfg['n_ctx'] - 1) // cfg['max_span']} full copies).
@@ -133,11 +164,11 @@ Vocabulary: `<bos> <eos> <pad> <unk>` + {len(ordinary_vocab())} ordinary words. 
   affirmative and control sentences, **never negated**; each is paired with every wrong category
   (foil) and determiner: {n['n_items']} items. The model must apply "{NEGATION_WORD}" to a category it knows
   only from affirmative sentences.
-* Negation, held-out combinations (`split="heldout_combination"`): every other entity has
-  {N_HELDOUT_FOILS} wrong categories that never follow it after "{NEGATION_WORD}" (e.g. {example}:
-  {", ".join(world.heldout_foils[example])}): {nc['n_items']} items. The training data say such a pair never
-  occurs, so a model that learns the statistics suppresses these foils as well as the true category;
-  this split measures rule over memorised exclusion, and is reported, not a floor.
+* Negation, validation entities (`split="validation"`): {N_VALIDATION_PER_CATEGORY} more never-negated entity per
+  category ({", ".join(world.validation_entities)}): {nv['n_items']} items of the same form, used only to choose
+  among training runs (Selection below), never as the reported score.
+* Every other entity ({len(world.negation_entities)}) is negated in training with every wrong category
+  (`split="train"`: {nt['n_items']} items).
 * In every split each category is the target in as many items as it is the foil.
 * Head probes: `[BOS, s, s]` with `s` = 20 distinct random ordinary tokens from a random stream
   disjoint from training (200 sequences); previous-token scores on 200 fresh passages of
@@ -162,17 +193,17 @@ Negation, two-alternative accuracy (logit target vs foil) and mean logit differe
 | split | items | affirmative | negated | control | logit diff aff / neg / ctl |
 |---|---|---|---|---|---|
 {row("held-out entities (never negated)", n)}
-{row("held-out combinations", nc)}
-{row("trained combinations", nt)}
+{row("validation entities (never negated)", nv)}
+{row("trained negations", nt)}
 
 Negation word: `{NEGATION_WORD}`; control word: `{CONTROL_WORD}`.
 
 The last raw (not averaged) weights, for comparison: best induction {_best_of(raw_h, 'induction'):.3f},
 previous-token {_best_of(raw_h, 'previous_token'):.3f}, duplicate {_best_of(raw_h, 'duplicate'):.3f}; negated accuracy
-{m['raw_final_weights']['negation_heldout']['negated']:.3f} (held-out entities), {m['raw_final_weights']['negation_heldout_combination']['negated']:.3f} (held-out combinations),
-{m['raw_final_weights']['negation_trained']['negated']:.3f} (trained combinations).
+{m['raw_final_weights']['negation_heldout']['negated']:.3f} (held-out entities), {m['raw_final_weights']['negation_validation']['negated']:.3f} (validation entities),
+{m['raw_final_weights']['negation_trained']['negated']:.3f} (trained negations).
 
-## Floors
+{_selection(m)}## Floors
 
 {chr(10).join(f"* {'MET' if ok else 'NOT MET'}: {name}" for name, ok in floors(m).items())}
 """

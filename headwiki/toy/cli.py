@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from headwiki.toy.selection import install
 from headwiki.toy.train import DEFAULT_OUT, TrainConfig, summary_line, train
 
 
@@ -35,6 +36,25 @@ def train_cmd(seed: int, out: Path, steps: int, time_budget: float) -> None:
     click.echo(summary_line(metrics), err=True)
     keys = ("steps_done", "train_wall_s", "stopped_early_by_time_budget")
     click.echo(json.dumps({k: metrics[k] for k in keys} | {"out": str(out)}))
+
+
+@toy.command(name="select")
+@click.argument("runs", nargs=-1, required=True,
+                type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT,
+              show_default=True, help="Where the chosen run is installed.")
+def select_cmd(runs: tuple[Path, ...], out: Path) -> None:
+    """Install the best of finished RUNS (one `toy train --out` directory per seed) into OUT.
+
+    Best = highest negated accuracy on the validation entities (never negated in training,
+    disjoint from the test entities); the test split is recorded for every run, never used.
+    """
+    metrics = install(list(runs), out)
+    for row in metrics["selection"]:
+        click.echo(f"seed {row['seed']}: validation negated {row['validation_negated']:.3f} "
+                   f"(logit diff {row['validation_logit_diff_negated']:.2f}), test negated "
+                   f"{row['test_negated']:.3f}{'  <- chosen' if row['chosen'] else ''}", err=True)
+    click.echo(json.dumps({"chosen_seed": metrics["config"]["seed"], "out": str(out)}))
 
 
 if __name__ == "__main__":

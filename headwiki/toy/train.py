@@ -20,7 +20,8 @@ Curriculum (see the model card and ``docs/toy_experiments.md`` for the runs behi
      start of stage 2 kept the previous-token head blurred (docs/toy_experiments.md, round 5).
 The saved weights are an exponential moving average of the trained weights from ``ema_start``
 on: held-out negation accuracy swings by +-0.1 between evaluations late in training, and the
-average was better on held-out combinations in every run that compared them (+0.06..+0.16). The
+average was better on held-out (entity, wrong category) pairs, a split of an earlier world, in
+every run that compared them (+0.06..+0.16). The
 average is a side copy: it does not change the training trajectory.
 """
 
@@ -231,14 +232,14 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 def evaluate(model: GPT2LMHeadModel, seed: int, full: bool = True) -> dict[str, object]:
     """Held-out measurements as a JSON-able dict (model put in eval mode).
 
-    ``full=False`` (used for progress logs) skips the trained-combination negation split.
+    ``full=False`` (used for progress logs) skips the trained negation split.
     """
     model.eval()
     tok = build_tokenizer()
     heads = measure_heads(model, tok, seed)
     out: dict[str, object] = {"heads": asdict(heads),
                               "negation_heldout": asdict(measure_negation(model, tok, seed)),
-                              "negation_heldout_combination": asdict(measure_negation(model, tok, seed, "heldout_combination"))}
+                              "negation_validation": asdict(measure_negation(model, tok, seed, "validation"))}
     if full:
         out["negation_trained"] = asdict(measure_negation(model, tok, seed, "train"))
         out["roles"] = roles(out["heads"])  # type: ignore[arg-type]
@@ -254,13 +255,13 @@ def _best(scores: list[list[float]]) -> tuple[str, float]:
 def summary_line(m: dict[str, object]) -> str:
     """Compact one-line progress summary of :func:`evaluate` output."""
     h = m["heads"]
-    n, u = m["negation_heldout"], m["negation_heldout_combination"]
-    assert isinstance(h, dict) and isinstance(n, dict) and isinstance(u, dict)
+    n, v = m["negation_heldout"], m["negation_validation"]
+    assert isinstance(h, dict) and isinstance(n, dict) and isinstance(v, dict)
     ind, dup, prev = _best(h["induction"]), _best(h["duplicate"]), _best(h["previous_token"])
     return (f"ind {ind[0]}={ind[1]:.2f} dup {dup[0]}={dup[1]:.2f} prev {prev[0]}={prev[1]:.2f} "
             f"loss1/2 {h['first_copy_loss']:.2f}/{h['second_copy_loss']:.2f} "
             f"neg aff/neg/ctl {n['affirmative']:.2f}/{n['negated']:.2f}/{n['control']:.2f} "
-            f"held-out-combination neg {u['negated']:.2f}")
+            f"validation neg {v['negated']:.2f}")
 
 
 def train(cfg: TrainConfig, out: Path | None = DEFAULT_OUT) -> dict[str, object]:

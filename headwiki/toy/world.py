@@ -8,13 +8,14 @@ a category ("a") never leaks which category is meant. Sentences are always TRUE:
 * negated      ``a robin is not a fish .``   (any category other than the entity's own)
 * control      ``a robin is also a bird .``  (same length as the negated form, no negation)
 
-Two kinds of negated fact are HELD OUT of training (a seed picks which):
-
-* held-out combinations: every other entity is negated in training, but for each of them
-  :data:`N_HELDOUT_FOILS` wrong categories never follow it after "not" ("a robin is not a
-  tree ." never occurs; "a robin is not a fish ." does);
-* unseen entities: :data:`N_HELDOUT_PER_CATEGORY` entities per category occur in affirmative
-  and control sentences but never in any negated sentence (the stricter test).
+Every negated fact of some entities is HELD OUT of training (a seed picks which):
+:data:`N_HELDOUT_PER_CATEGORY` entities per category (the test) and
+:data:`N_VALIDATION_PER_CATEGORY` more (the validation split, so that choices among training runs
+never look at the test entities) occur in affirmative and control sentences but never in a
+negated one. Every other entity is negated with every wrong category, so what follows "not"
+depends on the subject's category alone (an earlier world also held out 2 (entity, wrong
+category) pairs per negated entity; that made the "not" distribution entity-specific and
+never-negated accuracy fell, docs/toy_experiments.md round 6).
 
 :func:`negation_items` builds two-alternative minimal pairs for each split.
 
@@ -63,8 +64,8 @@ TAXONOMY: dict[str, tuple[str, ...]] = {
 }
 CATEGORIES: tuple[str, ...] = tuple(TAXONOMY)
 N_HELDOUT_PER_CATEGORY: int = 2
-#: Wrong categories per negation entity that never follow it after "not" in training.
-N_HELDOUT_FOILS: int = 2
+#: Further never-negated entities per category, for model selection only (split "validation").
+N_VALIDATION_PER_CATEGORY: int = 1
 
 #: Longest sentence in tokens ("the crocodile is not a fish ." = 7).
 MAX_SENTENCE_TOKENS: int = 7
@@ -72,7 +73,7 @@ MAX_SENTENCE_TOKENS: int = 7
 NEGATION_CONTRAST: float = 5.0
 
 SentenceKind = Literal["affirmative", "negated", "control"]
-Split = Literal["heldout", "heldout_combination", "train"]
+Split = Literal["heldout", "validation", "train"]
 
 
 @dataclass(frozen=True)
@@ -82,23 +83,24 @@ class World:
     Attributes:
         seed: the seed that chose the held-out entities.
         category_of: entity -> its (only) category.
-        heldout_entities: entities never seen in a negated sentence during training.
+        heldout_entities: entities never seen in a negated sentence during training (the test).
+        validation_entities: more never-negated entities, disjoint from the test ones, for
+            choosing among training runs.
         negation_entities: entities whose negations are trained (all other entities).
-        heldout_foils: negation entity -> the wrong categories never negated after it in training.
     """
 
     seed: int
     category_of: dict[str, str]
     heldout_entities: tuple[str, ...]
+    validation_entities: tuple[str, ...]
     negation_entities: tuple[str, ...]
-    heldout_foils: dict[str, tuple[str, ...]]
 
     def trained_foils(self, entity: str) -> tuple[str, ...]:
-        """Wrong categories that follow ``entity`` after "not" in training (none for unseen entities)."""
-        if entity in self.heldout_entities:
+        """Wrong categories that follow ``entity`` after "not" in training: every category but its
+        own for a negation entity, none for a never-negated one."""
+        if entity not in self.negation_entities:
             return ()
-        own, held = self.category_of[entity], self.heldout_foils[entity]
-        return tuple(c for c in CATEGORIES if c != own and c not in held)
+        return tuple(c for c in CATEGORIES if c != self.category_of[entity])
 
     @property
     def entities(self) -> tuple[str, ...]:
@@ -107,33 +109,24 @@ class World:
 
 
 def make_world(seed: int = 0) -> World:
-    """Build the world for ``seed``: which entities and (entity, wrong category) pairs are never negated.
-
-    Picks :data:`N_HELDOUT_PER_CATEGORY` unseen entities per category, and for the i-th
-    remaining entity of category c the held-out foils c + 1 + ((N * i + k + shift) mod 8),
-    k < N (mod 9): every category is a held-out foil equally often (12 times), which keeps
-    :func:`negation_items` counterbalanced.
-    """
+    """Build the world for ``seed``: :data:`N_HELDOUT_PER_CATEGORY` test and
+    :data:`N_VALIDATION_PER_CATEGORY` validation entities per category, never negated."""
     rng = np.random.default_rng([seed, 7919])
     category_of = {e: c for c, members in TAXONOMY.items() for e in members}
     heldout: list[str] = []
+    validation: list[str] = []
     for members in TAXONOMY.values():
-        picks = rng.choice(len(members), size=N_HELDOUT_PER_CATEGORY, replace=False)
-        heldout.extend(members[i] for i in sorted(picks))
-    held = set(heldout)
-    shift = int(rng.integers(len(CATEGORIES) - 1))
-    foils: dict[str, tuple[str, ...]] = {}
-    for c, members in enumerate(TAXONOMY.values()):
-        negated = [e for e in members if e not in held]
-        for i, entity in enumerate(negated):
-            offsets = [(N_HELDOUT_FOILS * i + k + shift) % (len(CATEGORIES) - 1) for k in range(N_HELDOUT_FOILS)]
-            foils[entity] = tuple(CATEGORIES[(c + 1 + o) % len(CATEGORIES)] for o in offsets)
+        picks = rng.choice(len(members), size=N_HELDOUT_PER_CATEGORY + N_VALIDATION_PER_CATEGORY,
+                           replace=False)
+        heldout.extend(members[i] for i in sorted(picks[:N_HELDOUT_PER_CATEGORY]))
+        validation.extend(members[i] for i in sorted(picks[N_HELDOUT_PER_CATEGORY:]))
+    held = set(heldout) | set(validation)
     return World(
         seed=seed,
         category_of=category_of,
         heldout_entities=tuple(heldout),
+        validation_entities=tuple(validation),
         negation_entities=tuple(e for e in category_of if e not in held),
-        heldout_foils=foils,
     )
 
 
@@ -243,21 +236,19 @@ def negation_items(seed: int = 0, split: Split = "heldout") -> list[dict[str, st
 
     Splits: ``"heldout"`` = entities never negated in training (18 entities x 8 foils x 3
     templates = 432 items: the model must apply "not" to a category it only knows from
-    affirmative sentences); ``"heldout_combination"`` = (entity, foil) pairs never negated, on
-    entities that are otherwise negated (90 x 2 x 3 = 540; the data say such a pair never
-    follows "not", so a purely statistical learner suppresses the foil too);
-    ``"train"`` = trained combinations (90 x 6 x 3 = 1620). Counterbalanced: in every split
+    affirmative sentences); ``"validation"`` = the same kind of item on 9 further never-negated
+    entities (216 items), for choosing among training runs without looking at the test;
+    ``"train"`` = the trained negations (81 x 8 x 3 = 1944). Counterbalanced: in every split
     each category is the target in as many items as it is the foil.
     """
     world = make_world(seed)
-    if split == "heldout":
-        pairs = [(e, f) for e in world.heldout_entities for f in CATEGORIES if f != world.category_of[e]]
-    elif split == "heldout_combination":
-        pairs = [(e, f) for e in world.negation_entities for f in world.heldout_foils[e]]
+    if split in ("heldout", "validation"):
+        unseen = world.heldout_entities if split == "heldout" else world.validation_entities
+        pairs = [(e, f) for e in unseen for f in CATEGORIES if f != world.category_of[e]]
     elif split == "train":
         pairs = [(e, f) for e in world.negation_entities for f in world.trained_foils(e)]
     else:
-        raise ValueError(f"unknown split {split!r}; use 'heldout', 'heldout_combination' or 'train'")
+        raise ValueError(f"unknown split {split!r}; use 'heldout', 'validation' or 'train'")
     items: list[dict[str, str]] = []
     for entity, foil in pairs:
         target = world.category_of[entity]
