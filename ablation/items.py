@@ -149,8 +149,9 @@ def resolve_dataset(spec: str, seed: int = 0, max_items: int | None = None) -> D
     elif spec == "toy":
         from headwiki.toy import world_seed
 
-        ds = Dataset("toy", toy_items(), f"headwiki.toy.world.negation_items(seed={world_seed()}, split='heldout')",
-                     f"toy-world held-out negation facts (world seed {world_seed()})")
+        seed_of_world = world_seed()
+        ds = Dataset("toy", toy_items(), f"headwiki.toy.world.negation_items(seed={seed_of_world}, split='heldout')",
+                     f"toy-world held-out negation facts (world seed {seed_of_world})")
     elif spec == "multinli":
         from headwiki.ablation.multinli import load_multinli_items
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import duckdb
 
+from headwiki.atomic_dir import replaced_dir
 from headwiki.db.store import reading
 from headwiki.errors import HeadwikiError
 
@@ -20,9 +19,9 @@ def export_parquet(db_path: str | Path, out_dir: str | Path) -> list[Path]:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
         ).fetchall()]
         frames = {name: con.sql(f'SELECT * FROM "{name}"').to_arrow_table() for name in tables}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    if out.exists() and not out.is_dir():
+        raise HeadwikiError(f"--parquet {out} exists and is not a directory: choose another path")
+    with replaced_dir(out) as tmp:
         writer = duckdb.connect(":memory:")
         written = []
         for name, table in frames.items():
@@ -32,14 +31,6 @@ def export_parquet(db_path: str | Path, out_dir: str | Path) -> list[Path]:
             writer.unregister("frame")
             written.append(out / target.name)
         writer.close()
-        if out.exists():
-            if not out.is_dir():
-                raise HeadwikiError(f"--parquet {out} exists and is not a directory: choose another path")
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return written
 
 

@@ -6,8 +6,6 @@ byte-identical files; a failed render leaves the previous site untouched.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -16,6 +14,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from headwiki.atomic_dir import replaced_dir
 from headwiki.db.store import reading
 from headwiki.errors import HeadwikiError
 from headwiki.progress import log, progress_task
@@ -126,24 +125,8 @@ def render_site(db_path: str | Path, out_dir: str | Path = "site") -> SiteResult
     _check_out(out)
     if not db.exists():
         raise HeadwikiError(f"database {db} does not exist: run `headwiki detect --db {db}` first, or pass --db PATH")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    for stale in (tmp, old):
-        if stale.exists():
-            shutil.rmtree(stale)
-    tmp.mkdir()
-    try:
+    with replaced_dir(out) as tmp:
         n_models, n_heads, n_pages, n_bytes, max_head = _build(db, str(db_path), tmp)
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out.exists():
-            old.rename(out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
     seconds = time.perf_counter() - started
     log(f"wrote {n_pages} pages for {n_models} model(s), {n_heads} heads, {n_bytes / 1e6:.1f} MB to {out} in {seconds:.1f} s")
     return SiteResult(out, n_models, n_heads, n_pages, n_bytes, max_head, seconds)

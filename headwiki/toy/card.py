@@ -6,6 +6,9 @@ The card's numbers are never typed by hand: :func:`model_card` formats the dict 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from headwiki.toy.world import (CATEGORIES, CONTROL_WORD, MARKER_WORD, N_HELDOUT_PER_CATEGORY,
                                 N_VALIDATION_PER_CATEGORY, NEGATION_WORD, TAXONOMY, make_world,
                                 ordinary_vocab)
@@ -88,6 +91,12 @@ def _selection(m: dict) -> str:  # type: ignore[type-arg]
                      f"{r['test_negated']:.3f} | {r['train_wall_s']} | "
                      f"{'**chosen**' if r['chosen'] else ''} |")
     return "\n".join(lines) + "\n\n"
+
+
+def write_metrics_and_card(out: Path, m: dict) -> None:  # type: ignore[type-arg]
+    """Write ``m`` as ``out``/metrics.json and its rendered card as ``out``/README.md."""
+    (out / "metrics.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
+    (out / "README.md").write_text(model_card(m))
 
 
 def model_card(m: dict) -> str:  # type: ignore[type-arg]

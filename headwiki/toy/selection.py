@@ -1,22 +1,21 @@
 """Choose the committed toy model among finished training runs, by the validation split only.
 
-Held-out negation accuracy swings by more between seeds (0.85-0.98 on never-negated entities)
-than between recipes, so the project trains a few seeds with the same command and keeps the one
-with the best negated accuracy on the *validation* entities (never negated in training, disjoint
+Held-out negation accuracy still swings between seeds of one recipe (0.71-1.00 on never-negated
+entities), so the project trains a few seeds with the same command and keeps the one with the
+best negated accuracy on the *validation* entities (never negated in training, disjoint
 from the test entities). The test split is recorded for every candidate but never consulted.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from headwiki.atomic_dir import replaced_dir
 from headwiki.errors import HeadwikiError
-from headwiki.toy.card import model_card
+from headwiki.toy.card import write_metrics_and_card
 
 #: Files of a run directory written by :func:`headwiki.toy.train.save`.
 RUN_FILES: tuple[str, ...] = ("config.json", "generation_config.json", "model.safetensors",
@@ -63,28 +62,15 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 
 def install(run_dirs: list[Path], out: Path) -> dict[str, Any]:
     """Copy the best of ``run_dirs`` into ``out`` with the selection table in its metrics.json and
-    model card. Written to a temporary sibling directory first and renamed into place, so ``out``
-    is never half-written. Returns the chosen run's metrics (with ``selection``)."""
+    model card, written whole or not at all (:func:`headwiki.atomic_dir.replaced_dir`). Returns the chosen run's metrics (with ``selection``)."""
     candidates = [read_run(d) for d in run_dirs]
     seeds = [m["config"]["seed"] for m in candidates]
     if len(set(seeds)) != len(seeds):
         raise HeadwikiError(f"runs share a seed ({seeds}); pass one run directory per seed")
     best = choose(candidates)
     metrics = dict(candidates[best], selection=selection_table(candidates, best))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replaced_dir(out) as tmp:
         for f in RUN_FILES[:-1]:
             shutil.copy2(run_dirs[best] / f, tmp / f)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        (tmp / "README.md").write_text(model_card(metrics))
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_metrics_and_card(tmp, metrics)
     return metrics

@@ -27,7 +27,6 @@ average is a side copy: it does not change the training trajectory.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -41,7 +40,7 @@ import torch
 from tqdm import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from headwiki.toy.card import model_card, roles
+from headwiki.toy.card import roles, write_metrics_and_card
 from headwiki.toy.evaluate import measure_heads, measure_negation
 from headwiki.toy.tokenizer import build_tokenizer, n_special, vocab
 from headwiki.toy.world import (BOS, EOS, NEGATION_CONTRAST, PAD, World, again_tokens, make_world,
@@ -334,5 +333,4 @@ def save(model: GPT2LMHeadModel, out: Path, metrics: dict[str, object]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     build_tokenizer().save_pretrained(out)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    (out / "README.md").write_text(model_card(metrics))
+    write_metrics_and_card(out, metrics)
