@@ -6,29 +6,25 @@ from pathlib import Path
 
 import duckdb
 
-from headwiki.atomic_dir import replaced_dir
+from headwiki.atomic_dir import check_replaceable, replaced_dir
 from headwiki.db.store import reading
 from headwiki.errors import HeadwikiError
 
 
 def export_parquet(db_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Write <table>.parquet for each table into `out_dir` (write to a temp dir, then rename into place)."""
-    out = Path(out_dir)
+    out = check_replaceable(Path(out_dir), "--parquet")  # before reading anything
     with reading(db_path) as con:
         tables = [r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
         ).fetchall()]
-        frames = {name: con.sql(f'SELECT * FROM "{name}"').to_arrow_table() for name in tables}
-    if out.exists() and not out.is_dir():
-        raise HeadwikiError(f"--parquet {out} exists and is not a directory: choose another path")
-    with replaced_dir(out) as tmp:
+        frames = {name: con.table(name).to_arrow_table() for name in tables}
+    with replaced_dir(out, "--parquet") as tmp:
         writer = duckdb.connect(":memory:")
         written = []
         for name, table in frames.items():
             target = tmp / f"{name}.parquet"
-            writer.register("frame", table)
-            writer.execute(f"COPY (SELECT * FROM frame) TO '{target.as_posix()}' (FORMAT parquet)")
-            writer.unregister("frame")
+            writer.from_arrow(table).write_parquet(str(target))  # no path pasted into SQL
             written.append(out / target.name)
         writer.close()
     return written

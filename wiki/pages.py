@@ -372,12 +372,12 @@ def role_context(site: SiteData, role: str) -> dict[str, Any]:
 
 def sql_examples(site: SiteData) -> list[tuple[str, str]]:
     """(title, SQL) pairs chosen for the columns this database actually has."""
-    m = site.models[0]
     cols = set(site.metric_columns)
     ex = [
         ("Models in the database", "SELECT model_id, architecture, n_layers, n_heads, n_params FROM models ORDER BY model_id"),
         ("Heads per role, per model", "SELECT model_id, role, count(*) AS heads FROM (SELECT model_id, unnest(roles) AS role FROM heads) GROUP BY ALL ORDER BY ALL"),
-        ("What each metric means (data, n)", f"SELECT metric, description, data, n FROM metrics WHERE model_id = '{m.model_id}' ORDER BY metric"),
+        ("What each metric means (data, n), for the first model",
+         "SELECT metric, description, data, n FROM metrics WHERE model_id = (SELECT min(model_id) FROM models) ORDER BY metric"),
     ]
     if "induction" in cols:
         ex.append(("Top induction heads with their 95% CI",

@@ -14,14 +14,13 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from headwiki.atomic_dir import replaced_dir
+from headwiki.atomic_dir import MARKER, check_replaceable, replaced_dir
 from headwiki.db.store import reading
 from headwiki.errors import HeadwikiError
 from headwiki.progress import log, progress_task
 from headwiki.wiki import pages, urls
 from headwiki.wiki.context import load_site_data
 
-MARKER = ".headwiki-site"
 STATIC_FILES = {"style.css": urls.STYLE_CSS, "site.js": urls.SITE_JS}
 
 
@@ -53,14 +52,6 @@ def make_env() -> Environment:
     )
     env.filters["num"] = pages.fmt_number
     return env
-
-
-def _check_out(out: Path) -> None:
-    """Refuse to replace anything that is not a site headwiki wrote."""
-    if out.exists() and not out.is_dir():
-        raise HeadwikiError(f"--out {out} is a file: pass a directory path for the site")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise HeadwikiError(f"--out {out} is a non-empty directory that headwiki did not write: choose another --out or empty it")
 
 
 def _write(root: Path, rel: str, text: str) -> int:
@@ -113,7 +104,6 @@ def _build(db_path: Path, db_arg: str, tmp: Path) -> tuple[int, int, int, int, i
             for rel, ctx in pages.head_contexts(site, model):
                 max_head = max(max_head, render("head.html", rel, ctx))
                 bar.advance()
-    _write(tmp, MARKER, "written by headwiki site; safe to delete and re-render\n")
     return len(site.models), n_heads, n_pages, written, max_head
 
 
@@ -122,7 +112,7 @@ def render_site(db_path: str | Path, out_dir: str | Path = "site") -> SiteResult
     started = time.perf_counter()
     db = Path(db_path)
     out = Path(out_dir)
-    _check_out(out)
+    check_replaceable(out)
     if not db.exists():
         raise HeadwikiError(f"database {db} does not exist: run `headwiki detect --db {db}` first, or pass --db PATH")
     with replaced_dir(out) as tmp:
