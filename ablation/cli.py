@@ -38,16 +38,16 @@ def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str, abla
         "" if pd.isna(a) else f"{a:.3f} [{lo:.3f}, {hi:.3f}]"
         for a, lo, hi in zip(base["accuracy"], base["accuracy_lo"], base["accuracy_hi"])
     ]
-    base["mean LD / S (95% CI)"] = [f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    base["mean LD (nats) / R (95% CI)"] = [f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]"
                                     for m, lo, hi in zip(base["mean_ld"], base["mean_ld_lo"], base["mean_ld_hi"])]
-    emit(base[["condition", "n_items", "accuracy (95% Wilson CI)", "mean LD / S (95% CI)"]], "table",
+    emit(base[["condition", "n_items", "accuracy (95% Wilson CI)", "mean LD (nats) / R (95% CI)"]], "table",
          title=f"{result.model_id} on {result.dataset}: clean baselines (run {result.run_id})")
     for k in result.ablations:
         down, up = result.top_heads(k)
         for frame, way in ((down, "LOWERS"), (up, "RAISES")):
-            title = f"{k} ablation: heads whose removal significantly {way} S (q < 0.05)"
+            title = f"{k} ablation: heads whose removal significantly {way} the reversal R (q < 0.05)"
             if frame.empty:
-                best = result.heads[f"sens_delta_{k}_q"].min()
+                best = result.heads[f"reversal_delta_{k}_q"].min()
                 click.echo(f"{title}: none (smallest q = {best:.3g})")
             else:
                 emit(_compact(frame, k), "table", title=title)
@@ -60,12 +60,13 @@ def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str, abla
 
 
 def _compact(frame: pd.DataFrame, k: str) -> pd.DataFrame:
-    """label, ΔS [CI] q, Δ negated / affirmative accuracy, role — one line per head."""
-    col = f"sens_delta_{k}"
+    """label, ΔR [CI] q, ΔS, Δ negated / affirmative accuracy, role — one line per head."""
+    col = f"reversal_delta_{k}"
     return pd.DataFrame({
         "head": frame["label"],
-        "ΔS [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in zip(frame[col], frame[f"{col}_lo"], frame[f"{col}_hi"])],
+        "ΔR [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in zip(frame[col], frame[f"{col}_lo"], frame[f"{col}_hi"])],
         "q": [f"{q:.2g}" for q in frame[f"{col}_q"]],
+        "ΔS (nats)": [f"{v:+.2f}" for v in frame[f"sens_delta_{k}"]],
         "Δ neg acc": [f"{v:+.3f}" for v in frame[f"neg_acc_delta_{k}"]],
         "Δ aff acc": [f"{v:+.3f}" for v in frame[f"aff_acc_delta_{k}"]],
         "role (zero abl.)": frame["negation_role"].fillna(""),

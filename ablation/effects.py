@@ -1,8 +1,8 @@
-"""Per-item metrics, paired effect statistics, BH q-values and the `negation_role` rule (pure functions).
+"""Per-item metrics, paired effect statistics and BH q-values (pure functions; roles: negation_specific.py).
 
 Per item and model state the pass measures (see :mod:`headwiki.ablation.scoring`):
 ``neg_acc`` (negated prompt answered with the foil, 0/1), ``aff_acc`` and ``ctrl_acc`` (target, 0/1),
-``sens`` (S = LD_ctrl - LD_neg) and ``neg_ld`` (LD_neg). An ablation's effect on a metric is the mean
+``sens`` (S = LD_ctrl - LD_neg) and the raw ``neg_ld``, ``aff_ld``, ``ctrl_ld`` (LD per condition). An ablation's effect on a metric is the mean
 over items of the paired difference (ablated - clean), with a percentile bootstrap 95% CI that
 resamples clusters (templates), a two-sided sign-flip permutation p-value over items, and
 Benjamini-Hochberg q-values across all heads of the model (per metric and ablation).
@@ -19,17 +19,16 @@ import torch
 from headwiki.ablation.scoring import correctness, logit_diffs, sensitivity
 from headwiki.stats import benjamini_hochberg, cluster_bootstrap_mean_ci, paired_permutation_pvalue
 
-METRICS: tuple[str, ...] = ("neg_acc", "aff_acc", "ctrl_acc", "sens", "neg_ld")
+METRICS: tuple[str, ...] = ("neg_acc", "aff_acc", "ctrl_acc", "sens", "neg_ld", "aff_ld", "ctrl_ld")
 ALPHA = 0.05
 MIN_TEMPLATES_FOR_CLUSTERING = 10
-ROLES: tuple[str, ...] = ("shortcut_promoter", "negation_supporter", "general_damage")
 
 
 def item_values(slot_lp: torch.Tensor) -> torch.Tensor:
-    """[..., n_slots] slot log-probs -> [..., n_items, 5] per-item values in METRICS order."""
+    """[..., n_slots] slot log-probs -> [..., n_items, len(METRICS)] per-item values in METRICS order."""
     ld = logit_diffs(slot_lp.double())
     ok = correctness(ld)
-    return torch.stack([ok[..., 1], ok[..., 0], ok[..., 2], sensitivity(ld), ld[..., 1]], dim=-1)
+    return torch.stack([ok[..., 1], ok[..., 0], ok[..., 2], sensitivity(ld), ld[..., 1], ld[..., 0], ld[..., 2]], dim=-1)
 
 
 def cluster_labels(templates: Sequence[str], item_ids: Sequence[str]) -> tuple[np.ndarray, str]:
@@ -44,7 +43,7 @@ def cluster_labels(templates: Sequence[str], item_ids: Sequence[str]) -> tuple[n
 
 @dataclass
 class Effects:
-    """Effect statistics for m ablations (heads or groups) x 5 metrics: each array [m, 5]."""
+    """Effect statistics for m ablations (heads or groups) x k = len(METRICS) metrics: each array [m, k]."""
 
     delta: np.ndarray
     lo: np.ndarray
@@ -56,8 +55,8 @@ class Effects:
 def paired_effects(
     base: np.ndarray, ablated: np.ndarray, clusters: np.ndarray, n_boot: int = 2000, n_perm: int = 2000, seed: int = 0
 ) -> Effects:
-    """base [n_items, 5], ablated [m, n_items, 5] -> Effects ([m, 5] each; q = BH over the m rows per metric)."""
-    diff = ablated - base[None]  # [m, n, 5]
+    """base [n_items, k], ablated [m, n_items, k] -> Effects ([m, k] each; q = BH over the m rows per metric)."""
+    diff = ablated - base[None]  # [m, n, k]
     m, n, k = diff.shape
     flat = diff.transpose(1, 0, 2).reshape(n, m * k)
     mean, lo, hi = cluster_bootstrap_mean_ci(flat, clusters, n_boot=n_boot, seed=seed)
@@ -66,30 +65,7 @@ def paired_effects(
     return Effects(mean.reshape(m, k), lo.reshape(m, k), hi.reshape(m, k), p, q)
 
 
-def negation_roles(effects: Effects, alpha: float = ALPHA) -> list[str | None]:
-    """Role per row from one ablation's effects (the pass uses zero ablation as primary).
-
-    A negated-side effect is significant when neg_acc or sens has q < alpha (both significant ones
-    must agree in sign); the affirmative side is "hurt" when aff_acc falls with q < alpha.
-    shortcut_promoter: ablation significantly improves negated accuracy/S and affirmative is not hurt;
-    negation_supporter: significantly hurts negated, affirmative not hurt;
-    general_damage: significantly hurts negated and affirmative; otherwise None.
-    """
-    i_neg, i_aff, i_sens = METRICS.index("neg_acc"), METRICS.index("aff_acc"), METRICS.index("sens")
-    roles: list[str | None] = []
-    for d, q in zip(effects.delta, effects.q):
-        signs = {float(np.sign(d[j])) for j in (i_neg, i_sens) if q[j] < alpha and d[j] != 0}
-        aff_hurt = bool(q[i_aff] < alpha and d[i_aff] < 0)
-        if signs == {1.0} and not aff_hurt:
-            roles.append("shortcut_promoter")
-        elif signs == {-1.0}:
-            roles.append("general_damage" if aff_hurt else "negation_supporter")
-        else:
-            roles.append(None)
-    return roles
-
-
 def accuracy_summary(values: np.ndarray, clusters: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
-    """Clean-run summary from per-item values [n, 5]: mean of each metric with its cluster-bootstrap CI."""
+    """Clean-run summary from per-item values [n, k]: mean of each metric with its cluster-bootstrap CI."""
     mean, lo, hi = cluster_bootstrap_mean_ci(values, clusters, n_boot=n_boot, seed=seed)
     return {m: (float(mean[j]), float(lo[j]), float(hi[j])) for j, m in enumerate(METRICS)}

@@ -19,11 +19,10 @@ import pandas as pd
 import torch
 
 from headwiki.ablation.attribution import ATP_METRICS, attribution_estimates
-from headwiki.ablation.effects import (
-    ALPHA, METRICS, Effects, cluster_labels, item_values, negation_roles, paired_effects,
-)
+from headwiki.ablation.effects import ALPHA, METRICS, Effects, cluster_labels, item_values, paired_effects
 from headwiki.ablation.groups import ROLE_COLUMNS, HeadGroup, layer_groups, role_groups
 from headwiki.ablation.items import CONDITIONS, Dataset, resolve_dataset
+from headwiki.ablation.negation_specific import RULE_TEXT, ReversalEffects, negation_roles, reversal_effects
 from headwiki.ablation.scoring import bridge_encoder, encode_items, logit_diffs
 from headwiki.ablation.sweep import ABLATIONS, AblationRunner
 from headwiki.db.store import (
@@ -37,6 +36,7 @@ from headwiki.resume import SkippedPass, find_finished, fingerprint
 from headwiki.stats import spearman, wilson_interval
 
 PASS_NAME = "ablate"
+CHANCE = 0.5  # two-alternative items
 PRIMARY_ABLATION = "zero"
 MEAN_DEFINITION = (
     "mean ablation sets the head's hook_z (output before W_O) at every position to its mean over all non-pad "
@@ -49,7 +49,11 @@ _METRIC_TEXT = {
     "aff_acc": "affirmative accuracy (target preferred after the affirmative prompt)",
     "ctrl_acc": "control accuracy (target preferred after the control prompt)",
     "sens": "mean sensitivity S = LD_ctrl - LD_neg (LD = logprob(target) - logprob(foil), summed over candidate tokens)",
-    "neg_ld": "mean LD_neg",
+    "neg_ld": "mean LD_neg (raw logit difference on the negated prompt, nats)",
+    "aff_ld": "mean LD_aff (raw logit difference on the affirmative prompt, nats)",
+    "ctrl_ld": "mean LD_ctrl (raw logit difference on the control prompt, nats)",
+    "reversal": "reversal R = -mean LD_neg / mean LD_ctrl (the fraction of the control preference that 'not' reverses; "
+                "the negation-specific effect, unchanged when every LD is scaled alike)",
 }
 
 
@@ -70,12 +74,14 @@ class AblateResult:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def top_heads(self, ablation: str = PRIMARY_ABLATION, n: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Significant (q < 0.05 on S) heads whose ablation lowers S most, and raises it most."""
-        col = f"sens_delta_{ablation}"
-        cols = ["label", col, f"{col}_lo", f"{col}_hi", f"{col}_q", f"neg_acc_delta_{ablation}",
+        """Significant (q < 0.05 on the negation-specific ΔR) heads whose removal LOWERS R (most first), and
+        those whose removal RAISES it (most first); each frame holds only heads of its sign."""
+        col = f"reversal_delta_{ablation}"
+        cols = ["label", col, f"{col}_lo", f"{col}_hi", f"{col}_q", f"sens_delta_{ablation}", f"neg_acc_delta_{ablation}",
                 f"aff_acc_delta_{ablation}", "negation_role"]
         sig = self.heads[self.heads[f"{col}_q"] < ALPHA]
-        return sig.nsmallest(n, col)[cols], sig.nlargest(n, col)[cols]
+        lower, higher = sig[sig[col] < 0], sig[sig[col] > 0]
+        return lower.nsmallest(n, col)[cols], higher.nlargest(n, col)[cols]
 
 
 def ablate_model(
@@ -151,16 +157,22 @@ def ablate_model(
     run_id = new_run_id()
     m = n_layers * n_heads
     effects: dict[str, Effects] = {}
-    ablated_vals: dict[str, np.ndarray] = {}
+    reversals: dict[str, ReversalEffects] = {}
+    base_ld = logit_diffs(clean.slot_lp.cpu().double()).numpy()  # [n, 3]
     for i, k in enumerate(kinds):
-        ablated_vals[k] = item_values(swept[k].reshape(m, -1)).numpy()  # [m, n, 5]
-        effects[k] = paired_effects(base_vals, ablated_vals[k], clusters, n_boot=n_boot, n_perm=n_perm, seed=seed + 10 * i)
-    heads = _heads_frame(effects, atp, kinds, n_layers, n_heads, ds.name)
+        ablated = swept[k].reshape(m, -1)
+        effects[k] = paired_effects(base_vals, item_values(ablated).numpy(), clusters, n_boot=n_boot, n_perm=n_perm,
+                                    seed=seed + 10 * i)
+        reversals[k] = reversal_effects(base_ld, logit_diffs(ablated.double()).numpy(), clusters, n_boot=n_boot,
+                                        n_perm=n_perm, seed=seed + 10 * i + 5)
+    heads = _heads_frame(effects, reversals, atp, kinds, n_layers, n_heads, ds.name)
     provenance = _provenance(runner, ds, enc, cluster_unit, timings, effects, atp, kinds, role_scores, groups)
-    baselines = _baselines_frame(base_vals, logit_diffs(clean.slot_lp.cpu().double()).numpy(), clusters, info.name, ds.name, run_id, n_boot, seed)
+    baselines = _baselines_frame(base_vals, base_ld, reversals[kinds[0]], clusters, info.name, ds.name, run_id, n_boot, seed)
+    warn_uninformative(baselines, info.name)
     items_frame = _items_frame(ds, clean.slot_lp.cpu(), base_vals, info.name, run_id)
     effects_frame = _item_effects_frame(ds, clean.slot_lp.cpu(), swept, kinds, n_layers, n_heads, info.name)
-    groups_frame = _groups_frame(group_list, group_lp, kinds, base_vals, clusters, info.name, ds.name, run_id, n_boot, n_perm, seed)
+    groups_frame = _groups_frame(group_list, group_lp, kinds, base_vals, base_ld, clusters, info.name, ds.name, run_id,
+                                 n_boot, n_perm, seed)
     docs = _metric_docs(heads, ds, cluster_unit)
 
     with transaction(db_path) as con:
@@ -214,7 +226,16 @@ def _read_role_scores(db_path: str | Path, model_id: str) -> dict[str, pd.DataFr
         con.close()
 
 
-def _heads_frame(effects: dict[str, Effects], atp: dict[str, dict[str, torch.Tensor]] | None, kinds: tuple[str, ...],
+def _roles(e: Effects, r: ReversalEffects) -> pd.Series:
+    """negation_role per head from one ablation kind (rule: headwiki.ablation.negation_specific)."""
+    col = {metric: j for j, metric in enumerate(METRICS)}
+    roles = negation_roles(r.delta, r.q, e.delta[:, col["sens"]], e.q[:, col["sens"]], e.delta[:, col["neg_acc"]],
+                           e.q[:, col["neg_acc"]], e.delta[:, col["aff_acc"]], e.q[:, col["aff_acc"]])
+    return pd.Series(roles, dtype=object)
+
+
+def _heads_frame(effects: dict[str, Effects], reversals: dict[str, ReversalEffects],
+                 atp: dict[str, dict[str, torch.Tensor]] | None, kinds: tuple[str, ...],
                  n_layers: int, n_heads: int, dataset: str) -> pd.DataFrame:
     grid = [(L, h) for L in range(n_layers) for h in range(n_heads)]
     frame = pd.DataFrame(grid, columns=["layer", "head"])
@@ -225,13 +246,16 @@ def _heads_frame(effects: dict[str, Effects], atp: dict[str, dict[str, torch.Ten
             col = f"{metric}_delta_{k}"
             frame[col], frame[f"{col}_lo"], frame[f"{col}_hi"] = e.delta[:, j], e.lo[:, j], e.hi[:, j]
             frame[f"{col}_p"], frame[f"{col}_q"] = e.p[:, j], e.q[:, j]
+        r, col = reversals[k], f"reversal_delta_{k}"
+        frame[col], frame[f"{col}_lo"], frame[f"{col}_hi"], frame[f"{col}_p"], frame[f"{col}_q"] = r.delta, r.lo, r.hi, r.p, r.q
         if atp is not None:
             for metric in ATP_METRICS:
                 frame[f"{metric}_delta_atp_{k}"] = atp[metric][k].reshape(-1).numpy()
-    frame["negation_role"] = pd.Series(negation_roles(effects[kinds[0]]) if PRIMARY_ABLATION not in kinds
-                                       else negation_roles(effects[PRIMARY_ABLATION]), dtype=object)
-    if "mean" in kinds:
-        frame["negation_role_mean"] = pd.Series(negation_roles(effects["mean"]), dtype=object)
+    primary = PRIMARY_ABLATION if PRIMARY_ABLATION in kinds else kinds[0]
+    frame["negation_role"] = _roles(effects[primary], reversals[primary])
+    for k in kinds:
+        if k != PRIMARY_ABLATION:
+            frame[f"negation_role_{k}"] = _roles(effects[k], reversals[k])
     frame["negation_dataset"] = dataset
     return frame
 
@@ -250,16 +274,17 @@ def _metric_docs(heads: pd.DataFrame, ds: Dataset, cluster_unit: str) -> dict[st
 
 def _describe(col: str, cluster_unit: str) -> str:
     if col == "negation_role":
-        return ("role from zero ablation (mean ablation when zero was not run): shortcut_promoter (ablation significantly, q<0.05, improves negated accuracy or S "
-                "and does not significantly hurt affirmative accuracy), negation_supporter (significantly hurts negated, "
-                "affirmative holds), general_damage (hurts both), else NULL")
-    if col == "negation_role_mean":
-        return "negation_role computed from mean ablation instead of zero ablation"
+        return f"{RULE_TEXT}; from zero ablation (the first ablation run when zero was not)"
+    if col.startswith("negation_role_"):
+        return f"negation_role computed from {col.removeprefix('negation_role_')} ablation instead of zero ablation"
     if col == "negation_dataset":
         return "the dataset the negation columns were computed on"
     for suffix, what in (("_lo", "lower bound of the 95% bootstrap CI of"), ("_hi", "upper bound of the 95% bootstrap CI of")):
         if col.endswith(suffix):
             return f"{what} {col[: -len(suffix)]} (resampling {cluster_unit}s as clusters)"
+    if col.endswith("_p") and col.startswith("reversal_"):
+        return (f"two-sided paired permutation p-value of {col[:-2]}: clean and ablated swapped within whole "
+                f"{cluster_unit}s (a ratio of means has no per-item sign flip)")
     if col.endswith("_p"):
         return f"two-sided paired sign-flip permutation p-value (over items) of {col[:-2]}"
     if col.endswith("_q"):
@@ -274,10 +299,12 @@ def _describe(col: str, cluster_unit: str) -> str:
     return col
 
 
-def _baselines_frame(vals: np.ndarray, lds: np.ndarray, clusters: np.ndarray, model_id: str, dataset: str, run_id: str,
-                     n_boot: int, seed: int) -> pd.DataFrame:
+def _baselines_frame(vals: np.ndarray, lds: np.ndarray, rev: ReversalEffects, clusters: np.ndarray, model_id: str,
+                     dataset: str, run_id: str, n_boot: int, seed: int) -> pd.DataFrame:
     """Rows per condition: accuracy with its Wilson 95% CI and mean LD with a cluster-bootstrap 95% CI; plus a
-    'sensitivity' row (accuracy NULL, mean_ld = mean S with its CI). vals [n, 5] (METRICS), lds [n, 3] (CONDITIONS)."""
+    'sensitivity' row (accuracy NULL, mean_ld = mean S with its CI) and a 'reversal' row (mean_ld = R with its CI).
+    `informative` is False, with a `note`, where the condition's accuracy is within noise of chance (its Wilson
+    CI holds 0.5) or R is undefined. vals [n, k] (METRICS), lds [n, 3] (CONDITIONS)."""
     from headwiki.stats import cluster_bootstrap_mean_ci
 
     n = vals.shape[0]
@@ -288,13 +315,27 @@ def _baselines_frame(vals: np.ndarray, lds: np.ndarray, clusters: np.ndarray, mo
     for c, cond in enumerate(CONDITIONS):
         k = int(round(vals[:, correct_col[cond]].sum()))
         a_lo, a_hi = wilson_interval(k, n)
+        at_chance = a_lo <= CHANCE <= a_hi
         rows.append({"condition": cond, "accuracy": k / n, "accuracy_lo": a_lo, "accuracy_hi": a_hi,
-                     "mean_ld": mean[c], "mean_ld_lo": lo[c], "mean_ld_hi": hi[c]})
+                     "mean_ld": mean[c], "mean_ld_lo": lo[c], "mean_ld_hi": hi[c], "informative": not at_chance,
+                     "note": (f"{cond} accuracy {k / n:.3f} [{a_lo:.3f}, {a_hi:.3f}] is within noise of chance ({CHANCE}): "
+                              f"ablation effects on this condition are uninformative") if at_chance else None})
     rows.append({"condition": "sensitivity", "accuracy": np.nan, "accuracy_lo": np.nan, "accuracy_hi": np.nan,
-                 "mean_ld": mean[3], "mean_ld_lo": lo[3], "mean_ld_hi": hi[3]})
+                 "mean_ld": mean[3], "mean_ld_lo": lo[3], "mean_ld_hi": hi[3], "informative": True, "note": None})
+    rows.append({"condition": "reversal", "accuracy": np.nan, "accuracy_lo": np.nan, "accuracy_hi": np.nan,
+                 "mean_ld": rev.clean, "mean_ld_lo": rev.clean_lo, "mean_ld_hi": rev.clean_hi, "informative": rev.defined,
+                 "note": None if rev.defined else ("mean LD_ctrl is not clearly positive (its 95% CI holds 0): the model does not "
+                                                   "prefer the targets on control prompts, so the reversal R and every "
+                                                   "negation-specific effect are undefined (NULL) on this dataset")})
     frame = pd.DataFrame(rows)
     frame["model_id"], frame["dataset"], frame["n_items"], frame["run_id"] = model_id, dataset, n, run_id
     return frame
+
+
+def warn_uninformative(baselines: pd.DataFrame, model_id: str) -> None:
+    """Say loudly, on stderr, which baselines cannot carry ablation effects (the DB and model page keep the note)."""
+    for note in baselines.loc[~baselines["informative"].astype(bool), "note"]:
+        log(f"[bold yellow]warning[/bold yellow] {model_id}: {note}")
 
 
 def _items_frame(ds: Dataset, slot_lp: torch.Tensor, vals: np.ndarray, model_id: str, run_id: str) -> pd.DataFrame:
@@ -327,18 +368,21 @@ def _item_effects_frame(ds: Dataset, clean_lp: torch.Tensor, swept: dict[str, to
 
 
 def _groups_frame(group_list: list[HeadGroup], group_lp: torch.Tensor, kinds: tuple[str, ...], base_vals: np.ndarray,
-                  clusters: np.ndarray, model_id: str, dataset: str, run_id: str, n_boot: int, n_perm: int,
-                  seed: int) -> pd.DataFrame:
+                  base_ld: np.ndarray, clusters: np.ndarray, model_id: str, dataset: str, run_id: str, n_boot: int,
+                  n_perm: int, seed: int) -> pd.DataFrame:
     if not group_list:
         return pd.DataFrame()
-    vals = item_values(group_lp).numpy()  # [len(kinds) * G, n, 5]
+    vals = item_values(group_lp).numpy()  # [len(kinds) * G, n, k]
     e = paired_effects(base_vals, vals, clusters, n_boot=n_boot, n_perm=n_perm, seed=seed + 100)
+    r = reversal_effects(base_ld, logit_diffs(group_lp.double()).numpy(), clusters, n_boot=n_boot, n_perm=n_perm, seed=seed + 105)
     rows = []
     for i, (k, g) in enumerate((k, g) for k in kinds for g in group_list):
         row: dict[str, Any] = {"group_kind": g.kind, "group_name": g.name, "k": g.k, "heads": g.labels, "ablation": k}
         for j, metric in enumerate(METRICS[:4]):
             col = f"{metric}_delta"
             row[col], row[f"{col}_lo"], row[f"{col}_hi"], row[f"{col}_p"] = e.delta[i, j], e.lo[i, j], e.hi[i, j], e.p[i, j]
+        row["reversal_delta"], row["reversal_delta_lo"], row["reversal_delta_hi"], row["reversal_delta_p"] = (
+            r.delta[i], r.lo[i], r.hi[i], r.p[i])
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame["model_id"], frame["dataset"], frame["n_items"], frame["run_id"] = model_id, dataset, base_vals.shape[0], run_id

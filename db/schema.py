@@ -57,6 +57,9 @@ DDL: tuple[str, ...] = (
         mean_ld DOUBLE, mean_ld_lo DOUBLE, mean_ld_hi DOUBLE, run_id VARCHAR,
         PRIMARY KEY (model_id, dataset, condition)
     )""",
+    # Added within schema version 1 (idempotent): whether a condition's baseline can carry ablation effects.
+    "ALTER TABLE negation_baselines ADD COLUMN IF NOT EXISTS informative BOOLEAN",
+    "ALTER TABLE negation_baselines ADD COLUMN IF NOT EXISTS note VARCHAR",
     """CREATE TABLE IF NOT EXISTS negation_items (
         model_id VARCHAR, dataset VARCHAR, item_id VARCHAR, template VARCHAR,
         affirmative VARCHAR, negated VARCHAR, control VARCHAR, target VARCHAR, foil VARCHAR,
@@ -80,6 +83,7 @@ DDL: tuple[str, ...] = (
         n_items INTEGER, run_id VARCHAR,
         PRIMARY KEY (model_id, dataset, group_kind, group_name, k, ablation)
     )""",
+    *(f"ALTER TABLE negation_groups ADD COLUMN IF NOT EXISTS reversal_delta{s} DOUBLE" for s in ("", "_lo", "_hi", "_p")),
 )
 
 # Tables whose rows belong to one model (cleared per model when a pass rewrites them).

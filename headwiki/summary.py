@@ -51,31 +51,45 @@ def baselines(con: Any, model_id: str) -> pd.DataFrame:
         "" if pd.isna(a) else f"{a:.3f} [{lo:.3f}, {hi:.3f}]"
         for a, lo, hi in zip(frame["accuracy"], frame["accuracy_lo"], frame["accuracy_hi"])
     ]
-    frame["mean LD or S [95% CI]"] = [f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]" for m, lo, hi in zip(frame["mean_ld"], frame["mean_ld_lo"], frame["mean_ld_hi"])]
-    return frame[["dataset", "condition", "n_items", "accuracy [95% Wilson CI]", "mean LD or S [95% CI]"]]
+    frame["mean LD (nats), S (nats) or R [95% CI]"] = [
+        f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]" for m, lo, hi in zip(frame["mean_ld"], frame["mean_ld_lo"], frame["mean_ld_hi"])]
+    return frame[["dataset", "condition", "n_items", "accuracy [95% Wilson CI]", "mean LD (nats), S (nats) or R [95% CI]"]]
+
+
+def uninformative_notes(con: Any, model_id: str) -> list[str]:
+    """The baselines' warnings (a condition at chance, an undefined reversal), one line each."""
+    cols = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'negation_baselines'").fetchall()}
+    if "informative" not in cols:
+        return []
+    rows = con.execute("SELECT dataset, note FROM negation_baselines WHERE model_id = ? AND NOT informative "
+                       "ORDER BY dataset, condition", [model_id]).fetchall()
+    return [f"{dataset}: {note}" for dataset, note in rows]
 
 
 def significant_heads(con: Any, model_id: str, ablation: str = "zero", alpha: float = 0.05) -> pd.DataFrame:
-    """Heads whose ablation moves negated accuracy or S with q < alpha, both directions."""
+    """Heads whose ablation moves the negation-specific reversal R or negated accuracy with q < alpha."""
     cols = _columns(con)
-    needed = {f"neg_acc_delta_{ablation}_q", f"sens_delta_{ablation}_q"}
+    needed = {f"neg_acc_delta_{ablation}_q", f"reversal_delta_{ablation}_q", f"sens_delta_{ablation}"}
     if not needed <= cols:
         return pd.DataFrame()
     frame = con.execute(
         f"SELECT label, neg_acc_delta_{ablation} AS dneg, neg_acc_delta_{ablation}_lo AS lo, neg_acc_delta_{ablation}_hi AS hi, "
-        f"neg_acc_delta_{ablation}_q AS q_neg, sens_delta_{ablation} AS dsens, sens_delta_{ablation}_q AS q_sens, negation_role "
-        f"FROM heads WHERE model_id = ? AND (neg_acc_delta_{ablation}_q < ? OR sens_delta_{ablation}_q < ?) "
-        f"ORDER BY abs(sens_delta_{ablation}) DESC LIMIT 10",
+        f"neg_acc_delta_{ablation}_q AS q_neg, reversal_delta_{ablation} AS drev, reversal_delta_{ablation}_lo AS rlo, "
+        f"reversal_delta_{ablation}_hi AS rhi, reversal_delta_{ablation}_q AS q_rev, sens_delta_{ablation} AS dsens, negation_role "
+        f"FROM heads WHERE model_id = ? AND (neg_acc_delta_{ablation}_q < ? OR reversal_delta_{ablation}_q < ?) "
+        f"ORDER BY negation_role IS NULL, abs(reversal_delta_{ablation}) DESC LIMIT 10",
         [model_id, alpha, alpha],
     ).fetchdf()
     if frame.empty:
         return frame
     return pd.DataFrame({
         "head": frame["label"],
+        "ΔR [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in zip(frame["drev"], frame["rlo"], frame["rhi"])],
+        "q (R)": [f"{q:.2g}" for q in frame["q_rev"]],
         "Δ negated acc [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in zip(frame["dneg"], frame["lo"], frame["hi"])],
         "q (acc)": [f"{q:.2g}" for q in frame["q_neg"]],
-        "Δ S": [f"{d:+.3f}" for d in frame["dsens"]],
-        "q (S)": [f"{q:.2g}" for q in frame["q_sens"]],
+        "Δ S (nats)": [f"{d:+.2f}" for d in frame["dsens"]],
         "negation_role": frame["negation_role"].fillna(""),
     })
 
@@ -89,11 +103,14 @@ def print_build_summary(report: BuildReport) -> None:
             for title, frame in (
                 ("top heads per role", top_heads(con, model_id)),
                 ("negation baselines", baselines(con, model_id)),
-                ("heads whose zero ablation significantly moves negation (BH q < 0.05)", significant_heads(con, model_id)),
+                ("heads whose zero ablation significantly moves the reversal R or negated accuracy (BH q < 0.05; "
+                 "role needs both significance and size, see README)", significant_heads(con, model_id)),
             ):
                 if frame.empty:
                     click.echo(f"{title}: none")
                 else:
                     emit(frame, "table", title=title)
+            for note in uninformative_notes(con, model_id):
+                click.echo(f"WARNING {model_id}: {note}")
     click.echo(f"\ndatabase: {report.db_path}   site: {report.out_dir / 'index.html'}   "
                f"({report.seconds:.1f} s, peak RSS {report.peak_rss_mb:.0f} MB)")

@@ -24,11 +24,11 @@ STAT_SUFFIXES = ("_lo", "_hi", "_p", "_q")
 # Bookkeeping columns: numeric but not a measurement of the head.
 NOT_METRICS = frozenset({"n_roles"})
 DETECTOR_ROLES = ("induction", "previous_token", "duplicate_token")
-NEGATION_PREFIXES = ("neg_", "aff_", "ctrl_", "sens_")
+NEGATION_PREFIXES = ("neg_", "aff_", "ctrl_", "sens_", "reversal_")
 PREFERRED = (
     "induction", "previous_token", "duplicate_token", "bos_sink", "entropy", "previous_token_random",
     "positional_mass", "positional_offset",
-    "neg_acc_delta_zero", "neg_acc_delta_mean", "sens_delta_zero", "sens_delta_mean",
+    "reversal_delta_zero", "reversal_delta_mean", "neg_acc_delta_zero", "neg_acc_delta_mean", "sens_delta_zero", "sens_delta_mean",
     "aff_acc_delta_zero", "aff_acc_delta_mean", "ctrl_acc_delta_zero", "ctrl_acc_delta_mean",
     "neg_ld_delta_zero", "neg_ld_delta_mean",
 )
@@ -45,6 +45,7 @@ KNOWN_LABELS = {
     "aff": "affirmative accuracy",
     "ctrl": "control accuracy",
     "sens": "negation sensitivity",
+    "reversal": "negation-specific reversal",
 }
 KIND_ORDER = {"detector": 0, "negation": 1, "attribution": 2, "peer": 3, "control": 4}
 

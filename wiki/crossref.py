@@ -23,7 +23,7 @@ ROLE_PHRASES = {
 }
 EFFECTS = {  # effect metric stem -> (words, unit)
     "neg_acc_delta": ("negated accuracy", "points"),
-    "sens_delta": ("negation sensitivity", "logit-difference units"),
+    "reversal_delta": ("the negation-specific reversal R (share of the control preference that 'not' reverses)", "ratio"),
 }
 ABLATION_ORDER = ("zero", "mean", "resample")
 NOTABLE_POINTS = 0.05  # an accuracy change of 5 points or more is worth a sentence
@@ -140,7 +140,7 @@ def _effect_phrase(metric: str, est: float, lo: float | None, hi: float | None) 
     words, unit = EFFECTS[metric.rsplit("_", 1)[0]]
     if est < 0 and lo is not None and hi is not None:
         lo, hi = -hi, -lo
-    scale, digits, unit_text = (100.0, 0, " points") if unit == "points" else (1.0, 2, "")
+    scale, digits, unit_text = (100.0, 0, " points") if unit == "points" else (1.0, 3, "")
     ci = "no CI" if lo is None or hi is None else f"95% CI {num(lo * scale, digits)} to {num(hi * scale, digits)}"
     verb = "lowers" if est < 0 else "raises"
     return f"{verb} {words} by {num(abs(est) * scale, digits)}{unit_text} ({ci})"

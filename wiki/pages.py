@@ -36,9 +36,13 @@ ROLE_TEXT = {
     "induction": "attends to the token after an earlier copy of the current token",
     "previous_token": "attends to the previous token",
     "duplicate_token": "attends to earlier copies of the current token",
-    "negation_supporter": "ablating it lowers negated accuracy (the model needs it to handle 'not')",
-    "shortcut_promoter": "ablating it raises negated accuracy (it pushes the affirmative shortcut)",
-    "general_damage": "ablating it hurts negated, affirmative and control sentences alike",
+    "negation_supporter": ("ablating it weakens the reversal R that 'not' applies (ΔR < 0 and ΔS < 0, both q < 0.05) by at "
+                           "least 0.05 of the control preference or 5 points of negated accuracy: the model needs it to "
+                           "handle 'not', beyond any scaling of the evidence for the fact"),
+    "shortcut_promoter": ("ablating it strengthens the reversal R (ΔR > 0 and ΔS > 0, both q < 0.05) by at least 0.05 or 5 "
+                          "points of negated accuracy: it pushes the affirmative answer despite 'not'"),
+    "general_damage": ("ablating it lowers affirmative and negated accuracy alike (each by at least 5 points, q < 0.05): "
+                       "it is needed for the facts, not specifically for negation"),
 }
 TOP_K = 5
 
@@ -97,9 +101,15 @@ def head_roles(row: dict[str, Any]) -> list[str]:
 
 def role_score_metric(model: ModelData, role: str) -> tuple[str | None, bool]:
     """(metric column that scores a role, sort by magnitude?) — detector roles by their own score,
-    negation roles by the first available negated-accuracy delta (by magnitude)."""
+    negation roles by the metric they were assigned on: the reversal delta (general_damage: the
+    negated-accuracy delta), by magnitude."""
     if model.metric(role) is not None:
         return role, False
+    stems = ("neg_acc_delta",) if role == "general_damage" else ("reversal_delta", "neg_acc_delta")
+    for stem in stems:
+        for a in ("zero", "mean"):
+            if model.metric(f"{stem}_{a}") is not None:
+                return f"{stem}_{a}", True
     for a in ("zero", "mean"):
         if model.metric(f"neg_acc_delta_{a}") is not None:
             return f"neg_acc_delta_{a}", True
@@ -272,6 +282,8 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
         if profile_docs else np.zeros((len(rows), 0))
     columns = {d.name: pd.to_numeric(heads[d.name], errors="coerce").to_numpy(dtype=float) for d in model.metrics}
     moved = _moved_by_head(model)
+    in_groups = _groups_by_head(model)
+    templates = _templates_by_head(model)
     for i, row in enumerate(rows):
         L, H = int(row["layer"]), int(row["head"])
         page = urls.head_page(model.slug, L, H)
@@ -319,7 +331,8 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
             "model": model, "row": row, "label": row["label"], "layer": L, "head": H, "roles": roles,
             "metric_rows": metric_rows, "statements": statements, "same_role": same_role,
             "neighbours": neighbours, "similar": similar, "examples": examples,
-            "moved": moved.get((L, H), []), "profile_metrics": [d.label for d in profile_docs],
+            "moved": moved.get((L, H), []), "groups": in_groups.get(row["label"], []),
+            "templates": templates.get((L, H), []), "profile_metrics": [d.label for d in profile_docs],
             "prev": urls.head_page(model.slug, *_step(rows, i, -1)), "next": urls.head_page(model.slug, *_step(rows, i, 1)),
         }
 
@@ -351,7 +364,36 @@ def _moved_by_head(model: ModelData, k: int = TOP_K) -> dict[tuple[int, int], li
         blocks[-1]["items"].append({
             "item_id": r["item_id"], "dataset": r["dataset"], "negated": item.get("negated", ""),
             "target": item.get("target", ""), "foil": item.get("foil", ""),
-            "d_ld_neg": r["d_ld_neg"], "d_ld_aff": r["d_ld_aff"], "d_sensitivity": r["d_sensitivity"]})
+            "d_ld_neg": r["d_ld_neg"], "d_ld_aff": r["d_ld_aff"], "d_ld_ctrl": r["d_ld_ctrl"],
+            "d_sensitivity": r["d_sensitivity"]})
+    return out
+
+
+def _groups_by_head(model: ModelData) -> dict[str, list[dict[str, Any]]]:
+    """Per head label, the ablated groups (ranked role groups, whole layers) that contain it, with their effects."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for g in _group_rows(model):
+        for lab, _ in g["head_links"]:
+            out.setdefault(lab, []).append(g)
+    return out
+
+
+def _templates_by_head(model: ModelData, k: int = TOP_K) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """Per head, the k templates whose items carry most of its zero-ablation effect: mean Δ LD per condition and
+    mean Δ sensitivity over the template's items (the first ablation run when zero was not)."""
+    eff, items = model.effects, model.items
+    if eff is None or eff.empty or items is None or items.empty or "template" not in items:
+        return {}
+    kind = "zero" if (eff["ablation"] == "zero").any() else str(eff["ablation"].iloc[0])
+    merged = eff[eff["ablation"] == kind].merge(items[["dataset", "item_id", "template"]], on=["dataset", "item_id"])
+    per = (merged.groupby(["layer", "head", "template"], sort=False)
+           .agg(n=("item_id", "size"), d_ld_aff=("d_ld_aff", "mean"), d_ld_neg=("d_ld_neg", "mean"),
+                d_ld_ctrl=("d_ld_ctrl", "mean"), d_sensitivity=("d_sensitivity", "mean")).reset_index())
+    per["_mag"] = per["d_sensitivity"].abs()
+    per = per.sort_values(["layer", "head", "_mag", "template"], ascending=[True, True, False, True])
+    out: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for r in per.groupby(["layer", "head"], sort=False).head(k).to_dict("records"):
+        out.setdefault((int(r["layer"]), int(r["head"])), []).append({**r, "ablation": kind})
     return out
 
 
