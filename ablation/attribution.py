@@ -24,6 +24,7 @@ from headwiki.ablation.sweep import AblationRunner, skip_prefix
 from headwiki.hooks import z_hook
 
 ATP_METRICS: tuple[str, ...] = ("sens", "neg_ld")
+ATP_KINDS: tuple[str, ...] = ("zero", "mean")  # ablations with a deterministic replacement to linearise around
 
 
 def attribution_estimates(runner: AblationRunner, kinds: Sequence[str]) -> dict[str, dict[str, torch.Tensor]]:

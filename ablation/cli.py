@@ -12,7 +12,8 @@ from headwiki.cli_options import db_option, emit, model_options
 @model_options
 @db_option
 @click.option("--dataset", default="english", show_default=True, help="english | toy | multinli | path to a JSONL item file")
-@click.option("--ablation", "ablation", default="zero,mean", show_default=True, help="comma-separated: zero, mean")
+@click.option("--ablation", "ablation", default="zero,mean,resample", show_default=True,
+              help="comma-separated: zero, mean, resample")
 @click.option("--seed", default=0, show_default=True, type=int, help="seed for subsetting, bootstrap and permutations")
 @click.option("--batch-size", default=64, show_default=True, type=int, help="sequences per forward before head replication")
 @click.option("--max-items", default=None, type=int, help="use a seeded random subset of this many items")
@@ -21,7 +22,7 @@ from headwiki.cli_options import db_option, emit, model_options
 @click.option("--no-attribution", is_flag=True, help="skip the attribution-patching estimate")
 def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str, ablation: str, seed: int, batch_size: int,
            max_items: int | None, n_boot: int, no_groups: bool, no_attribution: bool) -> None:
-    """Ablate every attention head (zero / mean) on negation minimal pairs; write Δ accuracies with CIs and q-values."""
+    """Ablate every attention head (zero / mean / resample) on negation minimal pairs; write Δ accuracies with CIs and q-values."""
     from headwiki.ablation.items import resolve_dataset
     from headwiki.ablation.run import AblateResult, ablate_model, parse_ablations
     from headwiki.models import load_model

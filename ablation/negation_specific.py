@@ -19,7 +19,9 @@ S unchanged instead. The negation-specific effect of an ablation is ΔR = R(abla
 ratio of means computed on the same items. Its 95% CI resamples clusters (templates) with the same
 draws for both states; its p-value swaps "clean" and "ablated" inside whole clusters (the paired
 null: ablation changes nothing), two-sided. R is only defined when mean(LD_ctrl) is clearly positive
-(its 95% CI excludes 0); otherwise the columns are NULL and the model is flagged as uninformative.
+(its 95% CI excludes 0); otherwise the columns are NULL and the model is flagged as uninformative. Likewise
+ΔR is NULL for an ablation after which mean LD_ctrl is no longer clearly positive (e.g. removing a whole
+layer): the ablation destroyed the fact itself, and the accuracy deltas say so.
 
 Worked example (L0H4 above): clean LD_neg -2.39, LD_ctrl +13.49 -> R = 0.177; ablated -0.90 and
 +6.80 -> R = 0.132; ΔR = -0.045: most of ΔS = -8.18 was the fact being weakened, not negation.
@@ -41,8 +43,12 @@ Roles (one rule, :func:`negation_roles`), each needing significance AND size:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from headwiki.ablation.effects import ALPHA
 from headwiki.stats import CI_LEVEL, benjamini_hochberg
@@ -113,9 +119,12 @@ def _reversal_effects(base: np.ndarray, abl: np.ndarray, b: np.ndarray, a: np.nd
 
     r_abl = -a[:, :, 0].sum(1) / a[:, :, 1].sum(1)  # [m]
     delta = r_abl - clean
-    r_abl_boot = -(a[:, :, 0] @ w.T) / (a[:, :, 1] @ w.T)  # [m, n_boot]
+    abl_ctrl_boot = a[:, :, 1] @ w.T  # [m, n_boot]
+    r_abl_boot = -(a[:, :, 0] @ w.T) / abl_ctrl_boot
     d_boot = r_abl_boot - r_clean_boot[None, :]
     lo, hi = np.quantile(d_boot, alpha, axis=1), np.quantile(d_boot, 1 - alpha, axis=1)
+    # an ablation that destroys the control preference leaves R undefined for that row
+    lost = ~(np.quantile(abl_ctrl_boot / (w @ sizes)[None, :], alpha, axis=1) > 0)
 
     swap = rng.integers(0, 2, size=(n_perm, k)).astype(np.float64)  # 1: this cluster's states are swapped
     keep = 1.0 - swap
@@ -128,6 +137,8 @@ def _reversal_effects(base: np.ndarray, abl: np.ndarray, b: np.ndarray, a: np.nd
     exceed = (np.nan_to_num(null, nan=np.inf) >= np.abs(delta)[:, None] - 1e-12).sum(1)
     p = (exceed + 1) / (n_perm + 1)
     p[np.all(abl == base[None], axis=(1, 2))] = 1.0
+    for x in (delta, lo, hi, p):
+        x[lost] = np.nan
     return ReversalEffects(clean, clean_lo, clean_hi, True, delta, lo, hi, p, benjamini_hochberg(p))
 
 
@@ -158,3 +169,35 @@ RULE_TEXT = (
     f"q < {ALPHA} with the same sign and the effect is large: |ΔR| >= {MIN_REVERSAL_DELTA} or negated accuracy moves the "
     f"same way by >= {MIN_ACC_DELTA:.0%} (q < {ALPHA}), never the other way; else NULL"
 )
+
+
+DISAGREEMENT_STEMS: dict[str, float] = {"reversal_delta": MIN_REVERSAL_DELTA, "neg_acc_delta": MIN_ACC_DELTA}  # stem -> size
+
+
+def kinds_disagree(frame: "pd.DataFrame", kinds: tuple[str, ...], alpha: float = ALPHA) -> tuple[list[bool], list[str | None]]:
+    """Per head: do zero / mean / resample ablation disagree on a negation effect, and how (in words)?
+
+    Two kinds disagree on a metric when both are significant (q < alpha) with opposite signs and one is at least
+    the role's minimum size, or when their 95% CIs do not overlap and they differ by at least that size (with
+    hundreds of items, CIs are narrow enough to separate differences too small to matter). frame holds `<stem>_<kind>` with `_lo`, `_hi`, `_q` for DISAGREEMENT_STEMS.
+    Returns (flag per row, description per row or None)."""
+    flags: list[bool] = []
+    texts: list[str | None] = []
+    for _, row in frame.iterrows():
+        found = []
+        for stem in DISAGREEMENT_STEMS:
+            for i, a in enumerate(kinds):
+                for b in kinds[i + 1:]:
+                    ca, cb = f"{stem}_{a}", f"{stem}_{b}"
+                    if ca not in row or cb not in row or not (np.isfinite(row[ca]) and np.isfinite(row[cb])):
+                        continue
+                    size = DISAGREEMENT_STEMS[stem]
+                    opposite = (row[f"{ca}_q"] < alpha and row[f"{cb}_q"] < alpha and np.sign(row[ca]) * np.sign(row[cb]) < 0
+                                and max(abs(row[ca]), abs(row[cb])) >= size)
+                    apart = (row[f"{ca}_hi"] < row[f"{cb}_lo"] or row[f"{cb}_hi"] < row[f"{ca}_lo"]) and abs(row[ca] - row[cb]) >= size
+                    if opposite or apart:
+                        how = "opposite significant signs" if opposite else "non-overlapping 95% CIs"
+                        found.append(f"{stem.removesuffix('_delta')}: {a} {row[ca]:+.3f} vs {b} {row[cb]:+.3f} ({how})")
+        flags.append(bool(found))
+        texts.append("; ".join(found) if found else None)
+    return flags, texts

@@ -18,13 +18,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from headwiki.ablation.attribution import ATP_METRICS, attribution_estimates
+from headwiki.ablation.attribution import ATP_KINDS, ATP_METRICS, attribution_estimates
 from headwiki.ablation.effects import ALPHA, METRICS, Effects, cluster_labels, item_values, paired_effects
 from headwiki.ablation.groups import ROLE_COLUMNS, HeadGroup, layer_groups, role_groups
 from headwiki.ablation.items import CONDITIONS, Dataset, resolve_dataset
-from headwiki.ablation.negation_specific import RULE_TEXT, ReversalEffects, negation_roles, reversal_effects
+from headwiki.ablation.negation_specific import (
+    RULE_TEXT, ReversalEffects, kinds_disagree, negation_roles, reversal_effects,
+)
 from headwiki.ablation.scoring import bridge_encoder, encode_items, logit_diffs
-from headwiki.ablation.sweep import ABLATIONS, AblationRunner
+from headwiki.ablation.sweep import ABLATIONS, RESAMPLE, RESAMPLE_DRAWS, AblationRunner
 from headwiki.db.store import (
     connect, ensure_head_rows, head_label, new_run_id, record_run, replace_rows, transaction, utcnow,
     write_head_metrics, write_model,
@@ -44,6 +46,12 @@ MEAN_DEFINITION = (
     "from the clean run"
 )
 ZERO_DEFINITION = "zero ablation sets the head's hook_z (output before W_O) to 0 at every position; b_O stays"
+RESAMPLE_DEFINITION = (
+    f"resample ablation sets the head's hook_z, position by position, to its value on another prompt of the dataset (a "
+    f"different item, any condition, seeded draw within a batch of similar-length sequences; past the donor's length the "
+    f"mean-ablation value); the slot log-probs of {RESAMPLE_DRAWS} donor draws are averaged"
+)
+DEFINITIONS = {"zero": ZERO_DEFINITION, "mean": MEAN_DEFINITION, RESAMPLE: RESAMPLE_DEFINITION}
 _METRIC_TEXT = {
     "neg_acc": "negated accuracy (foil preferred after the negated prompt)",
     "aff_acc": "affirmative accuracy (target preferred after the affirmative prompt)",
@@ -126,9 +134,9 @@ def ablate_model(
     n_layers, n_heads = info.n_layers, info.n_heads
     timings: dict[str, float] = {}
 
-    runner = AblationRunner(bridge, enc, batch_size=batch_size, max_rows=max_rows, prefix_reuse=prefix_reuse)
+    runner = AblationRunner(bridge, enc, batch_size=batch_size, max_rows=max_rows, prefix_reuse=prefix_reuse, seed=seed)
     t0 = time.perf_counter()
-    clean = runner.clean()
+    clean = runner.clean(keep_z=RESAMPLE in kinds)
     timings["clean_s"] = time.perf_counter() - t0
     base_vals = item_values(clean.slot_lp.cpu()).numpy()  # [n, 5]
     clusters, cluster_unit = cluster_labels([it.template for it in ds.items], [it.id for it in ds.items])
@@ -141,7 +149,7 @@ def ablate_model(
     atp: dict[str, dict[str, torch.Tensor]] | None = None
     if attribution:
         t0 = time.perf_counter()
-        atp = attribution_estimates(runner, kinds)
+        atp = attribution_estimates(runner, [k for k in kinds if k in ATP_KINDS])
         timings["attribution_s"] = time.perf_counter() - t0
 
     group_list: list[HeadGroup] = []
@@ -238,24 +246,27 @@ def _heads_frame(effects: dict[str, Effects], reversals: dict[str, ReversalEffec
                  atp: dict[str, dict[str, torch.Tensor]] | None, kinds: tuple[str, ...],
                  n_layers: int, n_heads: int, dataset: str) -> pd.DataFrame:
     grid = [(L, h) for L in range(n_layers) for h in range(n_heads)]
-    frame = pd.DataFrame(grid, columns=["layer", "head"])
-    frame["label"] = [head_label(L, h) for L, h in grid]
+    cols: dict[str, Any] = {"layer": [L for L, _ in grid], "head": [h for _, h in grid],
+                            "label": [head_label(L, h) for L, h in grid]}
     for k in kinds:
         e = effects[k]
         for j, metric in enumerate(METRICS):
             col = f"{metric}_delta_{k}"
-            frame[col], frame[f"{col}_lo"], frame[f"{col}_hi"] = e.delta[:, j], e.lo[:, j], e.hi[:, j]
-            frame[f"{col}_p"], frame[f"{col}_q"] = e.p[:, j], e.q[:, j]
+            cols[col], cols[f"{col}_lo"], cols[f"{col}_hi"] = e.delta[:, j], e.lo[:, j], e.hi[:, j]
+            cols[f"{col}_p"], cols[f"{col}_q"] = e.p[:, j], e.q[:, j]
         r, col = reversals[k], f"reversal_delta_{k}"
-        frame[col], frame[f"{col}_lo"], frame[f"{col}_hi"], frame[f"{col}_p"], frame[f"{col}_q"] = r.delta, r.lo, r.hi, r.p, r.q
-        if atp is not None:
+        cols[col], cols[f"{col}_lo"], cols[f"{col}_hi"], cols[f"{col}_p"], cols[f"{col}_q"] = r.delta, r.lo, r.hi, r.p, r.q
+        if atp is not None and k in ATP_KINDS:
             for metric in ATP_METRICS:
-                frame[f"{metric}_delta_atp_{k}"] = atp[metric][k].reshape(-1).numpy()
+                cols[f"{metric}_delta_atp_{k}"] = atp[metric][k].reshape(-1).numpy()
     primary = PRIMARY_ABLATION if PRIMARY_ABLATION in kinds else kinds[0]
-    frame["negation_role"] = _roles(effects[primary], reversals[primary])
+    cols["negation_role"] = _roles(effects[primary], reversals[primary])
     for k in kinds:
         if k != PRIMARY_ABLATION:
-            frame[f"negation_role_{k}"] = _roles(effects[k], reversals[k])
+            cols[f"negation_role_{k}"] = _roles(effects[k], reversals[k])
+    frame = pd.DataFrame(cols)
+    if len(kinds) > 1:
+        frame["ablation_kinds_disagree"], frame["ablation_disagreement"] = kinds_disagree(frame, kinds)
     frame["negation_dataset"] = dataset
     return frame
 
@@ -277,6 +288,11 @@ def _describe(col: str, cluster_unit: str) -> str:
         return f"{RULE_TEXT}; from zero ablation (the first ablation run when zero was not)"
     if col.startswith("negation_role_"):
         return f"negation_role computed from {col.removeprefix('negation_role_')} ablation instead of zero ablation"
+    if col == "ablation_kinds_disagree":
+        return ("TRUE when two ablation kinds (zero, mean, resample) disagree on the head's negation-specific reversal Δ or "
+                "negated-accuracy Δ: both significant (q < 0.05) with opposite signs, or non-overlapping 95% CIs")
+    if col == "ablation_disagreement":
+        return "which ablation kinds disagree on which effect, in words (NULL when they agree)"
     if col == "negation_dataset":
         return "the dataset the negation columns were computed on"
     for suffix, what in (("_lo", "lower bound of the 95% bootstrap CI of"), ("_hi", "upper bound of the 95% bootstrap CI of")):
@@ -289,7 +305,7 @@ def _describe(col: str, cluster_unit: str) -> str:
         return f"two-sided paired sign-flip permutation p-value (over items) of {col[:-2]}"
     if col.endswith("_q"):
         return f"Benjamini-Hochberg q-value of {col[:-2]} across all heads of the model (per metric and ablation)"
-    for k, definition in (("zero", ZERO_DEFINITION), ("mean", MEAN_DEFINITION)):
+    for k, definition in DEFINITIONS.items():
         for metric, text in _METRIC_TEXT.items():
             if col == f"{metric}_delta_{k}":
                 return f"change in {text} when the head is {k}-ablated (ablated - clean, mean over items); {definition}"
@@ -397,13 +413,13 @@ def _provenance(runner: AblationRunner, ds: Dataset, enc: Any, cluster_unit: str
         "n_templates": len({it.template for it in ds.items}), "bootstrap_cluster_unit": cluster_unit,
         "n_units": enc.n_units, "prefix_reuse": runner.fast, "prefix_reuse_max_abs_diff": runner.fast_path_diff,
         "replicas_per_forward": runner.replicas_per_forward, "timings_s": timings,
-        "zero_ablation": ZERO_DEFINITION, "mean_ablation": MEAN_DEFINITION, "primary_ablation_for_role": PRIMARY_ABLATION,
+        **{f"{k}_ablation": d for k, d in DEFINITIONS.items() if k in kinds}, "primary_ablation_for_role": PRIMARY_ABLATION,
         "alpha": ALPHA, "role_groups": sorted(role_scores) if groups else [],
     }
     if atp is not None:
         prov["atp_spearman"] = {
             k: {metric: spearman(atp[metric][k].reshape(-1).numpy(), effects[k].delta[:, METRICS.index(metric)])
                 for metric in ATP_METRICS}
-            for k in kinds
+            for k in kinds if k in ATP_KINDS
         }
     return prov

@@ -7,6 +7,11 @@ Definitions (also in the `metrics` table descriptions):
 * mean ablation: it is set, at every position, to the mean of that head's ``hook_z`` over all
   non-pad prompt positions of all prompts of the dataset (affirmative, negated and control prompts
   of every item, each prompt counted once, candidate tokens excluded), from the clean run.
+* resample ablation: it is set to the same head's ``hook_z`` on another sequence of the dataset (a
+  donor from a different item, any condition, drawn with a seeded permutation inside the batch, whose
+  sequences have similar lengths), position by position; positions past the donor's length take the
+  mean-ablation value. RESAMPLE_DRAWS independent donor draws are run and their slot log-probs
+  averaged (the expected log-prob under resampling).
 
 Speed: an ablation at layer L cannot change anything before block L, so the sweep reuses the clean
 run's residual stream entering block L (``blocks.L.hook_resid_pre``) and runs only blocks L..end:
@@ -33,7 +38,9 @@ from headwiki.batching import chunks
 from headwiki.hooks import require_hooks, resid_pre_hook, z_hook
 from headwiki.progress import TaskHandle, log
 
-ABLATIONS: tuple[str, ...] = ("zero", "mean")
+ABLATIONS: tuple[str, ...] = ("zero", "mean", "resample")
+RESAMPLE = "resample"
+RESAMPLE_DRAWS = 3
 SELF = "self"  # patch a head with its own clean activation (an invariant check: must change nothing)
 FAST_PATH_TOL = 1e-4
 
@@ -84,7 +91,8 @@ class CleanRun:
 class AblationRunner:
     """Runs clean and ablated forwards over the encoded items in batches of `batch_size` units."""
 
-    def __init__(self, bridge: Any, enc: Encoded, batch_size: int = 64, max_rows: int = 256, prefix_reuse: bool = True) -> None:
+    def __init__(self, bridge: Any, enc: Encoded, batch_size: int = 64, max_rows: int = 256, prefix_reuse: bool = True,
+                 seed: int = 0) -> None:
         self.bridge = bridge
         self.enc = enc
         self.n_layers = int(bridge.cfg.n_layers)
@@ -98,6 +106,8 @@ class AblationRunner:
         self.fast = prefix_reuse
         self.fast_path_diff: float | None = None
         self.clean_run: CleanRun | None = None
+        self.seed = seed
+        self._donors: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ----- scoring -------------------------------------------------------------------------
     def score(self, out: torch.Tensor, c: int, n_replicas: int, head: nn.Module | None) -> torch.Tensor:
@@ -164,16 +174,52 @@ class AblationRunner:
             self.fast = False
 
     # ----- ablated runs --------------------------------------------------------------------
+    @staticmethod
+    def expand(kind: str) -> list[str]:
+        """The forward kinds one ablation kind runs as: resample -> one per donor draw ('resample:0', ...)."""
+        return [f"{RESAMPLE}:{d}" for d in range(RESAMPLE_DRAWS)] if kind == RESAMPLE else [kind]
+
+    def donors(self, c: int, draw: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(donor unit index [b], donor length [b]) for chunk c and a draw: a seeded permutation of the chunk's
+        units in which no unit keeps its own item (when the chunk holds more than one item)."""
+        if (c, draw) not in self._donors:
+            enc = self.chunks[c]
+            b = enc.n_units
+            item = torch.full((b,), -1, dtype=torch.long)
+            item[enc.term_unit.cpu()] = enc.term_slot.cpu() // 6  # slot = (item * 3 + condition) * 2 + candidate
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + draw * 1009 + c)
+            perm = torch.randperm(b, generator=gen)
+            for _ in range(b):  # repair donors from the same item by swapping with a random other position
+                bad = (item[perm] == item).nonzero().flatten()
+                if len(bad) == 0 or len(set(item.tolist())) < 2:
+                    break
+                for i in bad.tolist():
+                    j = int(torch.randint(0, b, (1,), generator=gen))
+                    perm[i], perm[j] = perm[j].clone(), perm[i].clone()
+            self._donors[(c, draw)] = (perm.to(enc.tokens.device), enc.lengths[perm.to(enc.lengths.device)])
+        return self._donors[(c, draw)]
+
     def _value(self, kind: str, layer: int, head: int, c: int, rows: slice) -> torch.Tensor | float:
         if kind == "zero":
             return 0.0
         assert self.clean_run is not None, "call clean() first"
         if kind == "mean":
             return self.clean_run.z_mean[layer, head]
+        if kind.startswith(f"{RESAMPLE}:"):
+            assert self.clean_run.z is not None, "clean(keep_z=True) is needed for resample ablation"
+            donor, length = self.donors(c, int(kind.split(":")[1]))
+            z = self.clean_run.z[c][layer][donor, :, head, :]  # [b, T, d_head]
+            past = torch.arange(z.shape[1], device=z.device)[None, :] >= length[:, None].to(z.device)
+            return torch.where(past[..., None], self.clean_run.z_mean[layer, head].to(z.dtype), z)
         if kind == SELF:
             assert self.clean_run.z is not None, "clean(keep_z=True) is needed for self-patching"
             return self.clean_run.z[c][layer][:, :, head, :]
         raise ValueError(f"unknown ablation {kind!r}: use one of {ABLATIONS}")
+
+    def _add(self, out: dict[str, torch.Tensor], key: tuple[int, ...], fkind: str, row: torch.Tensor) -> None:
+        """Accumulate a forward kind's slot log-probs into its ablation kind (resample draws averaged)."""
+        kind = fkind.split(":")[0]
+        out[kind][key] += row / (RESAMPLE_DRAWS if kind == RESAMPLE else 1)
 
     def _hook(self, layer: int, specs: Sequence[Spec], c: int) -> Callable[..., torch.Tensor]:
         b = self.chunks[c].n_units
@@ -214,16 +260,16 @@ class AblationRunner:
         out = {k: torch.zeros(self.n_layers, self.n_heads, self.enc.n_slots) for k in kinds}
         r = self.replicas_per_forward
         for layer in range(self.n_layers):
-            todo = [(h, k) for k in kinds for h in (range(self.n_heads) if heads is None else heads)]
+            todo = [(h, fk) for k in kinds for fk in self.expand(k) for h in (range(self.n_heads) if heads is None else heads)]
             for g in range(0, len(todo), r):
                 group = todo[g:g + r]
-                specs = [({layer: (h,)}, k) for h, k in group]
+                specs = [({layer: (h,)}, fk) for h, fk in group]
                 for c in range(len(self.chunks)):
                     lp = self.run(c, specs).cpu()
-                    for (h, k), row in zip(group, lp):
-                        out[k][layer, h] += row
+                    for (h, fk), row in zip(group, lp):
+                        self._add(out, (layer, h), fk, row)
                 if progress is not None:
-                    progress.advance(len(group))
+                    progress.advance(sum(1 / len(self.expand(fk.split(":")[0])) for _, fk in group))
         return out
 
     def naive_sweep(self, kinds: Sequence[str], progress: TaskHandle | None = None,
@@ -233,8 +279,9 @@ class AblationRunner:
         for layer in range(self.n_layers):
             for k in kinds:
                 for h in (range(self.n_heads) if heads is None else heads):
-                    for c in range(len(self.chunks)):
-                        out[k][layer, h] += self.run(c, [({layer: (h,)}, k)], fast=False)[0].cpu()
+                    for fk in self.expand(k):
+                        for c in range(len(self.chunks)):
+                            self._add(out, (layer, h), fk, self.run(c, [({layer: (h,)}, fk)], fast=False)[0].cpu())
                     if progress is not None:
                         progress.advance()
         return out
@@ -245,15 +292,16 @@ class AblationRunner:
         Specs are batched like heads in sweep() (replica r ablates specs[r]); sorted by their first
         layer so each forward starts as late as its earliest replica allows.
         """
-        out = torch.zeros(len(specs), self.enc.n_slots)
-        order = sorted(range(len(specs)), key=lambda i: min(specs[i][0], default=0))
+        flat = [(i, (replica, fk)) for i, (replica, k) in enumerate(specs) for fk in self.expand(k)]
+        out = {k: torch.zeros(len(specs), self.enc.n_slots) for k in {k for _, k in specs}}
+        order = sorted(range(len(flat)), key=lambda j: min(flat[j][1][0], default=0))
         r = self.replicas_per_forward
         for g in range(0, len(order), r):
             group = order[g:g + r]
             for c in range(len(self.chunks)):
-                lp = self.run(c, [specs[i] for i in group]).cpu()
-                for i, row in zip(group, lp):
-                    out[i] += row
+                lp = self.run(c, [flat[j][1] for j in group]).cpu()
+                for j, row in zip(group, lp):
+                    self._add(out, (flat[j][0],), flat[j][1][1], row)
             if progress is not None:
-                progress.advance(len(group))
-        return out
+                progress.advance(sum(1 / len(self.expand(flat[j][1][1].split(":")[0])) for j in group))
+        return sum(out[k] for k in out) if out else torch.zeros(0, self.enc.n_slots)

@@ -22,7 +22,7 @@ from headwiki.ablation.groups import ranked_sizes
 from headwiki.ablation.items import NegationItem
 from headwiki.ablation.run import ablate_model
 from headwiki.ablation.scoring import bridge_encoder, encode_items, metric_coefficients
-from headwiki.ablation.sweep import SELF, AblationRunner, skip_prefix
+from headwiki.ablation.sweep import ABLATIONS, RESAMPLE_DRAWS, SELF, AblationRunner, skip_prefix
 from headwiki.ablation.synthetic import synthetic_items
 from headwiki.db.store import ensure_head_rows, transaction, write_head_metrics, write_model
 from headwiki.hooks import z_hook
@@ -74,15 +74,37 @@ def test_sweep_equals_naive_full_forward_loop(which: str, request: pytest.Fixtur
     loaded = request.getfixturevalue(which)
     items = _gpt2_items() if which == "gpt2" else STORY_ITEMS[:4]
     runner = _runner(loaded, items, batch_size=10, max_rows=30)  # two chunks, 3 heads per forward
-    runner.clean()
+    runner.clean(keep_z=True)
     assert runner.fast and runner.fast_path_diff is not None and runner.fast_path_diff < 1e-5
     heads = [0, 1, loaded.info.n_heads - 1]  # every layer, three heads (the naive loop is the slow part)
-    fast = runner.sweep(["zero", "mean"], heads=heads)
-    naive = runner.naive_sweep(["zero", "mean"], heads=heads)
-    for kind in ("zero", "mean"):
+    fast = runner.sweep(list(ABLATIONS), heads=heads)
+    naive = runner.naive_sweep(list(ABLATIONS), heads=heads)
+    for kind in ABLATIONS:
         assert (fast[kind] - naive[kind]).abs().max() < 1e-5
         changed = (fast[kind][:, heads] - runner.clean_run.slot_lp.cpu()).abs().amax(-1)
         assert changed.min() > 0  # every ablation changed something (the comparison is not vacuous)
+
+
+def test_resample_donors_come_from_other_items_and_vary_by_draw(gpt2: LoadedModel) -> None:
+    runner = _runner(gpt2, _gpt2_items(), batch_size=10, max_rows=30, seed=4)
+    runner.clean(keep_z=True)
+    for c, enc in enumerate(runner.chunks):
+        item = torch.full((enc.n_units,), -1, dtype=torch.long)
+        item[enc.term_unit] = enc.term_slot // 6
+        draws = [runner.donors(c, d)[0] for d in range(RESAMPLE_DRAWS)]
+        checked = int(torch.bincount(item).max()) <= enc.n_units // 2  # a derangement by item exists
+        for donor in draws:
+            assert sorted(donor.tolist()) == list(range(enc.n_units)), "a permutation of the batch"
+            if checked:
+                assert not bool((item[donor] == item).any()), "no unit is patched from its own item"
+        if enc.n_units > 2:
+            assert any(not torch.equal(draws[0], d) for d in draws[1:])
+    checkable = 0
+    for enc in runner.chunks:
+        item = torch.full((enc.n_units,), -1, dtype=torch.long)
+        item[enc.term_unit] = enc.term_slot // 6
+        checkable += int(torch.bincount(item).max()) <= enc.n_units // 2
+    assert checkable >= 1, "the test checked no batch"
 
 
 def test_patching_a_head_with_its_own_activation_changes_nothing(stories: LoadedModel) -> None:
@@ -176,7 +198,7 @@ def test_pass_writes_rows_next_to_detector_columns(stories: LoadedModel, tmp_pat
         assert set(heads["negation_role"].dropna()) <= {"shortcut_promoter", "negation_supporter", "general_damage"}
         assert (heads["sens_delta_zero_lo"] <= heads["sens_delta_zero"] + 1e-12).all()
         assert heads["sens_delta_zero_q"].between(0, 1).all()
-        assert con.execute("SELECT count(*) FROM negation_item_effects").fetchall()[0][0] == n_heads * 2 * len(items)
+        assert con.execute("SELECT count(*) FROM negation_item_effects").fetchall()[0][0] == n_heads * len(ABLATIONS) * len(items)
         assert con.execute("SELECT count(*) FROM negation_items").fetchall()[0][0] == len(items)
         groups = con.execute("SELECT * FROM negation_groups WHERE ablation = 'zero'").df()
         for role in ("induction", "previous_token"):
@@ -230,8 +252,8 @@ def test_bad_dataset_exits_2_and_writes_nothing(tmp_path: Path, random_gpt2_dir:
         assert exit_info.value.code == 2 and expected in err and len(err.splitlines()) == 1, err
         assert not db.exists()
     with pytest.raises(SystemExit) as exit_info:
-        main(["ablate", "--model", str(random_gpt2_dir), "--dataset", "toy", "--ablation", "zero,resample", "--db", str(db)])
-    assert exit_info.value.code == 2 and "unknown ablation 'resample'" in capsys.readouterr().err and not db.exists()
+        main(["ablate", "--model", str(random_gpt2_dir), "--dataset", "toy", "--ablation", "zero,shuffle", "--db", str(db)])
+    assert exit_info.value.code == 2 and "unknown ablation 'shuffle'" in capsys.readouterr().err and not db.exists()
 
 
 def test_cli_runs_the_pass_and_prints_a_summary(tmp_path: Path, random_gpt2_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -269,3 +291,10 @@ def test_toy_model_has_heads_that_significantly_move_negated_accuracy(tmp_path: 
     row = result.groups[(result.groups.group_kind == "all") & (result.groups.ablation == "zero")]
     assert abs(float(row["sens_delta"].iloc[0]) + s_base) < 1e-3
     assert np.isfinite(result.provenance["atp_spearman"]["zero"]["sens"])
+    # the role rule holds row by row: significance and size of the negation-specific reversal (or accuracy)
+    for kind in ("zero", "mean", "resample"):
+        role_col = "negation_role" if kind == "zero" else f"negation_role_{kind}"
+        for _, r in heads[heads[role_col].isin(["negation_supporter", "shortcut_promoter"])].iterrows():
+            assert r[f"reversal_delta_{kind}_q"] < 0.05 and r[f"sens_delta_{kind}_q"] < 0.05
+            assert abs(r[f"reversal_delta_{kind}"]) >= 0.05 or abs(r[f"neg_acc_delta_{kind}"]) >= 0.05
+    assert heads["ablation_kinds_disagree"].dtype == bool

@@ -50,7 +50,7 @@ def build_real_db(base: Path) -> Path:
         pytest.skip(f"../shared is absent ({STORIES} not found): the wiki tests need it as the second real model")
     toy = load_model("toy", device="cpu")
     detect_model(toy, db, n_seqs=16, seq_len=24, seed=0)
-    ablate_model(toy, db, dataset="toy", ablations=("zero", "mean"), max_items=48, n_boot=200, n_perm=200)
+    ablate_model(toy, db, dataset="toy", ablations=("zero", "mean", "resample"), max_items=48, n_boot=200, n_perm=200)
     stories = load_model(str(STORIES), device="cpu")
     detect_model(stories, db, n_seqs=8, seq_len=24, seed=0)
     done.write_text("ok\n")
@@ -272,3 +272,27 @@ def test_urls_are_relative_and_slugs_safe() -> None:
     assert urls.slug("EleutherAI/pythia 70m") == "eleutherai-pythia-70m"
     with pytest.raises(ValueError):
         urls.relative(head, "/abs.html")
+
+
+def test_negation_evidence_where_people_look(real_site: Path, real_site_db: Path) -> None:
+    """Head pages carry the ablation-kind disagreement sentence (from the pass's flag), the groups holding the
+    head with their reversal Δ, and the templates that carry its effect; the model page shows group ΔR."""
+    import duckdb
+
+    con = duckdb.connect(str(real_site_db), read_only=True)
+    try:
+        flags = con.execute("SELECT layer, head, ablation_kinds_disagree, ablation_disagreement FROM heads "
+                            "WHERE model_id = 'toy' ORDER BY layer, head").fetchall()
+    finally:
+        con.close()
+    assert any(f for _, _, f, _ in flags) and not all(f for _, _, f, _ in flags), "the flag separates heads"
+    for layer, head, flag, text in flags:
+        html = unescape((real_site / urls.head_page("toy", layer, head)).read_text(encoding="utf-8"))
+        assert ("Ablation kinds disagree on" in html) == bool(flag)
+        if flag:
+            assert text in html
+        assert f"Groups containing L{layer}H{head}" in html and "reversal Δ" in html
+        assert "Templates that carry the effect (zero ablation)" in html
+        assert "Δ LD control (nats)" in html
+    model_html = (real_site / urls.model_page("toy")).read_text(encoding="utf-8")
+    assert "reversal Δ" in model_html and "reversal R" in model_html

@@ -207,7 +207,7 @@ def cross_reference(row: Mapping[str, Any], heads: pd.DataFrame) -> list[Stateme
                           f"the effect may come from {why} rather than negation."),
                     roles=tuple(r for r, *_ in funcs), noisy=noisy))
             out.extend(_specificity(row, label, a, metric, est, noisy))
-        out.extend(_zero_vs_mean(row, label, a))
+    out.extend(_kinds_disagree(row, label))
     if len(funcs) >= 2:
         parts = [_function_phrase(r, v, k, lo, hi, i == 0) for i, (r, v, k, lo, hi) in enumerate(funcs)]
         out.append(Statement(
@@ -248,23 +248,17 @@ def _specificity(row: Mapping[str, Any], label: str, a: str, metric: str, est: f
         noisy=noisy)]
 
 
-def _zero_vs_mean(row: Mapping[str, Any], label: str, a: str) -> list[Statement]:
-    """Zero and mean ablation disagree beyond their CIs -> the zero effect may be off-distribution damage."""
-    if a != "zero":
+def _kinds_disagree(row: Mapping[str, Any], label: str) -> list[Statement]:
+    """The pass's own flag (headwiki.ablation.negation_specific.kinds_disagree) in words."""
+    flag = row.get("ablation_kinds_disagree")
+    if not isinstance(flag, (bool, np.bool_)) or not flag:
         return []
-    z, m = _num(row, "neg_acc_delta_zero"), _num(row, "neg_acc_delta_mean")
-    zlo, zhi = _num(row, "neg_acc_delta_zero_lo"), _num(row, "neg_acc_delta_zero_hi")
-    mlo, mhi = _num(row, "neg_acc_delta_mean_lo"), _num(row, "neg_acc_delta_mean_hi")
-    if None in (z, m, zlo, zhi, mlo, mhi):
-        return []
-    if zhi < mlo or mhi < zlo:  # type: ignore[operator]
-        return [Statement(
-            kind="ablation",
-            text=(f"Zero and mean ablation of {label} disagree on negated accuracy ({num(z * 100, 0, True)} points "
-                  f"{fmt_ci(zlo, zhi, 100, 0)} vs {num(m * 100, 0, True)} {fmt_ci(mlo, mhi, 100, 0)}): the zero-ablation "
-                  "effect may come from removing the head's average output (off-distribution) rather than "
-                  "the information it carries."))]
-    return []
+    return [Statement(
+        kind="ablation",
+        text=(f"Ablation kinds disagree on {label}: {row.get('ablation_disagreement')}. Zero ablation removes the head's "
+              "output, mean ablation keeps its average, resample ablation writes in another prompt's output: where "
+              "they disagree, the effect depends on how the head is removed (zero ablation can break a head off-"
+              "distribution; resampling can insert misleading information), so no single number is the head's effect."))]
 
 
 def _positional(row: Mapping[str, Any], label: str) -> list[Statement]:
