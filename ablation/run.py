@@ -342,7 +342,8 @@ def _baselines_frame(vals: np.ndarray, lds: np.ndarray, rev: ReversalEffects, cl
                  "mean_ld": rev.clean, "mean_ld_lo": rev.clean_lo, "mean_ld_hi": rev.clean_hi, "informative": rev.defined,
                  "note": None if rev.defined else ("mean LD_ctrl is not clearly positive (its 95% CI holds 0): the model does not "
                                                    "prefer the targets on control prompts, so the reversal R and every "
-                                                   "negation-specific effect are undefined (NULL) on this dataset")})
+                                                   "negation-specific effect are undefined (NULL) on this dataset: its ablation "
+                                                   "effects are uninformative")})
     frame = pd.DataFrame(rows)
     frame["model_id"], frame["dataset"], frame["n_items"], frame["run_id"] = model_id, dataset, n, run_id
     return frame

@@ -137,3 +137,23 @@ def test_export_cli_lists_files(built: tuple[Path, Path, object], tmp_path: Path
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert any(line.endswith("heads.parquet") for line in result.stdout.splitlines())
+
+
+def test_a_model_at_chance_is_flagged_in_db_summary_and_model_page(built: tuple[Path, Path, object],
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The random-init GPT-2 answers the English items at chance: every place a reader looks says so."""
+    from headwiki.summary import print_build_summary
+
+    db, out, report = built
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        flagged = dict(con.execute("SELECT model_id, count(*) FILTER (WHERE NOT informative) FROM negation_baselines "
+                                   "GROUP BY model_id").fetchall())
+    finally:
+        con.close()
+    assert flagged["rand-gpt2"] >= 1 and flagged["toy"] == 0
+    print_build_summary(report)
+    printed = capsys.readouterr().out
+    assert "WARNING rand-gpt2" in printed and "uninformative" in printed and "WARNING toy" not in printed
+    assert "Uninformative:" in (out / "models" / "rand-gpt2" / "index.html").read_text(encoding="utf-8")
+    assert "Uninformative:" not in (out / "models" / "toy" / "index.html").read_text(encoding="utf-8")
