@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from headwiki.ablation.scoring import correctness, logit_diffs, sensitivity
+from headwiki.negation_rule import ALPHA  # re-exported: the pass's significance level
 from headwiki.stats import benjamini_hochberg, cluster_bootstrap_mean_ci, paired_permutation_pvalue
 
 METRICS: tuple[str, ...] = ("neg_acc", "aff_acc", "ctrl_acc", "sens", "neg_ld", "aff_ld", "ctrl_ld")
-ALPHA = 0.05
 MIN_TEMPLATES_FOR_CLUSTERING = 10
 
 

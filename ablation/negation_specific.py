@@ -50,11 +50,9 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-from headwiki.ablation.effects import ALPHA
+from headwiki.negation_rule import ALPHA, MIN_ACC_DELTA, MIN_REVERSAL_DELTA
 from headwiki.stats import CI_LEVEL, benjamini_hochberg
 
-MIN_ACC_DELTA = 0.05  # 5 points of accuracy: the seed's noise warning for sub-5-point deltas
-MIN_REVERSAL_DELTA = 0.05  # 5% of the control sentence's preference
 ROLES: tuple[str, ...] = ("shortcut_promoter", "negation_supporter", "general_damage")
 I_NEG, I_CTRL = 1, 2  # condition columns of an LD array [.., n_items, 3] (affirmative, negated, control)
 

@@ -33,12 +33,12 @@ from headwiki.db.store import (
 )
 from headwiki.errors import HeadwikiError
 from headwiki.models import LoadedModel
+from headwiki.negation_rule import CHANCE
 from headwiki.progress import log, progress_task
 from headwiki.resume import SkippedPass, find_finished, fingerprint
 from headwiki.stats import spearman, wilson_interval
 
 PASS_NAME = "ablate"
-CHANCE = 0.5  # two-alternative items
 PRIMARY_ABLATION = "zero"
 MEAN_DEFINITION = (
     "mean ablation sets the head's hook_z (output before W_O) at every position to its mean over all non-pad "

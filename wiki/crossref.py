@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from headwiki.negation_rule import MIN_REVERSAL_DELTA
+
 ROLE_PHRASES = {
     "induction": ("induction", "broken in-context copying (induction)"),
     "previous_token": ("previous-token", "lost token-order information"),
@@ -155,6 +157,8 @@ def _notable(row: Mapping[str, Any], heads: pd.DataFrame, metric: str) -> bool:
     est = _num(row, metric)
     if est is None:
         return False
+    if metric.startswith("reversal_delta") and abs(est) < MIN_REVERSAL_DELTA:
+        return False  # below the size a negation role needs: with hundreds of items, tiny effects are "significant"
     q = _num(row, f"{metric}_q")
     if q is not None and q < NOTABLE_Q:
         return True
@@ -238,7 +242,8 @@ def _specificity(row: Mapping[str, Any], label: str, a: str, metric: str, est: f
         lo, hi = _num(row, f"{stem}_{a}_lo"), _num(row, f"{stem}_{a}_hi")
         if v is not None and v < 0 and (hi is not None and hi < 0 or abs(v) >= 0.5 * abs(est)):
             shaky = "" if hi is not None and hi < 0 else ", noisy"
-            hits.append(f"{words} accuracy by {num(abs(v) * 100, 0)} points ({_ci_words(lo, hi)}{shaky})")
+            mag_lo, mag_hi = (None, None) if lo is None or hi is None else (-hi, -lo)  # the CI of the drop's size
+            hits.append(f"{words} accuracy by {num(abs(v) * 100, 0)} points ({_ci_words(mag_lo, mag_hi)}{shaky})")
     if not hits:
         return []
     return [Statement(

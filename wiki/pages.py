@@ -230,6 +230,7 @@ def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
         **common(page, f"{model.model_id} — headwiki", site),
         "model": model, "info": model.info, "heatmaps": heatmaps, "role_tables": role_tables, "top": top,
         "metrics": model.metrics, "baselines": _records(model.baselines), "groups": _group_rows(model),
+        "key_groups": _key_groups(model),
         "search": True, "search_model": model.model_id, "built": _last_run(model),
         "n_params": _fmt_int(model.info.get("n_params")),
     }
@@ -367,6 +368,13 @@ def _moved_by_head(model: ModelData, k: int = TOP_K) -> dict[tuple[int, int], li
             "d_ld_neg": r["d_ld_neg"], "d_ld_aff": r["d_ld_aff"], "d_ld_ctrl": r["d_ld_ctrl"],
             "d_sensitivity": r["d_sensitivity"]})
     return out
+
+
+def _key_groups(model: ModelData, k: int = 3) -> list[dict[str, Any]]:
+    """The k group ablations (below whole layers) that move negated accuracy most, for the model page's first screen."""
+    rows = [g for g in _group_rows(model) if g.get("group_kind") not in ("layer", "all") and _num(g.get("neg_acc_delta")) is not None]
+    rows.sort(key=lambda g: (-abs(float(g["neg_acc_delta"])), str(g["group_name"]), int(g["k"]), str(g["ablation"])))
+    return rows[:k]
 
 
 def _groups_by_head(model: ModelData) -> dict[str, list[dict[str, Any]]]:
