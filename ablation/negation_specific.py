@@ -50,10 +50,9 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-from headwiki.negation_rule import ALPHA, MIN_ACC_DELTA, MIN_REVERSAL_DELTA
+from headwiki.negation_rule import ALPHA, MIN_ACC_DELTA, MIN_REVERSAL_DELTA, RULE_TEXT  # noqa: F401 (re-exported)
 from headwiki.stats import CI_LEVEL, benjamini_hochberg
 
-ROLES: tuple[str, ...] = ("shortcut_promoter", "negation_supporter", "general_damage")
 I_NEG, I_CTRL = 1, 2  # condition columns of an LD array [.., n_items, 3] (affirmative, negated, control)
 
 
@@ -160,13 +159,6 @@ def negation_roles(d_rev: np.ndarray, q_rev: np.ndarray, d_sens: np.ndarray, q_s
     return roles
 
 
-RULE_TEXT = (
-    "negation role from the negation-specific effect ΔR (R = -mean LD_neg / mean LD_ctrl, the fraction of the control "
-    f"preference that 'not' reverses): general_damage when affirmative and negated accuracy both fall by >= {MIN_ACC_DELTA:.0%} "
-    f"with BH q < {ALPHA}; else negation_supporter (ΔR < 0) or shortcut_promoter (ΔR > 0) when ΔR and ΔS both have "
-    f"q < {ALPHA} with the same sign and the effect is large: |ΔR| >= {MIN_REVERSAL_DELTA} or negated accuracy moves the "
-    f"same way by >= {MIN_ACC_DELTA:.0%} (q < {ALPHA}), never the other way; else NULL"
-)
 
 
 DISAGREEMENT_STEMS: dict[str, float] = {"reversal_delta": MIN_REVERSAL_DELTA, "neg_acc_delta": MIN_ACC_DELTA}  # stem -> size

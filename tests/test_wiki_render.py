@@ -296,3 +296,20 @@ def test_negation_evidence_where_people_look(real_site: Path, real_site_db: Path
         assert "Δ LD control (nats)" in html
     model_html = (real_site / urls.model_page("toy")).read_text(encoding="utf-8")
     assert "reversal Δ" in model_html and "reversal R" in model_html
+
+
+def test_negation_role_page_shows_the_rule_and_the_numbers_it_used(real_site: Path, real_site_db: Path) -> None:
+    import duckdb
+
+    from headwiki.negation_rule import RULE_TEXT
+
+    con = duckdb.connect(str(real_site_db), read_only=True)
+    try:
+        rows = con.execute("SELECT label, reversal_delta_zero, negation_role FROM heads WHERE model_id = 'toy' "
+                           "AND negation_role IN ('negation_supporter', 'shortcut_promoter')").fetchall()
+    finally:
+        con.close()
+    for label, d_rev, role in rows:
+        html = unescape((real_site / urls.role_page(role)).read_text(encoding="utf-8"))
+        assert RULE_TEXT in html and "BH q" in html
+        assert f"{d_rev:+.3f}" in html or f"{d_rev:.3f}" in html, (label, d_rev)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from headwiki.negation_rule import NEGATION_ROLES, RULE_TEXT
 from headwiki.wiki import urls
 from headwiki.wiki.context import DETECTOR_ROLES, MetricDoc, ModelData, SiteData, parse_json
 from headwiki.wiki.crossref import as_float, ci_is_noisy, cross_reference, ordinal, percentile, rank_desc
@@ -64,6 +65,12 @@ def fmt_number(v: Any, spec: str = ".3f", scale: float = 1.0) -> str:
     """Template filter: `x|num(".3f")`, '–' for NULL/NaN."""
     f = _num(v)
     return "–" if f is None else format(f * scale, spec)
+
+
+def fmt_q(q: Any) -> str:
+    """A q-value for display: two significant figures, '< 0.001' below that."""
+    f = _num(q)
+    return "–" if f is None else ("< 0.001" if f < 0.001 else f"{f:.2g}")
 
 
 def fmt_value(v: Any, doc: MetricDoc | None = None) -> str:
@@ -269,6 +276,7 @@ def _head_ref(model: ModelData, row: dict[str, Any], doc: MetricDoc | None) -> d
         "label": row["label"], "model": model.model_id, "url": urls.head_page(model.slug, row["layer"], row["head"]),
         "value": fmt_value(row.get(doc.name), doc) if doc else "",
         "ci": fmt_ci(row.get(f"{doc.name}_lo"), row.get(f"{doc.name}_hi"), doc) if doc else "",
+        "q": fmt_q(row.get(f"{doc.name}_q")) if doc and doc.has_q else "",
         "roles": head_roles(row),
     }
 
@@ -405,6 +413,11 @@ def _templates_by_head(model: ModelData, k: int = TOP_K) -> dict[tuple[int, int]
     return out
 
 
+def _role_rule(role: str) -> str:
+    """The rule a negation role is assigned by (the pass's own text), '' for other roles."""
+    return RULE_TEXT if role in NEGATION_ROLES else ""
+
+
 def role_context(site: SiteData, role: str) -> dict[str, Any]:
     page = urls.role_page(role)
     groups = []
@@ -417,7 +430,7 @@ def role_context(site: SiteData, role: str) -> dict[str, Any]:
             groups.append({"model": m.model_id, "model_url": urls.model_page(m.slug), "metric": doc,
                            "heads": [_head_ref(m, r, doc) for r in members]})
     return {**common(page, f"role: {role_label(role)} — headwiki", site), "role": role,
-            "text": ROLE_TEXT.get(role, ""), "groups": groups}
+            "text": ROLE_TEXT.get(role, ""), "groups": groups, "rule": _role_rule(role)}
 
 
 def sql_examples(site: SiteData) -> list[tuple[str, str]]:
