@@ -31,6 +31,7 @@ from headwiki.db.store import (
     write_head_metrics, write_model,
 )
 from headwiki.errors import HeadwikiError
+from headwiki.kernels import describe as describe_kernels
 from headwiki.models import LoadedModel
 from headwiki.progress import log, progress_task
 from headwiki.resume import SkippedPass, find_finished, fingerprint
@@ -157,6 +158,7 @@ def ablate_model(
         effects[k] = paired_effects(base_vals, ablated_vals[k], clusters, n_boot=n_boot, n_perm=n_perm, seed=seed + 10 * i)
     heads = _heads_frame(effects, atp, kinds, n_layers, n_heads, ds.name)
     provenance = _provenance(runner, ds, enc, cluster_unit, timings, effects, atp, kinds, role_scores, groups)
+    provenance["kernels"] = describe_kernels(bridge)  # stock PyTorch or the opt-in oneDNN route
     baselines = _baselines_frame(base_vals, logit_diffs(clean.slot_lp.cpu().double()).numpy(), clusters, info.name, ds.name, run_id, n_boot, seed)
     items_frame = _items_frame(ds, clean.slot_lp.cpu(), base_vals, info.name, run_id)
     effects_frame = _item_effects_frame(ds, clean.slot_lp.cpu(), swept, kinds, n_layers, n_heads, info.name)

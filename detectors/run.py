@@ -41,6 +41,7 @@ from headwiki.detectors.roles import ROLES, assign_roles, resolve_thresholds
 from headwiki.detectors.scoring import _device, n_forward_batches, score_inputs
 from headwiki.errors import HeadwikiError
 from headwiki.hooks import pattern_hook, require_hooks
+from headwiki.kernels import describe as describe_kernels
 from headwiki.models import LoadedModel
 from headwiki.progress import log, progress_task
 from headwiki.resume import SkippedPass, file_digest, find_finished, fingerprint
@@ -259,7 +260,8 @@ def write_detections(
         record_run(
             con, run_id, info.name, PASS_NAME, det.params, det.data_hash, int(det.params["seed"]), det.n,
             info.device, started_at, status="finished",
-            provenance={"model_revision": info.revision, "model_path": info.path}, fingerprint=fingerprint,
+            provenance={"model_revision": info.revision, "model_path": info.path,
+                        "kernels": describe_kernels(loaded.bridge)}, fingerprint=fingerprint,
         )
 
 
