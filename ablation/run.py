@@ -34,10 +34,11 @@ from headwiki.errors import HeadwikiError
 from headwiki.kernels import describe as describe_kernels
 from headwiki.models import LoadedModel
 from headwiki.progress import log, progress_task
-from headwiki.resume import SkippedPass, find_finished, fingerprint
+from headwiki.resume import SkippedPass, decide, fingerprint, fingerprint_inputs, source_digest
 from headwiki.stats import spearman, wilson_interval
 
 PASS_NAME = "ablate"
+PASS_VERSION = "1"  # bump when the ablation metrics change meaning (part of the resume fingerprint)
 PRIMARY_ABLATION = "zero"
 MEAN_DEFINITION = (
     "mean ablation sets the head's hook_z (output before W_O) at every position to its mean over all non-pad "
@@ -114,10 +115,15 @@ def ablate_model(
     params = {"dataset": ds.name, "ablations": list(kinds), "seed": seed, "batch_size": batch_size, "max_items": max_items,
               "n_boot": n_boot, "n_perm": n_perm, "groups": groups, "attribution": attribution}
     roles_key = hashlib.sha256("".join(f"{r}:{f.to_json()}" for r, f in sorted(role_scores.items())).encode()).hexdigest()[:16]
-    fp = fingerprint(PASS_NAME, info, params, f"{ds.hash}:{roles_key}")
-    if skip_if_done and (done := find_finished(db_path, info.name, PASS_NAME, fp)):
-        log(f"ablate {info.name}: skipped, finished run {done} has the same parameters and data (--force re-runs)")
-        return SkippedPass(info.name, PASS_NAME, done)
+    code = {"ablation pass": PASS_VERSION, "ablation pass source": source_digest("headwiki.ablation")}
+    fp = fingerprint(PASS_NAME, info, params, f"{ds.hash}:{roles_key}", code)
+    fp_inputs = fingerprint_inputs(PASS_NAME, info, params, f"{ds.hash}:{roles_key}", code)
+    if skip_if_done:
+        done, why = decide(db_path, info.name, PASS_NAME, fp_inputs)
+        if done:
+            log(f"ablate {info.name}: skipped, finished run {done} has the same parameters, data and code (--force re-runs)")
+            return SkippedPass(info.name, PASS_NAME, done)
+        log(f"ablate {info.name}: {why}")
     n_layers, n_heads = info.n_layers, info.n_heads
     timings: dict[str, float] = {}
 
@@ -159,6 +165,7 @@ def ablate_model(
     heads = _heads_frame(effects, atp, kinds, n_layers, n_heads, ds.name)
     provenance = _provenance(runner, ds, enc, cluster_unit, timings, effects, atp, kinds, role_scores, groups)
     provenance["kernels"] = describe_kernels(bridge)  # stock PyTorch or the opt-in oneDNN route
+    provenance["fingerprint_inputs"] = fp_inputs  # lets a later build say why it re-runs
     baselines = _baselines_frame(base_vals, logit_diffs(clean.slot_lp.cpu().double()).numpy(), clusters, info.name, ds.name, run_id, n_boot, seed)
     items_frame = _items_frame(ds, clean.slot_lp.cpu(), base_vals, info.name, run_id)
     effects_frame = _item_effects_frame(ds, clean.slot_lp.cpu(), swept, kinds, n_layers, n_heads, info.name)
