@@ -11,7 +11,7 @@ from headwiki.cli_options import db_option, emit, model_options
 @click.command()
 @model_options
 @db_option
-@click.option("--dataset", default="english", show_default=True, help="english | toy | multinli | path to a JSONL item file")
+@click.option("--dataset", default=None, help="english | toy | multinli | path to a JSONL item file  [default: toy for the toy model, english otherwise]")
 @click.option("--ablation", "ablation", default="zero,mean", show_default=True, help="comma-separated: zero, mean")
 @click.option("--seed", default=0, show_default=True, type=int, help="seed for subsetting, bootstrap and permutations")
 @click.option("--batch-size", default=64, show_default=True, type=int, help="sequences per forward before head replication")
@@ -19,14 +19,15 @@ from headwiki.cli_options import db_option, emit, model_options
 @click.option("--n-boot", default=2000, show_default=True, type=int, help="bootstrap resamples per CI")
 @click.option("--no-groups", is_flag=True, help="skip ranked-group and whole-layer ablations")
 @click.option("--no-attribution", is_flag=True, help="skip the attribution-patching estimate")
-def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str, ablation: str, seed: int, batch_size: int,
+def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str | None, ablation: str, seed: int, batch_size: int,
            max_items: int | None, n_boot: int, no_groups: bool, no_attribution: bool) -> None:
     """Ablate every attention head (zero / mean) on negation minimal pairs; write Δ accuracies with CIs and q-values."""
-    from headwiki.ablation.items import resolve_dataset
+    from headwiki.ablation.items import default_dataset, resolve_dataset
     from headwiki.ablation.run import AblateResult, ablate_model, parse_ablations
     from headwiki.models import load_model
 
     kinds = parse_ablations(ablation.split(","))
+    dataset = dataset or default_dataset(model)
     resolve_dataset(dataset, seed=seed, max_items=max_items)  # bad data fails before the model loads
     loaded = load_model(model, device=device, dtype=dtype)
     result = ablate_model(loaded, db_path, dataset=dataset, ablations=kinds, seed=seed, batch_size=batch_size,

@@ -136,6 +136,14 @@ def toy_items() -> list[NegationItem]:
     return [item_from_dict(obj, f"toy item {i}") for i, obj in enumerate(items)]
 
 
+def default_dataset(model: str) -> str:
+    """The negation dataset a model gets when --dataset is not given (ablate and build): the toy world's
+    facts for the toy model (its word-level tokenizer cannot read English), English otherwise."""
+    from headwiki.models import TOY_NAME
+
+    return "toy" if model == TOY_NAME else "english"
+
+
 def resolve_dataset(spec: str, seed: int = 0, max_items: int | None = None) -> Dataset:
     """english | toy | multinli | path to a JSONL file -> Dataset (errors are one-line HeadwikiErrors).
 

@@ -23,8 +23,8 @@ from headwiki.ablation.effects import (
     ALPHA, METRICS, Effects, cluster_labels, item_values, negation_roles, paired_effects,
 )
 from headwiki.ablation.groups import ROLE_COLUMNS, HeadGroup, layer_groups, role_groups
-from headwiki.ablation.items import CONDITIONS, Dataset, resolve_dataset
-from headwiki.ablation.scoring import bridge_encoder, encode_items, logit_diffs
+from headwiki.ablation.items import CONDITIONS, Dataset, default_dataset, resolve_dataset
+from headwiki.ablation.scoring import bridge_encoder, check_known_tokens, encode_items, logit_diffs
 from headwiki.ablation.sweep import ABLATIONS, AblationRunner
 from headwiki.db.store import (
     connect, ensure_head_rows, head_label, new_run_id, record_run, replace_rows, transaction, utcnow,
@@ -110,6 +110,8 @@ def ablate_model(
     bridge, info = loaded.bridge, loaded.info
     ds = resolve_dataset(dataset, seed=seed, max_items=max_items)
     pad_id = bridge.tokenizer.pad_token_id if getattr(bridge.tokenizer, "pad_token_id", None) is not None else 0
+    unk_rate = check_known_tokens(ds.items, bridge_encoder(bridge), getattr(bridge.tokenizer, "unk_token_id", None),
+                                  ds.name, info.name, default_dataset(info.name))
     enc = encode_items(ds.items, bridge_encoder(bridge), info.n_ctx, pad_id=pad_id)
     role_scores = _read_role_scores(db_path, info.name) if groups else {}
     params = {"dataset": ds.name, "ablations": list(kinds), "seed": seed, "batch_size": batch_size, "max_items": max_items,
@@ -124,6 +126,8 @@ def ablate_model(
             log(f"ablate {info.name}: skipped, finished run {done} has the same parameters, data and code (--force re-runs)")
             return SkippedPass(info.name, PASS_NAME, done)
         log(f"ablate {info.name}: {why}")
+    if (replaced := _results_replaced(db_path, info.name, ds.name)):
+        log(f"ablate {info.name}: {replaced}")
     n_layers, n_heads = info.n_layers, info.n_heads
     timings: dict[str, float] = {}
 
@@ -166,6 +170,7 @@ def ablate_model(
     provenance = _provenance(runner, ds, enc, cluster_unit, timings, effects, atp, kinds, role_scores, groups)
     provenance["kernels"] = describe_kernels(bridge)  # stock PyTorch or the opt-in oneDNN route
     provenance["fingerprint_inputs"] = fp_inputs  # lets a later build say why it re-runs
+    provenance["unknown_token_rate"] = unk_rate
     baselines = _baselines_frame(base_vals, logit_diffs(clean.slot_lp.cpu().double()).numpy(), clusters, info.name, ds.name, run_id, n_boot, seed)
     items_frame = _items_frame(ds, clean.slot_lp.cpu(), base_vals, info.name, run_id)
     effects_frame = _item_effects_frame(ds, clean.slot_lp.cpu(), swept, kinds, n_layers, n_heads, info.name)
@@ -352,6 +357,24 @@ def _groups_frame(group_list: list[HeadGroup], group_lp: torch.Tensor, kinds: tu
     frame = pd.DataFrame(rows)
     frame["model_id"], frame["dataset"], frame["n_items"], frame["run_id"] = model_id, dataset, base_vals.shape[0], run_id
     return frame
+
+
+def _results_replaced(db_path: str | Path, model_id: str, dataset: str) -> str | None:
+    """What this run will replace: the model's negation columns come from one dataset at a time."""
+    from headwiki.db.store import reading
+
+    if not Path(db_path).exists():
+        return None
+    with reading(db_path) as con:
+        rows = con.execute(
+            "SELECT run_id, params->>'$.dataset', n, finished_at FROM runs WHERE model_id = ? AND pass_name = ? "
+            "AND status = 'finished' ORDER BY finished_at DESC LIMIT 1", [model_id, PASS_NAME]).fetchall()
+    if not rows:
+        return None
+    run_id, old_dataset, n, finished = rows[0]
+    same = "" if old_dataset == dataset else f" with dataset {dataset}"
+    return (f"replacing the negation results of run {run_id} (dataset {old_dataset}, {n} items, finished {finished:%Y-%m-%d %H:%M})"
+            f"{same}")
 
 
 def _provenance(runner: AblationRunner, ds: Dataset, enc: Any, cluster_unit: str, timings: dict[str, float],

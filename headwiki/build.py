@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from headwiki.models import TOY_NAME, load_model, resolve_source
+from headwiki.models import load_model, resolve_source
 from headwiki.progress import log
 
 
@@ -29,11 +29,6 @@ class BuildReport:
     peak_rss_mb: float = 0.0  # peak resident memory of this process (ru_maxrss)
 
 
-def default_dataset(spec: str) -> str:
-    """The negation dataset a model gets when --dataset is not given: toy facts for the toy model."""
-    return "toy" if spec == TOY_NAME else "english"
-
-
 def build(
     models: list[str],
     db_path: str | Path,
@@ -47,6 +42,7 @@ def build(
     site: bool = True,
 ) -> BuildReport:
     """Run every pass for every model (in order), then render the site from the database."""
+    from headwiki.ablation.items import default_dataset
     from headwiki.ablation.run import ablate_model
     from headwiki.detectors.run import detect_model
     from headwiki.wiki.render import render_site
