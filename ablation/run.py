@@ -74,7 +74,7 @@ class AblateResult:
     def top_heads(self, ablation: str = PRIMARY_ABLATION, n: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Significant (q < 0.05 on S) heads whose ablation lowers S most, and raises it most."""
         col = f"sens_delta_{ablation}"
-        cols = ["label", col, f"{col}_lo", f"{col}_hi", f"{col}_q", f"neg_acc_delta_{ablation}",
+        cols = ["label", col, f"{col}_lo", f"{col}_hi", f"{col}_p", f"{col}_q", f"neg_acc_delta_{ablation}",
                 f"aff_acc_delta_{ablation}", "negation_role"]
         sig = self.heads[self.heads[f"{col}_q"] < ALPHA]
         return sig.nsmallest(n, col)[cols], sig.nlargest(n, col)[cols]
@@ -170,6 +170,8 @@ def ablate_model(
     provenance = _provenance(runner, ds, enc, cluster_unit, timings, effects, atp, kinds, role_scores, groups)
     provenance["kernels"] = describe_kernels(bridge)  # stock PyTorch or the opt-in oneDNN route
     provenance["fingerprint_inputs"] = fp_inputs  # lets a later build say why it re-runs
+    provenance["permutation"] = {k: {"exact": e.p_exact, "p_floor": e.p_floor, "n_flip_units": e.n_flip_units,
+                                     "unit": cluster_unit} for k, e in effects.items()}
     provenance["unknown_token_rate"] = unk_rate
     baselines = _baselines_frame(base_vals, logit_diffs(clean.slot_lp.cpu().double()).numpy(), clusters, info.name, ds.name, run_id, n_boot, seed)
     items_frame = _items_frame(ds, clean.slot_lp.cpu(), base_vals, info.name, run_id)
@@ -275,7 +277,8 @@ def _describe(col: str, cluster_unit: str) -> str:
         if col.endswith(suffix):
             return f"{what} {col[: -len(suffix)]} (resampling {cluster_unit}s as clusters)"
     if col.endswith("_p"):
-        return f"two-sided paired sign-flip permutation p-value (over items) of {col[:-2]}"
+        return (f"two-sided paired sign-flip permutation p-value of {col[:-2]}, flipping the bootstrap's clusters "
+                "(exact or adaptive Monte Carlo; provenance.permutation gives the method and its resolution floor)")
     if col.endswith("_q"):
         return f"Benjamini-Hochberg q-value of {col[:-2]} across all heads of the model (per metric and ablation)"
     for k, definition in (("zero", ZERO_DEFINITION), ("mean", MEAN_DEFINITION)):

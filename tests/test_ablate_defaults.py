@@ -36,6 +36,7 @@ def test_unknown_rate_of_english_through_the_toy_tokenizer_is_measured() -> None
     assert english > MAX_UNKNOWN_RATE > toy == 0.0, (english, toy)
 
 
+@pytest.mark.slow
 def test_ablate_refuses_a_dataset_the_model_cannot_read(tmp_path: Path) -> None:
     db = tmp_path / "hw.duckdb"
     proc = hw("ablate", "--model", "toy", "--dataset", "english", "--db", str(db), "--device", "cpu")
