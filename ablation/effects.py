@@ -23,7 +23,6 @@ from headwiki.stats import benjamini_hochberg, cluster_bootstrap_mean_ci, signfl
 METRICS: tuple[str, ...] = ("neg_acc", "aff_acc", "ctrl_acc", "sens", "neg_ld")
 ALPHA = 0.05
 MIN_TEMPLATES_FOR_CLUSTERING = 10
-ROLES: tuple[str, ...] = ("shortcut_promoter", "negation_supporter", "general_damage")
 
 
 def item_values(slot_lp: torch.Tensor) -> torch.Tensor:

@@ -128,6 +128,8 @@ def resolve_source(spec: str) -> tuple[str, str, str]:
         if not (path / "config.json").exists():
             raise HeadwikiError(f"{spec} is a directory but has no config.json: pass a HuggingFace-format model directory")
         return path.resolve().name, "local", str(path.resolve())
+    if path.is_file() and path.suffix.lower() != ".gguf":
+        raise HeadwikiError(f"--model {spec} is a file, not a model directory: pass the folder that holds config.json and the weights")
     if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
         raise HeadwikiError(f"model directory {spec} does not exist: check the path")
     return spec, "hub", spec
