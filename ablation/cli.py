@@ -11,7 +11,7 @@ from headwiki.cli_options import db_option, emit, model_options
 @click.command()
 @model_options
 @db_option
-@click.option("--dataset", default="english", show_default=True, help="english | toy | multinli | path to a JSONL item file")
+@click.option("--dataset", default=None, help="english | toy | multinli | path to a JSONL item file  [default: toy for the toy model, english otherwise]")
 @click.option("--ablation", "ablation", default="zero,mean,resample", show_default=True,
               help="comma-separated: zero, mean, resample")
 @click.option("--seed", default=0, show_default=True, type=int, help="seed for subsetting, bootstrap and permutations")
@@ -20,14 +20,15 @@ from headwiki.cli_options import db_option, emit, model_options
 @click.option("--n-boot", default=2000, show_default=True, type=int, help="bootstrap resamples per CI")
 @click.option("--no-groups", is_flag=True, help="skip ranked-group and whole-layer ablations")
 @click.option("--no-attribution", is_flag=True, help="skip the attribution-patching estimate")
-def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str, ablation: str, seed: int, batch_size: int,
+def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str | None, ablation: str, seed: int, batch_size: int,
            max_items: int | None, n_boot: int, no_groups: bool, no_attribution: bool) -> None:
     """Ablate every attention head (zero / mean / resample) on negation minimal pairs; write Δ accuracies with CIs and q-values."""
-    from headwiki.ablation.items import resolve_dataset
+    from headwiki.ablation.items import default_dataset, resolve_dataset
     from headwiki.ablation.run import AblateResult, ablate_model, parse_ablations
     from headwiki.models import load_model
 
     kinds = parse_ablations(ablation.split(","))
+    dataset = dataset or default_dataset(model)
     resolve_dataset(dataset, seed=seed, max_items=max_items)  # bad data fails before the model loads
     loaded = load_model(model, device=device, dtype=dtype)
     result = ablate_model(loaded, db_path, dataset=dataset, ablations=kinds, seed=seed, batch_size=batch_size,
@@ -51,7 +52,7 @@ def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str, abla
                 best = result.heads[f"reversal_delta_{k}_q"].min()
                 click.echo(f"{title}: none (smallest q = {best:.3g})")
             else:
-                emit(_compact(frame, k), "table", title=title)
+                emit(_compact(frame, k, result.provenance.get("reversal_permutation", {})), "table", title=title)
     rho = result.provenance.get("atp_spearman")
     if rho:
         click.echo("attribution patching vs exact sweep, Spearman: " + "; ".join(
@@ -60,13 +61,20 @@ def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str, abla
                f"{len(result.groups)} group rows to {db_path}")
 
 
-def _compact(frame: pd.DataFrame, k: str) -> pd.DataFrame:
-    """label, ΔR [CI] q, ΔS, Δ negated / affirmative accuracy, role — one line per head."""
+def _compact(frame: pd.DataFrame, k: str, perm: dict | None = None) -> pd.DataFrame:
+    """label, ΔR [CI] q p, ΔS, Δ negated / affirmative accuracy, role — one line per head. A q whose p is a
+    Monte-Carlo p at the permutation floor (no null draw reached the observed effect) is an upper bound: '≤ q'."""
+    from headwiki.stats import format_pvalue
+
     col = f"reversal_delta_{k}"
+    perm = perm or {}
+    floor, exact = perm.get("p_floor"), bool(perm.get("exact"))
+    bound = [format_pvalue(p, floor, exact).startswith("<") for p in frame[f"{col}_p"]]
     return pd.DataFrame({
         "head": frame["label"],
         "ΔR [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in zip(frame[col], frame[f"{col}_lo"], frame[f"{col}_hi"])],
-        "q": [f"{q:.2g}" for q in frame[f"{col}_q"]],
+        "q": [("≤ " if b else "") + f"{q:.2g}" for q, b in zip(frame[f"{col}_q"], bound)],
+        "p": [format_pvalue(p, floor, exact) for p in frame[f"{col}_p"]],
         "ΔS (nats)": [f"{v:+.2f}" for v in frame[f"sens_delta_{k}"]],
         "Δ neg acc": [f"{v:+.3f}" for v in frame[f"neg_acc_delta_{k}"]],
         "Δ aff acc": [f"{v:+.3f}" for v in frame[f"aff_acc_delta_{k}"]],

@@ -4,7 +4,8 @@ Per item and model state the pass measures (see :mod:`headwiki.ablation.scoring`
 ``neg_acc`` (negated prompt answered with the foil, 0/1), ``aff_acc`` and ``ctrl_acc`` (target, 0/1),
 ``sens`` (S = LD_ctrl - LD_neg) and the raw ``neg_ld``, ``aff_ld``, ``ctrl_ld`` (LD per condition). An ablation's effect on a metric is the mean
 over items of the paired difference (ablated - clean), with a percentile bootstrap 95% CI that
-resamples clusters (templates), a two-sided sign-flip permutation p-value over items, and
+resamples clusters (templates), a two-sided sign-flip permutation p-value that flips the same
+clusters (exact when there are at most 16, else adaptive Monte Carlo; :func:`headwiki.stats.signflip_pvalue`), and
 Benjamini-Hochberg q-values across all heads of the model (per metric and ablation).
 """
 
@@ -18,7 +19,7 @@ import torch
 
 from headwiki.ablation.scoring import correctness, logit_diffs, sensitivity
 from headwiki.negation_rule import ALPHA  # re-exported: the pass's significance level
-from headwiki.stats import benjamini_hochberg, cluster_bootstrap_mean_ci, paired_permutation_pvalue
+from headwiki.stats import benjamini_hochberg, cluster_bootstrap_mean_ci, signflip_pvalue
 
 METRICS: tuple[str, ...] = ("neg_acc", "aff_acc", "ctrl_acc", "sens", "neg_ld", "aff_ld", "ctrl_ld")
 MIN_TEMPLATES_FOR_CLUSTERING = 10
@@ -50,6 +51,9 @@ class Effects:
     hi: np.ndarray
     p: np.ndarray
     q: np.ndarray
+    p_floor: float = 0.0  # smallest p the permutation test can report (see headwiki.stats.SignFlipTest)
+    p_exact: bool = False  # every sign pattern enumerated: p is exact, not a Monte-Carlo estimate
+    n_flip_units: int = 0  # independent sign flips (clusters)
 
 
 def paired_effects(
@@ -60,9 +64,10 @@ def paired_effects(
     m, n, k = diff.shape
     flat = diff.transpose(1, 0, 2).reshape(n, m * k)
     mean, lo, hi = cluster_bootstrap_mean_ci(flat, clusters, n_boot=n_boot, seed=seed)
-    p = paired_permutation_pvalue(flat, n_perm=n_perm, seed=seed + 1).reshape(m, k)
+    test = signflip_pvalue(flat, clusters, n_perm=n_perm, seed=seed + 1)  # flips whole clusters, like the CI
+    p = test.p.reshape(m, k)
     q = np.stack([benjamini_hochberg(p[:, j]) for j in range(k)], axis=1)
-    return Effects(mean.reshape(m, k), lo.reshape(m, k), hi.reshape(m, k), p, q)
+    return Effects(mean.reshape(m, k), lo.reshape(m, k), hi.reshape(m, k), p, q, test.floor, test.exact, test.n_clusters)
 
 
 def accuracy_summary(values: np.ndarray, clusters: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict[str, tuple[float, float, float]]:

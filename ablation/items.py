@@ -136,6 +136,28 @@ def toy_items() -> list[NegationItem]:
     return [item_from_dict(obj, f"toy item {i}") for i, obj in enumerate(items)]
 
 
+def default_dataset(model: str) -> str:
+    """The negation dataset a model gets when --dataset is not given (ablate and build): the toy world's
+    facts for the toy model (its word-level tokenizer cannot read English), English otherwise."""
+    from headwiki.models import TOY_NAME
+
+    return "toy" if model == TOY_NAME else "english"
+
+
+BUILTIN_DATASETS: tuple[str, ...] = ("english", "toy", "multinli")
+
+
+def check_dataset_spec(spec: str) -> None:
+    """Validate a --dataset value without downloading anything: a built-in name, or a JSONL file whose
+    items parse (read and checked now, so a bad file fails before any pass runs)."""
+    if spec in BUILTIN_DATASETS:
+        return
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise HeadwikiError(f"unknown dataset {spec!r}: use english, toy, multinli or the path of a JSONL file")
+    load_jsonl(path)
+
+
 def resolve_dataset(spec: str, seed: int = 0, max_items: int | None = None) -> Dataset:
     """english | toy | multinli | path to a JSONL file -> Dataset (errors are one-line HeadwikiErrors).
 

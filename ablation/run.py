@@ -21,24 +21,26 @@ import torch
 from headwiki.ablation.attribution import ATP_KINDS, ATP_METRICS, attribution_estimates
 from headwiki.ablation.effects import ALPHA, METRICS, Effects, cluster_labels, item_values, paired_effects
 from headwiki.ablation.groups import ROLE_COLUMNS, HeadGroup, layer_groups, role_groups
-from headwiki.ablation.items import CONDITIONS, Dataset, resolve_dataset
+from headwiki.ablation.items import CONDITIONS, Dataset, default_dataset, resolve_dataset
 from headwiki.ablation.negation_specific import (
     RULE_TEXT, ReversalEffects, kinds_disagree, negation_roles, reversal_effects,
 )
-from headwiki.ablation.scoring import bridge_encoder, encode_items, logit_diffs
+from headwiki.ablation.scoring import bridge_encoder, check_known_tokens, encode_items, logit_diffs
 from headwiki.ablation.sweep import ABLATIONS, RESAMPLE, RESAMPLE_DRAWS, AblationRunner
 from headwiki.db.store import (
     connect, ensure_head_rows, head_label, new_run_id, record_run, replace_rows, transaction, utcnow,
     write_head_metrics, write_model,
 )
 from headwiki.errors import HeadwikiError
+from headwiki.kernels import describe as describe_kernels
 from headwiki.models import LoadedModel
 from headwiki.negation_rule import CHANCE
 from headwiki.progress import log, progress_task
-from headwiki.resume import SkippedPass, find_finished, fingerprint
+from headwiki.resume import SkippedPass, decide, fingerprint, fingerprint_inputs, source_digest
 from headwiki.stats import spearman, wilson_interval
 
 PASS_NAME = "ablate"
+PASS_VERSION = "1"  # bump when the ablation metrics change meaning (part of the resume fingerprint)
 PRIMARY_ABLATION = "zero"
 MEAN_DEFINITION = (
     "mean ablation sets the head's hook_z (output before W_O) at every position to its mean over all non-pad "
@@ -85,7 +87,7 @@ class AblateResult:
         """Significant (q < 0.05 on the negation-specific ΔR) heads whose removal LOWERS R (most first), and
         those whose removal RAISES it (most first); each frame holds only heads of its sign."""
         col = f"reversal_delta_{ablation}"
-        cols = ["label", col, f"{col}_lo", f"{col}_hi", f"{col}_q", f"sens_delta_{ablation}", f"neg_acc_delta_{ablation}",
+        cols = ["label", col, f"{col}_lo", f"{col}_hi", f"{col}_p", f"{col}_q", f"sens_delta_{ablation}", f"neg_acc_delta_{ablation}",
                 f"aff_acc_delta_{ablation}", "negation_role"]
         sig = self.heads[self.heads[f"{col}_q"] < ALPHA]
         lower, higher = sig[sig[col] < 0], sig[sig[col] > 0]
@@ -122,15 +124,24 @@ def ablate_model(
     bridge, info = loaded.bridge, loaded.info
     ds = resolve_dataset(dataset, seed=seed, max_items=max_items)
     pad_id = bridge.tokenizer.pad_token_id if getattr(bridge.tokenizer, "pad_token_id", None) is not None else 0
+    unk_rate = check_known_tokens(ds.items, bridge_encoder(bridge), getattr(bridge.tokenizer, "unk_token_id", None),
+                                  ds.name, info.name, default_dataset(info.name))
     enc = encode_items(ds.items, bridge_encoder(bridge), info.n_ctx, pad_id=pad_id)
     role_scores = _read_role_scores(db_path, info.name) if groups else {}
     params = {"dataset": ds.name, "ablations": list(kinds), "seed": seed, "batch_size": batch_size, "max_items": max_items,
               "n_boot": n_boot, "n_perm": n_perm, "groups": groups, "attribution": attribution}
     roles_key = hashlib.sha256("".join(f"{r}:{f.to_json()}" for r, f in sorted(role_scores.items())).encode()).hexdigest()[:16]
-    fp = fingerprint(PASS_NAME, info, params, f"{ds.hash}:{roles_key}")
-    if skip_if_done and (done := find_finished(db_path, info.name, PASS_NAME, fp)):
-        log(f"ablate {info.name}: skipped, finished run {done} has the same parameters and data (--force re-runs)")
-        return SkippedPass(info.name, PASS_NAME, done)
+    code = {"ablation pass": PASS_VERSION, "ablation pass source": source_digest("headwiki.ablation")}
+    fp = fingerprint(PASS_NAME, info, params, f"{ds.hash}:{roles_key}", code)
+    fp_inputs = fingerprint_inputs(PASS_NAME, info, params, f"{ds.hash}:{roles_key}", code)
+    if skip_if_done:
+        done, why = decide(db_path, info.name, PASS_NAME, fp_inputs)
+        if done:
+            log(f"ablate {info.name}: skipped, finished run {done} has the same parameters, data and code (--force re-runs)")
+            return SkippedPass(info.name, PASS_NAME, done)
+        log(f"ablate {info.name}: {why}")
+    if (replaced := _results_replaced(db_path, info.name, ds.name)):
+        log(f"ablate {info.name}: {replaced}")
     n_layers, n_heads = info.n_layers, info.n_heads
     timings: dict[str, float] = {}
 
@@ -175,6 +186,13 @@ def ablate_model(
                                         n_perm=n_perm, seed=seed + 10 * i + 5)
     heads = _heads_frame(effects, reversals, atp, kinds, n_layers, n_heads, ds.name)
     provenance = _provenance(runner, ds, enc, cluster_unit, timings, effects, atp, kinds, role_scores, groups)
+    provenance["kernels"] = describe_kernels(bridge)  # stock PyTorch or the opt-in oneDNN route
+    provenance["fingerprint_inputs"] = fp_inputs  # lets a later build say why it re-runs
+    provenance["permutation"] = {k: {"exact": e.p_exact, "p_floor": e.p_floor, "n_flip_units": e.n_flip_units,
+                                     "unit": cluster_unit} for k, e in effects.items()}
+    provenance["reversal_permutation"] = {"method": f"clean/ablated swapped within whole {cluster_unit}s, Monte Carlo",
+                                          "n_perm": n_perm, "p_floor": 1 / (n_perm + 1), "exact": False}
+    provenance["unknown_token_rate"] = unk_rate
     baselines = _baselines_frame(base_vals, base_ld, reversals[kinds[0]], clusters, info.name, ds.name, run_id, n_boot, seed)
     warn_uninformative(baselines, info.name)
     items_frame = _items_frame(ds, clean.slot_lp.cpu(), base_vals, info.name, run_id)
@@ -302,7 +320,8 @@ def _describe(col: str, cluster_unit: str) -> str:
         return (f"two-sided paired permutation p-value of {col[:-2]}: clean and ablated swapped within whole "
                 f"{cluster_unit}s (a ratio of means has no per-item sign flip)")
     if col.endswith("_p"):
-        return f"two-sided paired sign-flip permutation p-value (over items) of {col[:-2]}"
+        return (f"two-sided paired sign-flip permutation p-value of {col[:-2]}, flipping the bootstrap's clusters "
+                "(exact or adaptive Monte Carlo; provenance.permutation gives the method and its resolution floor)")
     if col.endswith("_q"):
         return f"Benjamini-Hochberg q-value of {col[:-2]} across all heads of the model (per metric and ablation)"
     for k, definition in DEFINITIONS.items():
@@ -404,6 +423,24 @@ def _groups_frame(group_list: list[HeadGroup], group_lp: torch.Tensor, kinds: tu
     frame = pd.DataFrame(rows)
     frame["model_id"], frame["dataset"], frame["n_items"], frame["run_id"] = model_id, dataset, base_vals.shape[0], run_id
     return frame
+
+
+def _results_replaced(db_path: str | Path, model_id: str, dataset: str) -> str | None:
+    """What this run will replace: the model's negation columns come from one dataset at a time."""
+    from headwiki.db.store import reading
+
+    if not Path(db_path).exists():
+        return None
+    with reading(db_path) as con:
+        rows = con.execute(
+            "SELECT run_id, params->>'$.dataset', n, finished_at FROM runs WHERE model_id = ? AND pass_name = ? "
+            "AND status = 'finished' ORDER BY finished_at DESC LIMIT 1", [model_id, PASS_NAME]).fetchall()
+    if not rows:
+        return None
+    run_id, old_dataset, n, finished = rows[0]
+    same = "" if old_dataset == dataset else f" with dataset {dataset}"
+    return (f"replacing the negation results of run {run_id} (dataset {old_dataset}, {n} items, finished {finished:%Y-%m-%d %H:%M})"
+            f"{same}")
 
 
 def _provenance(runner: AblationRunner, ds: Dataset, enc: Any, cluster_unit: str, timings: dict[str, float],

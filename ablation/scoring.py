@@ -91,6 +91,32 @@ def bridge_encoder(bridge: object) -> Encoder:
     return encode
 
 
+#: A dataset whose prompt and candidate tokens are more than this fraction unknown (the tokenizer's unk token)
+#: is refused: the model cannot read it, so its accuracies would measure nothing (e.g. the English items
+#: through the toy model's word-level tokenizer are ~90% <unk>).
+MAX_UNKNOWN_RATE = 0.2
+
+
+def unknown_token_rate(items: Sequence[NegationItem], encode: Encoder, unk_id: int | None) -> float:
+    """Fraction of the tokens of every (prompt + target) text that are ``unk_id`` (0.0 when there is no unk token)."""
+    if unk_id is None:
+        return 0.0
+    rows = encode([item.prompt(c) + item.target for item in items for c in CONDITIONS])
+    total = sum(len(r) for r in rows)
+    return sum(tok == unk_id for r in rows for tok in r) / max(total, 1)
+
+
+def check_known_tokens(items: Sequence[NegationItem], encode: Encoder, unk_id: int | None, dataset: str,
+                       model: str, suggestion: str) -> float:
+    """Refuse (one-line HeadwikiError) a dataset the model's tokenizer mostly cannot read; returns the unk rate."""
+    rate = unknown_token_rate(items, encode, unk_id)
+    if rate > MAX_UNKNOWN_RATE:
+        raise HeadwikiError(
+            f"dataset {dataset}: {rate:.0%} of its tokens are unknown to {model}'s tokenizer (limit {MAX_UNKNOWN_RATE:.0%}), "
+            f"so the model cannot read it: use --dataset {suggestion} or a JSONL file in the model's vocabulary")
+    return rate
+
+
 def encode_items(items: Sequence[NegationItem], encode: Encoder, n_ctx: int, pad_id: int = 0) -> Encoded:
     """Tokenize every (item, condition, candidate); candidate tokens = full-text tokens beyond the prompt's.
 

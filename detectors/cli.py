@@ -61,23 +61,29 @@ def detect(
 @click.command()
 @click.option("--model", "model", required=True, help="model_id in the DB (see `headwiki query \"SELECT model_id FROM models\"`)")
 @db_option
-@click.option("--role", type=click.Choice(["induction", "previous_token", "duplicate_token"]), default=None, help="only heads holding this role")
-@click.option("--sort", "sort", default=None, help="column to sort by, descending (default: layer, head; or the role's score)")
+@click.option("--role", default=None, help="only heads holding this role: a detector role (in `roles`) or a negation role (`negation_role`)")
+@click.option("--sort", "sort", default=None, help="column to sort by, descending unless --asc (default: layer, head; or the role's score)")
+@click.option("--asc", "ascending", is_flag=True, help="sort ascending")
 @click.option("--limit", type=int, default=None, help="at most N rows")
 @click.option("--columns", default=None, help="comma-separated columns to show (default: detector summary columns)")
 @format_options
-def heads(model: str, db_path: str, role: str | None, sort: str | None, limit: int | None, columns: str | None, fmt: str) -> None:
+def heads(model: str, db_path: str, role: str | None, sort: str | None, ascending: bool, limit: int | None,
+          columns: str | None, fmt: str) -> None:
     """List the heads of one model from the DB (read-only)."""
     default = TABLE_HEAD_COLUMNS if fmt == "table" else DEFAULT_HEAD_COLUMNS
-    frame = list_heads(db_path, model, role=role, sort=sort, limit=limit, columns=columns, default_columns=default)
+    frame = list_heads(db_path, model, role=role, sort=sort, limit=limit, columns=columns, default_columns=default,
+                       ascending=ascending)
     emit(frame, fmt, title=f"heads of {model} ({db_path})")
 
 
 def list_heads(
     db_path: str, model: str, role: str | None = None, sort: str | None = None, limit: int | None = None,
-    columns: str | None = None, default_columns: tuple[str, ...] = DEFAULT_HEAD_COLUMNS,
+    columns: str | None = None, default_columns: tuple[str, ...] = DEFAULT_HEAD_COLUMNS, ascending: bool = False,
 ) -> pd.DataFrame:
-    """The heads of `model` as a DataFrame (read-only connection); bad names -> HeadwikiError."""
+    """The heads of `model` as a DataFrame (read-only connection); bad names -> HeadwikiError.
+
+    role: a detector role (an element of `roles`) or a negation role (the value of `negation_role`); a role no
+    head of the model holds is reported with the roles it does hold."""
     from headwiki.db.store import reading
 
     if limit is not None and limit < 1:
@@ -93,12 +99,36 @@ def list_heads(
         for col in [*wanted, *([sort] if sort else [])]:
             if not _IDENT.match(col) or col not in available:
                 raise HeadwikiError(f"unknown column {col!r}: heads has {', '.join(available)}")
-        if role and role not in available:
-            raise HeadwikiError(f"{db_path} has no detector results for {model!r}: run `headwiki detect --model {model}` first")
-        where = "model_id = ?" + (" AND list_contains(roles, ?)" if role else "")
-        params: list[object] = [model] + ([role] if role else [])
-        order_col = sort or role
-        order = f'"{order_col}" DESC NULLS LAST, layer, head' if order_col else "layer, head"
+        role_sql = " OR ".join(
+            [f"list_contains({c}, ?)" for c in ("roles",) if c in available]
+            + [f"{c} = ?" for c in ("negation_role",) if c in available])
+        if role:
+            if not role_sql:
+                raise HeadwikiError(f"{db_path} has no role results for {model!r}: run `headwiki detect --model {model}` first")
+            from headwiki.negation_rule import NEGATION_ROLES
+            from headwiki.detectors.roles import ROLES as DETECTOR_ROLES
+
+            held = _roles_held(con, model, available)
+            if role not in held and role not in (*DETECTOR_ROLES, *NEGATION_ROLES):
+                raise HeadwikiError(f"unknown role {role!r}: roles are {', '.join((*DETECTOR_ROLES, *NEGATION_ROLES))} "
+                                    f"(held by heads of {model!r}: {', '.join(sorted(held)) or 'none'})")
+        where = "model_id = ?" + (f" AND ({role_sql})" if role else "")
+        params: list[object] = [model] + ([role] * role_sql.count("?") if role else [])
+        order_col = sort or (role if role in available else None)
+        direction = "ASC" if ascending else "DESC"
+        order = f'"{order_col}" {direction} NULLS LAST, layer, head' if order_col else "layer, head"
         select = ", ".join(f'"{c}"' for c in wanted)
         sql = f"SELECT {select} FROM heads WHERE {where} ORDER BY {order}" + (f" LIMIT {int(limit)}" if limit else "")
         return con.execute(sql, params).fetchdf()
+
+
+def _roles_held(con: object, model: str, available: list[str]) -> set[str]:
+    """Every detector role and negation role some head of `model` holds."""
+    held: set[str] = set()
+    if "roles" in available:
+        held |= {r[0] for r in con.execute(  # type: ignore[attr-defined]
+            "SELECT DISTINCT unnest(roles) FROM heads WHERE model_id = ?", [model]).fetchall() if r[0]}
+    if "negation_role" in available:
+        held |= {r[0] for r in con.execute(  # type: ignore[attr-defined]
+            "SELECT DISTINCT negation_role FROM heads WHERE model_id = ? AND negation_role IS NOT NULL", [model]).fetchall()}
+    return held

@@ -76,6 +76,12 @@ class Registry:
         self._items[detector.name] = detector
         return detector
 
+    def unregister(self, name: str) -> Detector:
+        """Remove and return the detector called `name` (tests and plugins that add one temporarily)."""
+        if name not in self._items:
+            raise KeyError(f"no detector named {name!r}; known: {', '.join(self._items)}")
+        return self._items.pop(name)
+
     def get(self, name: str) -> Detector:
         if name not in self._items:
             raise KeyError(f"no detector named {name!r}; known: {', '.join(self._items)}")

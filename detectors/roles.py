@@ -23,10 +23,12 @@ Default thresholds:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-
-import torch
+from typing import TYPE_CHECKING
 
 from headwiki.errors import HeadwikiError
+
+if TYPE_CHECKING:  # annotations only: `heads --role` reads ROLES without importing torch
+    import torch
 
 ROLES: tuple[str, ...] = ("induction", "previous_token", "duplicate_token")
 

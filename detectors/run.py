@@ -41,9 +41,10 @@ from headwiki.detectors.roles import ROLES, assign_roles, resolve_thresholds
 from headwiki.detectors.scoring import _device, n_forward_batches, score_inputs
 from headwiki.errors import HeadwikiError
 from headwiki.hooks import pattern_hook, require_hooks
+from headwiki.kernels import describe as describe_kernels
 from headwiki.models import LoadedModel
 from headwiki.progress import log, progress_task
-from headwiki.resume import SkippedPass, file_digest, find_finished, fingerprint
+from headwiki.resume import SkippedPass, decide, file_digest, fingerprint, fingerprint_inputs, source_digest
 from headwiki.stats import bootstrap_mean_ci
 
 PASS_NAME = "detect"
@@ -244,7 +245,8 @@ def _add_roles(
 
 
 def write_detections(
-    db_path: str | Path, loaded: LoadedModel, det: Detections, run_id: str, started_at: Any, fingerprint: str | None = None
+    db_path: str | Path, loaded: LoadedModel, det: Detections, run_id: str, started_at: Any, fingerprint: str | None = None,
+    fingerprint_inputs: Mapping[str, Any] | None = None,
 ) -> None:
     """One transaction: model row, head rows + metric columns, examples, controls, runs row."""
     info = loaded.info
@@ -259,8 +261,18 @@ def write_detections(
         record_run(
             con, run_id, info.name, PASS_NAME, det.params, det.data_hash, int(det.params["seed"]), det.n,
             info.device, started_at, status="finished",
-            provenance={"model_revision": info.revision, "model_path": info.path}, fingerprint=fingerprint,
+            provenance={"model_revision": info.revision, "model_path": info.path,
+                        "kernels": describe_kernels(loaded.bridge), "fingerprint_inputs": fingerprint_inputs},
+            fingerprint=fingerprint,
         )
+
+
+def code_versions(registry: Registry | None = None) -> dict[str, Any]:
+    """What the detector pass computes with, for the resume fingerprint: every registered detector's
+    version and a digest of the pass's source (a new detector or an edited one re-runs the pass)."""
+    registry = registry or default_registry()
+    return {"detector registry": {d.name: d.version for d in registry},
+            "detector pass source": source_digest("headwiki.detectors")}
 
 
 def detect_model(
@@ -285,17 +297,21 @@ def detect_model(
     call = {"n_seqs": n_seqs, "seq_len": seq_len, "seed": seed, "text": text, "batch_size": batch_size,
             "n_boot": n_boot, "thresholds": dict(resolve_thresholds(thresholds))}
     data_key = file_digest(text) if text and Path(text).is_file() else ""
-    fp = fingerprint(PASS_NAME, loaded.info, call, data_key)
-    if skip_if_done and (done := find_finished(db_path, loaded.info.name, PASS_NAME, fp)):
-        log(f"detect {loaded.info.name}: skipped, finished run {done} has the same parameters and data (--force re-runs)")
-        return SkippedPass(loaded.info.name, PASS_NAME, done)
+    inputs = fingerprint_inputs(PASS_NAME, loaded.info, call, data_key, code_versions())
+    fp = fingerprint(PASS_NAME, loaded.info, call, data_key, code_versions())
+    if skip_if_done:
+        done, why = decide(db_path, loaded.info.name, PASS_NAME, inputs)
+        if done:
+            log(f"detect {loaded.info.name}: skipped, finished run {done} has the same parameters, data and code (--force re-runs)")
+            return SkippedPass(loaded.info.name, PASS_NAME, done)
+        log(f"detect {loaded.info.name}: {why}")
     started = utcnow()
     run_id = new_run_id()
     det = compute_detections(
         loaded, n_seqs=n_seqs, seq_len=seq_len, seed=seed, text=text, thresholds=thresholds,
         batch_size=batch_size, n_boot=n_boot, db_path=db_path,
     )
-    write_detections(db_path, loaded, det, run_id, started, fingerprint=fp)
+    write_detections(db_path, loaded, det, run_id, started, fingerprint=fp, fingerprint_inputs=inputs)
     limits = dict(det.params["thresholds"])
     return DetectResult(
         model_id=loaded.info.name, run_id=run_id, db_path=str(db_path), frame=det.frame,

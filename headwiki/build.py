@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from headwiki.models import TOY_NAME, load_model, resolve_source
+from headwiki.models import load_model, resolve_source
 from headwiki.progress import log
 
 
@@ -29,16 +30,11 @@ class BuildReport:
     peak_rss_mb: float = 0.0  # peak resident memory of this process (ru_maxrss)
 
 
-def default_dataset(spec: str) -> str:
-    """The negation dataset a model gets when --dataset is not given: toy facts for the toy model."""
-    return "toy" if spec == TOY_NAME else "english"
-
-
 def build(
     models: list[str],
     db_path: str | Path,
     out_dir: str | Path,
-    dataset: str | None = None,
+    dataset: str | Mapping[str, str] | None = None,
     device: str = "auto",
     dtype: str = "float32",
     force: bool = False,
@@ -46,13 +42,22 @@ def build(
     ablate_options: dict[str, Any] | None = None,
     site: bool = True,
 ) -> BuildReport:
-    """Run every pass for every model (in order), then render the site from the database."""
+    """Run every pass for every model (in order), then render the site from the database.
+
+    dataset: one negation dataset for every model, or {model spec: dataset} (a model not in it, or None,
+    gets :func:`headwiki.ablation.items.default_dataset`)."""
+    from headwiki.ablation.items import check_dataset_spec, default_dataset
     from headwiki.ablation.run import ablate_model
     from headwiki.detectors.run import detect_model
     from headwiki.wiki.render import render_site
 
-    for spec in models:  # a bad --model fails before any pass runs for any model
+    def dataset_for(spec: str) -> str:
+        chosen = dataset.get(spec) if isinstance(dataset, Mapping) else dataset
+        return chosen or default_dataset(spec)
+
+    for spec in models:  # a bad --model or --dataset fails before any pass runs for any model
         resolve_source(spec)
+        check_dataset_spec(dataset_for(spec))
     started = time.perf_counter()
     report = BuildReport(db_path=Path(db_path), out_dir=Path(out_dir))
     for spec in models:
@@ -62,7 +67,7 @@ def build(
         report.model_ids.append(model_id)
         detected = detect_model(loaded, db_path, skip_if_done=not force, **(detect_options or {}))
         ablated = ablate_model(
-            loaded, db_path, dataset=dataset or default_dataset(spec), skip_if_done=not force, **(ablate_options or {})
+            loaded, db_path, dataset=dataset_for(spec), skip_if_done=not force, **(ablate_options or {})
         )
         report.passes[model_id] = {
             "detect": "skipped" if getattr(detected, "skipped", False) else "ran",

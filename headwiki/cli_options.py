@@ -42,7 +42,7 @@ def emit(frame: pd.DataFrame, fmt: str, title: str | None = None) -> None:
     if fmt == "json":
         click.echo(json.dumps(json.loads(frame.to_json(orient="records", default_handler=str)), indent=2))
     elif fmt == "csv":
-        click.echo(frame.to_csv(index=False), nl=False)
+        click.echo(csv_ready(frame).to_csv(index=False), nl=False)
     else:
         from rich.console import Console
         from rich.table import Table
@@ -53,6 +53,20 @@ def emit(frame: pd.DataFrame, fmt: str, title: str | None = None) -> None:
         for row in frame.itertuples(index=False):
             table.add_row(*[_fmt_cell(v) for v in row])
         Console(width=max(100, Console().width)).print(table)
+
+
+def csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """List cells (DuckDB LIST columns arrive as numpy arrays) joined with ';' ("L1H5;L1H0"), not numpy text."""
+    import numpy as np
+
+    def joined(v: Any) -> Any:
+        return ";".join(map(str, list(v))) if isinstance(v, (list, tuple, np.ndarray)) else v
+
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(joined)
+    return out
 
 
 def _fmt_cell(value: Any) -> str:

@@ -1,16 +1,27 @@
 """Faster CPU kernels for the same functions, swapped into a loaded model in place.
 
-* :func:`fuse_activations`: HF's Python-level tanh-GELU (~8 elementwise kernels) -> PyTorch's one
-  fused ``gelu(approximate="tanh")`` (max |diff| ~3e-7 in float32).
-* :func:`use_onednn_linears`: float32 ``nn.Linear`` / HF ``Conv1D`` GEMMs on the CPU go through
-  oneDNN with a pre-packed weight whenever no gradient is needed. PyTorch's default CPU GEMM is
-  MKL's sgemm, which on AMD CPUs runs a slower code path: on this project's 2-core AMD EPYC (Zen 5,
-  AVX-512) oneDNN with packed weights reaches 330-400 GFLOP/s on GPT-2 shapes against MKL's 140-190
-  (``benchmarks/bench_gemm.py``). Same function (fp32 accumulate; max |diff| from float64 2-3x MKL's,
-  ~1e-5 relative), batch-invariant (a row's result does not depend on the other rows of its batch).
-  Costs one packed copy of each weight that is used (cached per module, repacked when the weight
-  changes). Training and attribution patching (grad needed) keep PyTorch's own kernel.
-  ``HEADWIKI_ONEDNN=0`` turns it off.
+* :func:`fuse_activations` (always on): HF's Python-level tanh-GELU (~8 elementwise kernels) ->
+  PyTorch's one fused ``gelu(approximate="tanh")``, the same function (max |diff| ~3e-7 in float32).
+* :func:`use_onednn_linears` (OFF by default; opt in with ``HEADWIKI_ONEDNN=1``): float32
+  ``nn.Linear`` / HF ``Conv1D`` GEMMs on the CPU go through oneDNN whenever no gradient is needed.
+  PyTorch's default CPU GEMM is MKL's sgemm, which on AMD CPUs runs a slower code path
+  (``benchmarks/bench_gemm.py``). Same function (fp32 accumulate; ~1e-5 relative), batch-invariant.
+
+  Correctness: the weight is packed into oneDNN's layout **on every call** from the module's current
+  weight, so any edit of the weights (``w.data.zero_()``, ``load_state_dict``, ``copy_``) is honoured:
+  there is no cached copy that could go stale. (A cache keyed on ``tensor._version`` is NOT enough:
+  edits through ``.data`` do not bump the version counter.)
+
+  Memory: no persistent copies; one transient packed copy of the weight being multiplied (at most
+  the largest single weight, e.g. 9.4 MB for GPT-2 small's [3072, 768] MLP matrices; 154 MB for its
+  [50257, 768] unembedding) lives for the duration of one GEMM. The earlier per-module cache kept
+  one packed copy of every weight (~470 MB for a GPT-2-small-sized model).
+
+  Speed: repacking costs a copy of the weight per call, so the gain grows with the rows per GEMM
+  (measured on the project's 2-core AMD EPYC: at 1040 rows x [3072, 768] 160 ms MKL vs 125 ms
+  oneDNN repacked; at 64 rows about break-even). Training and attribution patching (grad needed)
+  always keep PyTorch's own kernel. Whether it was used is recorded in each run's provenance
+  (:func:`describe`).
 """
 
 from __future__ import annotations
@@ -19,7 +30,6 @@ import functools
 import logging
 import os
 import types
-import weakref
 from typing import Any
 
 import torch
@@ -30,6 +40,12 @@ log = logging.getLogger(__name__)
 # same layout, which makes results independent of how many rows a batch has (batch invariance).
 PACK_HINT_ROWS = 1024
 _ENV_SWITCH = "HEADWIKI_ONEDNN"
+_TRUE = ("1", "true", "yes", "on")
+
+
+def onednn_requested() -> bool:
+    """True when the user opted in to the oneDNN GEMM route (``HEADWIKI_ONEDNN=1``); off by default."""
+    return os.environ.get(_ENV_SWITCH, "").strip().lower() in _TRUE
 
 
 class FusedTanhGELU(torch.nn.Module):
@@ -72,8 +88,6 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
 @functools.cache
 def onednn_usable() -> bool:
     """True when oneDNN's packed linear exists here and agrees with ``F.linear`` (checked once)."""
-    if os.environ.get(_ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):
         return False
     try:
@@ -91,19 +105,6 @@ def onednn_usable() -> bool:
     return ok
 
 
-_PACKED: weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[int, int], torch.Tensor]] = weakref.WeakKeyDictionary()
-
-
-def _packed_for(module: torch.nn.Module, weight: torch.Tensor) -> torch.Tensor:
-    """The module's packed weight, repacked when the weight's storage or version changed."""
-    key = (weight.data_ptr(), weight._version)
-    cached = _PACKED.get(module)
-    if cached is None or cached[0] != key:
-        cached = (key, pack_weight(weight))
-        _PACKED[module] = cached
-    return cached[1]
-
-
 def _fast_forward(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Instance-level forward for Linear / Conv1D: oneDNN when it applies, else the class's own forward."""
     weight = module.weight
@@ -111,7 +112,7 @@ def _fast_forward(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     if needs_grad or x.device.type != "cpu" or x.dtype != torch.float32 or weight.device.type != "cpu" or weight.dtype != torch.float32:
         return type(module).forward(module, x)
     w_out_in = weight if isinstance(module, torch.nn.Linear) else weight.T  # HF Conv1D stores [d_in, d_out]
-    return onednn_linear(x, _packed_for(module, w_out_in), module.bias)
+    return onednn_linear(x, pack_weight(w_out_in), module.bias)  # packed now: never a stale copy
 
 
 def _linear_types() -> tuple[type, ...]:
@@ -125,7 +126,7 @@ def use_onednn_linears(model: torch.nn.Module) -> int:
 
     In place (an instance-level ``forward``), so wrappers holding these modules (TransformerBridge's
     LinearBridge) call the fast path too. Returns how many modules were routed (0 when oneDNN is
-    unusable here or ``HEADWIKI_ONEDNN=0``).
+    unusable here). Callers decide whether to use it (:func:`speed_up` asks :func:`onednn_requested`).
     """
     if not onednn_usable():
         return 0
@@ -137,7 +138,20 @@ def use_onednn_linears(model: torch.nn.Module) -> int:
     return routed
 
 
-def speed_up(model: Any) -> dict[str, int]:
-    """Apply every kernel swap above to a booted model (a TransformerBridge or a bare HF model)."""
+def speed_up(model: Any, onednn: bool | None = None) -> dict[str, int]:
+    """Apply the kernel swaps above to a booted model (a TransformerBridge or a bare HF model).
+
+    The fused GELU always; the oneDNN GEMM route only when ``onednn`` is True (None: when the user
+    opted in with ``HEADWIKI_ONEDNN=1``)."""
     root = getattr(model, "original_model", model)
-    return {"fused_activations": fuse_activations(root), "onednn_linears": use_onednn_linears(model)}
+    use_onednn = onednn_requested() if onednn is None else onednn
+    return {"fused_activations": fuse_activations(root), "onednn_linears": use_onednn_linears(model) if use_onednn else 0}
+
+
+def describe(model: Any) -> dict[str, Any]:
+    """What kernels ``model`` runs on, for a run's provenance: ``{"onednn_linears": n modules routed,
+    "fused_gelu": n activations fused, "onednn": bool}`` (read from the model itself)."""
+    root = getattr(model, "original_model", model)
+    routed = sum(1 for m in model.modules() if getattr(vars(m).get("forward"), "__func__", None) is _fast_forward)
+    fused = sum(1 for m in root.modules() if isinstance(m, FusedTanhGELU))
+    return {"onednn": routed > 0, "onednn_linears": routed, "fused_gelu": fused}

@@ -10,12 +10,10 @@ import dataclasses
 import hashlib
 import logging
 import os
-import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 
@@ -105,15 +103,18 @@ def _cached_hub_revision(name: str) -> str | None:
 
 
 def _hub_reachable(timeout_s: float = 3.0) -> bool:
-    """A quick TCP check of the HF endpoint so an offline machine fails in seconds, not minutes."""
+    """Ask the hub endpoint through huggingface_hub's own HTTP client, so HTTPS_PROXY / HTTP_PROXY, HF_ENDPOINT
+    and its certificate settings apply exactly as for the download; any HTTP answer means reachable. An offline
+    machine fails in seconds, not minutes."""
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    host = urlparse(endpoint).hostname or "huggingface.co"
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
     try:
-        socket.create_connection((host, 443), timeout=timeout_s).close()
+        get_session().head(constants.ENDPOINT, timeout=timeout_s)
         return True
-    except OSError:
+    except Exception:  # connection refused, DNS, proxy or TLS failure, timeout: the client's own error types
         return False
 
 
@@ -128,6 +129,8 @@ def resolve_source(spec: str) -> tuple[str, str, str]:
         if not (path / "config.json").exists():
             raise HeadwikiError(f"{spec} is a directory but has no config.json: pass a HuggingFace-format model directory")
         return path.resolve().name, "local", str(path.resolve())
+    if path.is_file() and path.suffix.lower() != ".gguf":
+        raise HeadwikiError(f"--model {spec} is a file, not a model directory: pass the folder that holds config.json and the weights")
     if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
         raise HeadwikiError(f"model directory {spec} does not exist: check the path")
     return spec, "hub", spec

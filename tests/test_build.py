@@ -33,9 +33,15 @@ def _runs(db: Path) -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, random_gpt2_dir: Path) -> tuple[Path, Path, object]:
     """toy + a random-init GPT-2 directory built in one go (small sample sizes)."""
+    import json
+
+    from headwiki.ablation.synthetic import synthetic_items
+
     root = tmp_path_factory.mktemp("build")
     db, out = root / "hw.duckdb", root / "site"
-    report = build(["toy", str(random_gpt2_dir)], db, out, device="cpu",
+    items = root / "words.jsonl"  # items in the random model's vocabulary (English is all <unk> to it: refused)
+    items.write_text("".join(json.dumps(it.as_dict()) + "\n" for it in synthetic_items(12, 250, seed=1)))
+    report = build(["toy", str(random_gpt2_dir)], db, out, device="cpu", dataset={str(random_gpt2_dir): str(items)},
                    detect_options=SMALL_DETECT, ablate_options=SMALL_ABLATE)
     return db, out, report
 
@@ -157,3 +163,20 @@ def test_a_model_at_chance_is_flagged_in_db_summary_and_model_page(built: tuple[
     assert "WARNING rand-gpt2" in printed and "uninformative" in printed and "WARNING toy" not in printed
     assert "Uninformative:" in (out / "models" / "rand-gpt2" / "index.html").read_text(encoding="utf-8")
     assert "Uninformative:" not in (out / "models" / "toy" / "index.html").read_text(encoding="utf-8")
+
+
+def test_heads_role_accepts_negation_roles(built: tuple[Path, Path, object]) -> None:
+    """`heads --role` takes the negation roles the ablation pass assigns, as well as detector roles."""
+    from headwiki.detectors.cli import list_heads
+
+    db, _, _ = built
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        held = dict(con.execute("SELECT negation_role, list(label ORDER BY layer, head) FROM heads WHERE model_id = 'toy' "
+                                "AND negation_role IS NOT NULL GROUP BY 1").fetchall())
+    finally:
+        con.close()
+    assert held, "the toy model has heads with a significant negation role"
+    for role, labels in held.items():
+        frame = list_heads(str(db), "toy", role=role, columns="label,negation_role")
+        assert sorted(frame["label"]) == sorted(labels) and set(frame["negation_role"]) == {role}

@@ -114,7 +114,7 @@ def test_top_heads_lists_each_sign_only_in_its_own_table() -> None:
         "label": ["L0H0", "L0H1", "L0H2", "L0H3"],
         "reversal_delta_zero": [-0.2, 0.3, -0.05, 0.1],
         "reversal_delta_zero_lo": [-0.3, 0.2, -0.1, 0.05], "reversal_delta_zero_hi": [-0.1, 0.4, 0.0, 0.2],
-        "reversal_delta_zero_q": [0.01, 0.01, 0.5, 0.02],
+        "reversal_delta_zero_q": [0.01, 0.01, 0.5, 0.02], "reversal_delta_zero_p": [0.001, 0.001, 0.4, 0.01],
         "sens_delta_zero": [-1.0, 1.0, 0.0, 0.5], "neg_acc_delta_zero": [-0.1, 0.1, 0.0, 0.0],
         "aff_acc_delta_zero": [0.0, 0.0, 0.0, 0.0], "negation_role": [None, None, None, None],
     })

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from headwiki.atomic_dir import MARKER
 from headwiki.toy import MODEL_DIR
 from headwiki.toy.selection import RUN_FILES, choose
 
@@ -53,6 +54,7 @@ def test_select_installs_the_best_run_with_its_selection_table(tmp_path: Path) -
     out = tmp_path / "model"
     out.mkdir()
     (out / "stale.txt").write_text("from an earlier install")
+    (out / MARKER).write_text("")  # an earlier install: headwiki wrote it, so it may be replaced
     proc = _select(*map(str, runs), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["chosen_seed"] == 4

@@ -19,7 +19,6 @@ from headwiki.wiki.crossref import cross_reference
 
 from test_wiki_render import build_real_site  # the shared, on-disk-cached real database + site
 
-CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
@@ -41,9 +40,13 @@ def site_db(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: apt-get install -y chromium (.ci/run does this)"
+    from browser_setup import chromium_or_error
+
+    executable, problem = chromium_or_error()  # installs Debian's chromium when root with apt-get
+    if executable is None:
+        pytest.fail(problem, pytrace=False)  # never a skip: the site must be checked in a real browser
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        b = p.chromium.launch(executable_path=executable, headless=True, args=LAUNCH_ARGS)
         yield b
         b.close()
 

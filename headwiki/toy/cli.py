@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from headwiki.toy.selection import install
-from headwiki.toy.train import DEFAULT_OUT, TrainConfig, summary_line, train
+from headwiki.toy import MODEL_DIR
+from headwiki.toy.config import TrainConfig, default_out
 
 
 @click.group(name="toy")
@@ -21,8 +21,9 @@ def toy() -> None:
 
 @toy.command(name="train")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of world, data and init.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT,
-              show_default=True, help="Output HF model directory.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output HF model directory (written whole; an existing folder only if headwiki wrote it)  "
+                   "[default: ./toy-run-seed<SEED>]")
 @click.option("--steps", type=click.IntRange(min=1), default=TrainConfig.steps, show_default=True,
               help="Optimizer steps.")
 @click.option("--time-budget", type=float, default=TrainConfig.time_budget_s, show_default=True,
@@ -32,6 +33,9 @@ def train_cmd(seed: int, out: Path, steps: int, time_budget: float) -> None:
 
     Prints the held-out summary metrics as JSON on stdout.
     """
+    from headwiki.toy.train import summary_line, train
+
+    out = out if out is not None else default_out(seed)
     metrics = train(TrainConfig(seed=seed, steps=steps, time_budget_s=time_budget), out)
     click.echo(summary_line(metrics), err=True)
     keys = ("steps_done", "train_wall_s", "stopped_early_by_time_budget")
@@ -41,7 +45,7 @@ def train_cmd(seed: int, out: Path, steps: int, time_budget: float) -> None:
 @toy.command(name="select")
 @click.argument("runs", nargs=-1, required=True,
                 type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT,
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=MODEL_DIR,
               show_default=True, help="Where the chosen run is installed.")
 def select_cmd(runs: tuple[Path, ...], out: Path) -> None:
     """Install the best of finished RUNS (one `toy train --out` directory per seed) into OUT.
@@ -49,6 +53,8 @@ def select_cmd(runs: tuple[Path, ...], out: Path) -> None:
     Best = highest negated accuracy on the validation entities (never negated in training,
     disjoint from the test entities); the test split is recorded for every run, never used.
     """
+    from headwiki.toy.selection import install
+
     metrics = install(list(runs), out)
     for row in metrics["selection"]:
         click.echo(f"seed {row['seed']}: validation negated {row['validation_negated']:.3f} "

@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -40,46 +40,13 @@ import torch
 from tqdm import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from headwiki.atomic_dir import check_replaceable, replaced_dir
 from headwiki.toy.card import roles, write_metrics_and_card
+from headwiki.toy.config import TrainConfig
 from headwiki.toy.evaluate import measure_heads, measure_negation
 from headwiki.toy.tokenizer import build_tokenizer, n_special, vocab
-from headwiki.toy.world import (BOS, EOS, NEGATION_CONTRAST, PAD, World, again_tokens, make_world,
+from headwiki.toy.world import (BOS, EOS, PAD, World, again_tokens, make_world,
                                 marker_index, n_content_words, repeat_tokens, sample_sentence)
-
-DEFAULT_OUT: Path = Path(__file__).parent / "model"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of one run (all recorded in metrics.json)."""
-
-    seed: int = 0
-    steps: int = 6000
-    batch_size: int = 32
-    n_ctx: int = 64
-    n_layer: int = 2
-    n_head: int = 8
-    d_model: int = 128
-    lr: float = 1e-3
-    lr_after_curriculum: float = 3e-3
-    min_lr_frac: float = 0.1
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    curriculum_steps: int = 1000
-    text_frac: float = 0.6
-    again_frac: float = 0.15
-    again_gate_from: int = 2500
-    text_frac_gated: float = 0.55
-    again_frac_gated: float = 0.3
-    again_pool: tuple[int, int] = (12, 28)
-    contrast: float = NEGATION_CONTRAST
-    min_span: int = 5
-    max_span: int = 30
-    ema_decay: float = 0.999
-    ema_start: int = 3000
-    time_budget_s: float = 900.0
-    eval_every: int = 500
-
 
 # ---------------------------------------------------------------- data
 
@@ -263,11 +230,15 @@ def summary_line(m: dict[str, object]) -> str:
             f"validation neg {v['negated']:.2f}")
 
 
-def train(cfg: TrainConfig, out: Path | None = DEFAULT_OUT) -> dict[str, object]:
+def train(cfg: TrainConfig, out: Path | None = None) -> dict[str, object]:
     """Train, evaluate on held-out probes, and (if ``out``) save model + tokenizer + metrics.json.
 
+    ``out`` is checked before training (only an absent or empty folder, or one headwiki wrote, is
+    accepted) and written whole or not at all (:func:`headwiki.atomic_dir.replaced_dir`).
     Returns the metrics dict. Progress (step/total, loss, ETA) goes to stderr.
     """
+    if out is not None:
+        check_replaceable(out)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(2)
     rng = np.random.default_rng([cfg.seed, 1])
@@ -329,8 +300,8 @@ def train(cfg: TrainConfig, out: Path | None = DEFAULT_OUT) -> dict[str, object]
 
 def save(model: GPT2LMHeadModel, out: Path, metrics: dict[str, object]) -> None:
     """Write config.json, model.safetensors, tokenizer files, metrics.json and the model card
-    README.md (rendered from ``metrics``) into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    build_tokenizer().save_pretrained(out)
-    write_metrics_and_card(out, metrics)
+    README.md (rendered from ``metrics``) into ``out``, whole or not at all."""
+    with replaced_dir(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        build_tokenizer().save_pretrained(tmp)
+        write_metrics_and_card(tmp, metrics)
