@@ -23,6 +23,11 @@ from headwiki.db.schema import DDL, HEAD_KEY_COLUMNS, LONG_VIEW, SCHEMA_VERSION
 from headwiki.errors import HeadwikiError
 
 DEFAULT_DB = "headwiki.duckdb"
+# Every read-only connection: no file access outside the DB, no temp directory (so nothing can be
+# written next to the DB, not even spill files), and a configuration no statement can change.
+# (enable_progress_bar is session-only, so it and the lock are SET right after connecting.)
+READ_CONFIG: dict[str, Any] = {"enable_external_access": False, "temp_directory": ""}
+READ_SESSION = ("SET enable_progress_bar = false", "SET lock_configuration = true")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -67,14 +72,17 @@ def _check_version(con: duckdb.DuckDBPyConnection, path: str | Path, writable: b
             con.execute(statement)
 
 
-def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the database with a clear error for a missing, locked or foreign file."""
+def connect(path: str | Path, read_only: bool = False, limits: Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the database with a clear error for a missing, locked or foreign file.
+
+    Read-only connections get :data:`READ_CONFIG` plus `limits` (DuckDB settings such as memory_limit,
+    threads), all fixed before the first statement and locked."""
     path = Path(path)
     if read_only and not path.exists():
         raise HeadwikiError(f"database {path} does not exist: run `headwiki build` (or `headwiki detect`) first, or pass --db PATH")
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    config: dict[str, Any] = {"enable_external_access": False} if read_only else {}
+    config: dict[str, Any] = {**READ_CONFIG, **(limits or {})} if read_only else {}
     try:
         con = duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.IOException as exc:
@@ -82,6 +90,9 @@ def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnect
             raise _lock_error(path, exc) from exc
         raise HeadwikiError(f"cannot open database {path}: {str(exc).splitlines()[0]}") from exc
     try:
+        if read_only:
+            for statement in READ_SESSION:
+                con.execute(statement)
         _check_version(con, path, writable=not read_only)
     except BaseException:
         con.close()
@@ -90,9 +101,11 @@ def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnect
 
 
 @contextmanager
-def reading(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection with external access disabled, closed on exit."""
-    con = connect(path, read_only=True)
+def reading(path: str | Path, limits: Mapping[str, Any] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection (external access off, no temp directory, configuration locked), closed on exit.
+
+    limits: extra DuckDB settings fixed at connect time, e.g. {"memory_limit": "1GB", "threads": 2}."""
+    con = connect(path, read_only=True, limits=limits)
     try:
         yield con
     finally:

@@ -12,7 +12,36 @@ from headwiki.cli_options import db_option, emit, format_options, model_options
 from headwiki.errors import HeadwikiError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Pass commands live next to the code they drive; each is imported only when it is run (or listed by
+# --help), so `headwiki query` starts without importing torch.
+_LAZY_COMMANDS = {
+    "detect": "headwiki.detectors.cli:detect",
+    "heads": "headwiki.detectors.cli:heads",
+    "query": "headwiki.db.cli:query",
+    "ablate": "headwiki.ablation.cli:ablate",
+    "site": "headwiki.wiki.cli:site",
+    "toy": "headwiki.toy.cli:toy",
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose pass commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in _LAZY_COMMANDS:
+            import importlib
+
+            module, attr = _LAZY_COMMANDS[cmd_name].split(":")
+            command = getattr(importlib.import_module(module), attr)
+            self.add_command(command, cmd_name)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="headwiki")
 def cli() -> None:
     """Characterize every attention head of a transformer; store it in DuckDB; publish a wiki."""
@@ -72,21 +101,8 @@ def export(db_path: str, parquet_dir: str) -> None:
         click.echo(str(path))
 
 
-def _register() -> None:
-    """Attach the pass commands (each lives next to the code it drives)."""
-    from headwiki.ablation.cli import ablate
-    from headwiki.db.cli import query
-    from headwiki.detectors.cli import detect, heads
-    from headwiki.toy.cli import toy
-    from headwiki.wiki.cli import site
-
-    for command in (detect, heads, query, ablate, site, toy):
-        cli.add_command(command)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: HeadwikiError becomes one line on stderr and its exit code (2 for bad input)."""
-    _register()
     try:
         cli.main(args=argv, prog_name="headwiki", standalone_mode=False)
     except HeadwikiError as exc:
