@@ -27,7 +27,7 @@ from headwiki.ablation.items import CONDITIONS, Dataset, resolve_dataset
 from headwiki.ablation.scoring import bridge_encoder, encode_items, logit_diffs
 from headwiki.ablation.sweep import ABLATIONS, AblationRunner
 from headwiki.db.store import (
-    connect, ensure_head_rows, head_label, new_run_id, record_run, replace_rows, transaction, utcnow,
+    assert_same_model, check_model_identity, connect, ensure_head_rows, head_label, new_run_id, record_run, replace_rows, transaction, utcnow,
     write_head_metrics, write_model,
 )
 from headwiki.errors import HeadwikiError
@@ -106,6 +106,7 @@ def ablate_model(
     started = utcnow()
     torch.manual_seed(seed)
     bridge, info = loaded.bridge, loaded.info
+    assert_same_model(db_path, info.as_dict())
     ds = resolve_dataset(dataset, seed=seed, max_items=max_items)
     pad_id = bridge.tokenizer.pad_token_id if getattr(bridge.tokenizer, "pad_token_id", None) is not None else 0
     enc = encode_items(ds.items, bridge_encoder(bridge), info.n_ctx, pad_id=pad_id)
@@ -164,6 +165,7 @@ def ablate_model(
     docs = _metric_docs(heads, ds, cluster_unit)
 
     with transaction(db_path) as con:
+        check_model_identity(con, info.as_dict())
         exists = con.execute("SELECT count(*) FROM models WHERE model_id = ?", [info.name]).fetchall()[0][0]
         if not exists:
             write_model(con, info.as_dict())

@@ -80,6 +80,8 @@ DDL: tuple[str, ...] = (
         n_items INTEGER, run_id VARCHAR,
         PRIMARY KEY (model_id, dataset, group_kind, group_name, k, ablation)
     )""",
+    # which weights + config a model_id stands for (headwiki.models.model_fingerprint)
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS fingerprint VARCHAR",
 )
 
 # Tables whose rows belong to one model (cleared per model when a pass rewrites them).

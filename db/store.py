@@ -142,11 +142,36 @@ def _sql_type(series: pd.Series) -> str:
     return "VARCHAR"
 
 
+def check_model_identity(con: duckdb.DuckDBPyConnection, info: Mapping[str, Any]) -> None:
+    """Refuse to store a model under an id that already stands for different weights or config."""
+    cols = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'models'").fetchall()}
+    if "fingerprint" not in cols or not info.get("fingerprint"):
+        return
+    rows = con.execute("SELECT fingerprint, path FROM models WHERE model_id = ?", [info["name"]]).fetchall()
+    if rows and rows[0][0] and rows[0][0] != info["fingerprint"]:
+        raise HeadwikiError(
+            f"model id {info['name']!r} in this database is a different model (weights/config of {rows[0][1]}, "
+            f"not of {info['path']}): store this one under its own id with --model NAME={info['path']}, or use another --db"
+        )
+
+
+def assert_same_model(path: str | Path, info: Mapping[str, Any]) -> None:
+    """Before a pass computes anything: its model id must be new in `path` or stand for the same model."""
+    if not Path(path).exists():
+        return
+    with reading(path) as con:
+        check_model_identity(con, info)
+
+
 def write_model(con: duckdb.DuckDBPyConnection, info: Mapping[str, Any]) -> None:
-    """Insert or replace one `models` row from a ModelInfo dict (inside the caller's transaction)."""
+    """Insert or replace one `models` row from a ModelInfo dict (inside the caller's transaction);
+    a different model under the same id is refused (:func:`check_model_identity`)."""
+    check_model_identity(con, info)
     row = {k: info[k] for k in (
         "source", "path", "revision", "architecture", "n_layers", "n_heads", "n_kv_heads", "d_model",
         "d_head", "n_ctx", "d_vocab", "n_params", "positional_embedding", "dtype", "device")}
+    row["fingerprint"] = info.get("fingerprint") or None
     row["model_id"] = info["name"]
     row["added_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
     frame = pd.DataFrame([row])

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from headwiki.db.store import (
+    assert_same_model,
     ensure_head_rows,
     new_run_id,
     record_run,
@@ -289,6 +290,7 @@ def detect_model(
     if skip_if_done and (done := find_finished(db_path, loaded.info.name, PASS_NAME, fp)):
         log(f"detect {loaded.info.name}: skipped, finished run {done} has the same parameters and data (--force re-runs)")
         return SkippedPass(loaded.info.name, PASS_NAME, done)
+    assert_same_model(db_path, loaded.info.as_dict())
     started = utcnow()
     run_id = new_run_id()
     det = compute_detections(

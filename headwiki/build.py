@@ -29,9 +29,10 @@ class BuildReport:
     peak_rss_mb: float = 0.0  # peak resident memory of this process (ru_maxrss)
 
 
-def default_dataset(spec: str) -> str:
-    """The negation dataset a model gets when --dataset is not given: toy facts for the toy model."""
-    return "toy" if spec == TOY_NAME else "english"
+def default_dataset(source: str) -> str:
+    """The negation dataset a model gets when --dataset is not given: toy facts for the toy model
+    (`source` is ModelInfo.source, or the --model value 'toy')."""
+    return "toy" if source == TOY_NAME else "english"
 
 
 def build(
@@ -62,7 +63,7 @@ def build(
         report.model_ids.append(model_id)
         detected = detect_model(loaded, db_path, skip_if_done=not force, **(detect_options or {}))
         ablated = ablate_model(
-            loaded, db_path, dataset=dataset or default_dataset(spec), skip_if_done=not force, **(ablate_options or {})
+            loaded, db_path, dataset=dataset or default_dataset(loaded.info.source), skip_if_done=not force, **(ablate_options or {})
         )
         report.passes[model_id] = {
             "detect": "skipped" if getattr(detected, "skipped", False) else "ran",

@@ -64,7 +64,7 @@ def info(model: str, device: str, dtype: str, fmt: str) -> None:
 
 @cli.command()
 @click.option("--model", "models", multiple=True, default=("toy",), show_default=True,
-              help="repeat for several models: toy, a hub id, or a local HuggingFace directory")
+              help="repeat for several models: toy, a hub id, or a local HuggingFace directory; NAME=SOURCE picks the model id")
 @db_option
 @click.option("--out", "out_dir", default="site", show_default=True, type=click.Path(file_okay=False), help="site folder")
 @click.option("--dataset", default=None, help="negation items: english | toy | multinli | FILE (default: toy for the toy model, english otherwise)")
