@@ -26,6 +26,7 @@ from headwiki.ablation.groups import ROLE_COLUMNS, HeadGroup, layer_groups, role
 from headwiki.ablation.items import CONDITIONS, Dataset, resolve_dataset
 from headwiki.ablation.scoring import bridge_encoder, encode_items, logit_diffs
 from headwiki.ablation.sweep import ABLATIONS, AblationRunner
+from headwiki.db.lock import locked_pass
 from headwiki.db.store import (
     assert_same_model, check_model_identity, connect, ensure_head_rows, head_label, new_run_id, record_run, replace_rows, transaction, utcnow,
     write_head_metrics, write_model,
@@ -78,6 +79,7 @@ class AblateResult:
         return sig.nsmallest(n, col)[cols], sig.nlargest(n, col)[cols]
 
 
+@locked_pass(PASS_NAME)
 def ablate_model(
     loaded: LoadedModel,
     db_path: str | Path,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from headwiki.db.schema import DDL, HEAD_KEY_COLUMNS, LONG_VIEW, SCHEMA_VERSION
 from headwiki.errors import HeadwikiError
 
 DEFAULT_DB = "headwiki.duckdb"
+WRITE_WAIT_S = 120.0  # a pass's final write waits this long for readers (query's default --timeout is 60 s)
+WRITE_RETRY_S = 0.5
 # Every read-only connection: no file access outside the DB, no temp directory (so nothing can be
 # written next to the DB, not even spill files), and a configuration no statement can change.
 # (enable_progress_bar is session-only, so it and the lock are SET right after connecting.)
@@ -72,7 +75,9 @@ def _check_version(con: duckdb.DuckDBPyConnection, path: str | Path, writable: b
             con.execute(statement)
 
 
-def connect(path: str | Path, read_only: bool = False, limits: Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    path: str | Path, read_only: bool = False, limits: Mapping[str, Any] | None = None, wait_s: float = 0.0,
+) -> duckdb.DuckDBPyConnection:
     """Open the database with a clear error for a missing, locked or foreign file.
 
     Read-only connections get :data:`READ_CONFIG` plus `limits` (DuckDB settings such as memory_limit,
@@ -83,12 +88,23 @@ def connect(path: str | Path, read_only: bool = False, limits: Mapping[str, Any]
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {**READ_CONFIG, **(limits or {})} if read_only else {}
-    try:
-        con = duckdb.connect(str(path), read_only=read_only, config=config)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise _lock_error(path, exc) from exc
-        raise HeadwikiError(f"cannot open database {path}: {str(exc).splitlines()[0]}") from exc
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only, config=config)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise HeadwikiError(f"cannot open database {path}: {str(exc).splitlines()[0]}") from exc
+            if time.monotonic() > deadline:
+                raise _lock_error(path, exc) from exc
+            if not said:  # e.g. a `headwiki query` is reading: its --timeout bounds the wait
+                said = True
+                from headwiki.progress import log
+
+                log(f"{_lock_error(path, exc)}: retrying for up to {wait_s:g} s")
+            time.sleep(WRITE_RETRY_S)
     try:
         if read_only:
             for statement in READ_SESSION:
@@ -115,7 +131,7 @@ def reading(path: str | Path, limits: Mapping[str, Any] | None = None) -> Iterat
 @contextmanager
 def transaction(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short read-write transaction: commit on success, roll back on any error, always close."""
-    con = connect(path, read_only=False)
+    con = connect(path, read_only=False, wait_s=WRITE_WAIT_S)
     try:
         con.begin()
         try:

@@ -26,6 +26,7 @@ from headwiki.db.store import (
     write_head_metrics,
     write_model,
 )
+from headwiki.db.lock import locked_pass
 from headwiki.detectors import controls as control_mod
 from headwiki.detectors.data import (
     bos_id,
@@ -264,6 +265,7 @@ def write_detections(
         )
 
 
+@locked_pass(PASS_NAME)
 def detect_model(
     loaded: LoadedModel,
     db_path: str | Path,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from headwiki.db.lock import write_lock
 from headwiki.models import TOY_NAME, load_model, resolve_source
 from headwiki.progress import log
 
@@ -48,12 +49,21 @@ def build(
     site: bool = True,
 ) -> BuildReport:
     """Run every pass for every model (in order), then render the site from the database."""
+    for spec in models:  # a bad --model fails before any pass runs for any model
+        resolve_source(spec)
+    # one build at a time per database: a second one waits here, then skips what the first finished
+    with write_lock(db_path, f"build {' '.join(models)}"):
+        return _build_locked(models, db_path, out_dir, dataset, device, dtype, force, detect_options, ablate_options, site)
+
+
+def _build_locked(
+    models: list[str], db_path: str | Path, out_dir: str | Path, dataset: str | None, device: str, dtype: str,
+    force: bool, detect_options: dict[str, Any] | None, ablate_options: dict[str, Any] | None, site: bool,
+) -> BuildReport:
     from headwiki.ablation.run import ablate_model
     from headwiki.detectors.run import detect_model
     from headwiki.wiki.render import render_site
 
-    for spec in models:  # a bad --model fails before any pass runs for any model
-        resolve_source(spec)
     started = time.perf_counter()
     report = BuildReport(db_path=Path(db_path), out_dir=Path(out_dir))
     for spec in models:

@@ -66,5 +66,5 @@ def track(items: Iterable[T], description: str, total: int) -> Iterator[T]:
 
 
 def log(message: str) -> None:
-    """A status line on stderr (never stdout, which carries data)."""
-    stderr_console.print(message, highlight=False)
+    """A status line on stderr (never stdout, which carries data); one line, not wrapped at the console width."""
+    stderr_console.print(message, highlight=False, soft_wrap=True)
