@@ -105,6 +105,8 @@ def ablate_model(
     kinds = parse_ablations(ablations)
     if batch_size < 1:
         raise HeadwikiError(f"--batch-size must be >= 1, got {batch_size}")
+    if n_boot < 1 or n_perm < 1:
+        raise HeadwikiError(f"--n-boot must be >= 1, got {min(n_boot, n_perm)}: a CI needs bootstrap resamples (e.g. --n-boot 2000)")
     started = utcnow()
     torch.manual_seed(seed)
     bridge, info = loaded.bridge, loaded.info

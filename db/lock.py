@@ -43,11 +43,35 @@ def holder(path: str | Path) -> str:
     return text.splitlines()[0][:300] if text else "another process"
 
 
-def _open(db_path: str | Path) -> tuple[int, Path]:
-    path = lock_path(db_path)
-    parent = path.parent
+DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB file
+
+
+def check_db_target(db_path: str | Path) -> None:
+    """Before any work: --db must be a writable DuckDB file, or a new name in an existing writable folder."""
+    db = Path(db_path)
+    parent = db.parent
     if not parent.is_dir():
         raise HeadwikiError(f"--db {db_path}: directory {parent} does not exist: create it first, or pass another --db")
+    if db.is_dir():
+        raise HeadwikiError(f"--db {db_path} is a directory: pass a file path such as {db / 'headwiki.duckdb'}")
+    if db.exists():
+        try:
+            with db.open("rb") as handle:
+                head = handle.read(12)
+        except OSError as exc:
+            raise HeadwikiError(f"cannot read --db {db_path} ({exc.strerror}): pass another --db") from None
+        if head and head[8:12] != DUCKDB_MAGIC:
+            raise HeadwikiError(f"--db {db_path} is not a DuckDB database: pass a headwiki database or a new file name")
+        if not os.access(db, os.W_OK):
+            raise HeadwikiError(f"--db {db_path} is read-only: make it writable, or pass another --db")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise HeadwikiError(f"--db {db_path}: cannot write in {parent} (permission denied): pass a --db in a writable folder")
+
+
+def _open(db_path: str | Path) -> tuple[int, Path]:
+    check_db_target(db_path)
+    path = lock_path(db_path)
+    parent = path.parent
     try:
         return os.open(path, os.O_RDWR | os.O_CREAT, 0o666), path
     except PermissionError:

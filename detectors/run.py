@@ -151,6 +151,8 @@ def compute_detections(
         raise HeadwikiError(f"--n-seqs {n_seqs} is too small: a bootstrap CI needs at least 2 sequences")
     if batch_size < 1:
         raise HeadwikiError(f"--batch-size {batch_size} must be at least 1")
+    if n_boot < 1:
+        raise HeadwikiError(f"n_boot {n_boot} must be at least 1: a CI needs bootstrap resamples")
     require_hooks(bridge, [pattern_hook(layer) for layer in range(info.n_layers)], "attention-pattern detectors")
     registry = registry or default_registry()
     limits = resolve_thresholds(thresholds)

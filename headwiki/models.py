@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -143,8 +144,6 @@ def split_model_id(spec: str) -> tuple[str | None, str]:
 
 def model_fingerprint(path: str, revision: str) -> str:
     """sha256 (16 hex) over the weights revision and the model's config.json (names/versions dropped)."""
-    import json
-
     digest = hashlib.sha256(str(revision).encode())
     config = Path(path) / "config.json"
     if config.is_file():
@@ -155,6 +154,29 @@ def model_fingerprint(path: str, revision: str) -> str:
         except (ValueError, UnicodeDecodeError, AttributeError):
             digest.update(config.read_bytes())
     return digest.hexdigest()[:16]
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def check_local_model(directory: Path) -> None:
+    """Cheap checks of a local model directory before loading it: a JSON config naming its model_type,
+    and at least one non-empty weight file."""
+    config = directory / "config.json"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HeadwikiError(f"{config} is not valid JSON ({str(exc).splitlines()[0][:120]}): fix or re-save the model directory") from None
+    except OSError as exc:
+        raise HeadwikiError(f"cannot read {config} ({exc.strerror}): check the model directory") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str) or not data["model_type"]:
+        raise HeadwikiError(f"{config} has no model_type (e.g. \"gpt2\", \"llama\"): re-save the model with save_pretrained")
+    weights = [p for p in directory.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file()]
+    if not weights and not any(directory.glob("*.gguf")):
+        raise HeadwikiError(f"{directory} has no weight files (*.safetensors, *.bin): copy the weights beside config.json")
+    empty = [p.name for p in weights if p.stat().st_size == 0]
+    if empty:
+        raise HeadwikiError(f"weight file {directory / empty[0]} is empty: copy the weights again")
 
 
 def resolve_source(spec: str) -> tuple[str, str, str]:
@@ -199,13 +221,24 @@ def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "
                 f"run once with internet access to cache it, or pass a local directory (--model ./my_model)"
             )
     else:
+        check_local_model(Path(path))
         revision = _weights_hash(Path(path))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _quiet_loaders()
             bridge = TransformerBridge.boot_transformers(path, device=device_str, dtype=torch_dtype)
-    except OSError as exc:
+    except HeadwikiError:
+        raise
+    except Exception as exc:
+        if source != "hub":  # a local directory: the files are the problem, not the network
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise HeadwikiError(
+                f"could not load the model in {path} ({type(exc).__name__}: {first}): check its config.json, "
+                "weight and tokenizer files (re-save with save_pretrained)"
+            ) from exc
+        if not isinstance(exc, OSError):
+            raise
         raise HeadwikiError(
             f"could not load model '{path}' ({str(exc).splitlines()[0]}): run once with internet access "
             f"to cache it, or pass a local directory (--model ./my_model)"
