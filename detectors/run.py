@@ -7,6 +7,7 @@ newly computed) and the `runs` row. A pass that dies before the commit leaves th
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from headwiki.detectors.roles import ROLES, assign_roles, resolve_thresholds
 from headwiki.detectors.scoring import _device, n_forward_batches, score_inputs
 from headwiki.errors import HeadwikiError
 from headwiki.hooks import pattern_hook, require_hooks
+from headwiki.kernels import release_packed
 from headwiki.models import LoadedModel
 from headwiki.progress import log, progress_task
 from headwiki.resume import SkippedPass, file_digest, find_finished, fingerprint
@@ -170,10 +172,14 @@ def compute_detections(
         per_seq = score_inputs(bridge, inputs.tokens, registry, meta, batch_size, bar.advance)
     if stored is None:
         n_control = n_forward_batches(inputs.tokens, registry, batch_size, only=set(ROLES))
+        release_packed(bridge)  # the model's packed weights make room for the control (repacked for the examples)
+        gc.collect()
         with progress_task(f"control {info.name} (random init)", n_control) as bar:
             control_bridge = control_mod.build_control_bridge(info.path, bridge.tokenizer, device, seed)
             ctrl = control_mod.compute_controls(control_bridge, inputs.tokens, registry, meta, batch_size, bar.advance)
+            release_packed(control_bridge)
             del control_bridge
+        gc.collect()
     else:
         log(f"control {key} reused from {db_path}")
         ctrl = stored
