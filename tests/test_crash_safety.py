@@ -123,3 +123,27 @@ def test_the_next_run_heals_a_crash_between_two_renames_and_spares_live_and_fore
     render_site(small_db, out)
     assert live.exists() and foreign.exists() and (out / "index.html").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".site.backup", live.name, "site"])
+
+
+@pytest.mark.slow
+def test_kill_9_during_ablate_compute(small_db: Path, random_gpt2_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "hw.duckdb"
+    db.write_bytes(small_db.read_bytes())
+    before = _runs(db)
+    args = [sys.executable, "-m", "headwiki.cli", "ablate", "--model", str(random_gpt2_dir), "--db", str(db),
+            "--device", "cpu", "--dataset", "english", "--n-boot", "2000"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    lock = Path(f"{db}.lock")
+    _wait_for(lambda: lock.exists() and "ablate rand-gpt2" in lock.read_text(errors="replace"), "the pass start", proc)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert _runs(db) == before
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM negation_items").fetchall() == [(0,)]
+    con.close()
+    rerun = subprocess.run(args[:-4] + ["--dataset", "english", "--max-items", "8", "--n-boot", "20", "--no-groups",
+                                        "--no-attribution"], capture_output=True, text=True, timeout=300, env=ENV)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [r[:2] for r in _runs(db)] == [("detect", "finished"), ("ablate", "finished")]
