@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -58,7 +58,6 @@ class QueryResult:
 
     frame: pd.DataFrame | None
     truncated: bool = False
-    batches: list[pd.DataFrame] = field(default_factory=list)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
