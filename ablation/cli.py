@@ -15,9 +15,9 @@ from headwiki.cli_options import db_option, emit, model_options
 @click.option("--ablation", "ablation", default="zero,mean,resample", show_default=True,
               help="comma-separated: zero, mean, resample")
 @click.option("--seed", default=0, show_default=True, type=int, help="seed for subsetting, bootstrap and permutations")
-@click.option("--batch-size", default=64, show_default=True, type=int, help="sequences per forward before head replication")
-@click.option("--max-items", default=None, type=int, help="use a seeded random subset of this many items")
-@click.option("--n-boot", default=2000, show_default=True, type=int, help="bootstrap resamples per CI")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="sequences per forward before head replication")
+@click.option("--max-items", default=None, type=click.IntRange(min=2), help="use a seeded random subset of this many items")
+@click.option("--n-boot", default=2000, show_default=True, type=click.IntRange(min=10), help="bootstrap resamples per CI")
 @click.option("--no-groups", is_flag=True, help="skip ranked-group and whole-layer ablations")
 @click.option("--no-attribution", is_flag=True, help="skip the attribution-patching estimate")
 def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str | None, ablation: str, seed: int, batch_size: int,
@@ -27,8 +27,11 @@ def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str | Non
     from headwiki.ablation.run import AblateResult, ablate_model, parse_ablations
     from headwiki.models import load_model
 
+    from headwiki.db.lock import check_db_target
+
     kinds = parse_ablations(ablation.split(","))
     dataset = dataset or default_dataset(model)
+    check_db_target(db_path)
     resolve_dataset(dataset, seed=seed, max_items=max_items)  # bad data fails before the model loads
     loaded = load_model(model, device=device, dtype=dtype)
     result = ablate_model(loaded, db_path, dataset=dataset, ablations=kinds, seed=seed, batch_size=batch_size,

@@ -105,16 +105,25 @@ def parse_items(lines: Iterable[str], source: str) -> list[NegationItem]:
     return items
 
 
+MAX_LINE_BYTES = 64 * 1024  # a negation item is a few hundred bytes
+
+
 def load_jsonl(path: str | Path) -> list[NegationItem]:
     """Read and validate a JSONL item file."""
     path = Path(path)
     if not path.is_file():
         raise HeadwikiError(f"dataset file {path} does not exist: pass english, toy, multinli or a JSONL file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise HeadwikiError(f"{path} is not UTF-8 text: save the JSONL file as UTF-8") from exc
-    return parse_items(text.splitlines(), str(path))
+    lines: list[str] = []
+    with path.open("rb") as handle:  # line by line, so one huge line is refused before it is held whole
+        for lineno, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise HeadwikiError(f"{path}:{lineno}: line longer than {MAX_LINE_BYTES // 1024} KB: "
+                                    "one negation item per line, each a short JSON object")
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise HeadwikiError(f"{path}:{lineno} is not UTF-8 text: save the JSONL file as UTF-8") from None
+    return parse_items(lines, str(path))
 
 
 def data_hash(items: list[NegationItem]) -> str:
@@ -138,10 +147,11 @@ def toy_items() -> list[NegationItem]:
 
 def default_dataset(model: str) -> str:
     """The negation dataset a model gets when --dataset is not given (ablate and build): the toy world's
-    facts for the toy model (its word-level tokenizer cannot read English), English otherwise."""
-    from headwiki.models import TOY_NAME
+    facts for the toy model (its word-level tokenizer cannot read English), English otherwise. `model` is a
+    --model value ('toy', 'my-id=toy', a path or hub id) or a ModelInfo.source."""
+    from headwiki.models import TOY_NAME, split_model_id
 
-    return "toy" if model == TOY_NAME else "english"
+    return "toy" if split_model_id(model)[1] == TOY_NAME else "english"
 
 
 BUILTIN_DATASETS: tuple[str, ...] = ("english", "toy", "multinli")

@@ -27,8 +27,9 @@ from headwiki.ablation.negation_specific import (
 )
 from headwiki.ablation.scoring import bridge_encoder, check_known_tokens, encode_items, logit_diffs
 from headwiki.ablation.sweep import ABLATIONS, RESAMPLE, RESAMPLE_DRAWS, AblationRunner
+from headwiki.db.lock import locked_pass
 from headwiki.db.store import (
-    connect, ensure_head_rows, head_label, new_run_id, record_run, replace_rows, transaction, utcnow,
+    assert_same_model, check_model_identity, connect, ensure_head_rows, head_label, new_run_id, record_run, replace_rows, transaction, utcnow,
     write_head_metrics, write_model,
 )
 from headwiki.errors import HeadwikiError
@@ -94,6 +95,7 @@ class AblateResult:
         return lower.nsmallest(n, col)[cols], higher.nlargest(n, col)[cols]
 
 
+@locked_pass(PASS_NAME)
 def ablate_model(
     loaded: LoadedModel,
     db_path: str | Path,
@@ -119,13 +121,16 @@ def ablate_model(
     kinds = parse_ablations(ablations)
     if batch_size < 1:
         raise HeadwikiError(f"--batch-size must be >= 1, got {batch_size}")
+    if n_boot < 1 or n_perm < 1:
+        raise HeadwikiError(f"--n-boot must be >= 1, got {min(n_boot, n_perm)}: a CI needs bootstrap resamples (e.g. --n-boot 2000)")
     started = utcnow()
     torch.manual_seed(seed)
     bridge, info = loaded.bridge, loaded.info
+    assert_same_model(db_path, info.as_dict())
     ds = resolve_dataset(dataset, seed=seed, max_items=max_items)
     pad_id = bridge.tokenizer.pad_token_id if getattr(bridge.tokenizer, "pad_token_id", None) is not None else 0
     unk_rate = check_known_tokens(ds.items, bridge_encoder(bridge), getattr(bridge.tokenizer, "unk_token_id", None),
-                                  ds.name, info.name, default_dataset(info.name))
+                                  ds.name, info.name, default_dataset(info.source))
     enc = encode_items(ds.items, bridge_encoder(bridge), info.n_ctx, pad_id=pad_id)
     role_scores = _read_role_scores(db_path, info.name) if groups else {}
     params = {"dataset": ds.name, "ablations": list(kinds), "seed": seed, "batch_size": batch_size, "max_items": max_items,
@@ -202,6 +207,7 @@ def ablate_model(
     docs = _metric_docs(heads, ds, cluster_unit)
 
     with transaction(db_path) as con:
+        check_model_identity(con, info.as_dict())
         exists = con.execute("SELECT count(*) FROM models WHERE model_id = ?", [info.name]).fetchall()[0][0]
         if not exists:
             write_model(con, info.as_dict())

@@ -84,6 +84,8 @@ DDL: tuple[str, ...] = (
         PRIMARY KEY (model_id, dataset, group_kind, group_name, k, ablation)
     )""",
     *(f"ALTER TABLE negation_groups ADD COLUMN IF NOT EXISTS reversal_delta{s} DOUBLE" for s in ("", "_lo", "_hi", "_p")),
+    # which weights + config a model_id stands for (headwiki.models.model_fingerprint)
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS fingerprint VARCHAR",
 )
 
 # Tables whose rows belong to one model (cleared per model when a pass rewrites them).

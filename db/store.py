@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +24,13 @@ from headwiki.db.schema import DDL, HEAD_KEY_COLUMNS, LONG_VIEW, SCHEMA_VERSION
 from headwiki.errors import HeadwikiError
 
 DEFAULT_DB = "headwiki.duckdb"
+WRITE_WAIT_S = 120.0  # a pass's final write waits this long for readers (query's default --timeout is 60 s)
+WRITE_RETRY_S = 0.5
+# Every read-only connection: no file access outside the DB, no temp directory (so nothing can be
+# written next to the DB, not even spill files), and a configuration no statement can change.
+# (enable_progress_bar is session-only, so it and the lock are SET right after connecting.)
+READ_CONFIG: dict[str, Any] = {"enable_external_access": False, "temp_directory": ""}
+READ_SESSION = ("SET enable_progress_bar = false", "SET lock_configuration = true")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -67,21 +75,40 @@ def _check_version(con: duckdb.DuckDBPyConnection, path: str | Path, writable: b
             con.execute(statement)
 
 
-def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the database with a clear error for a missing, locked or foreign file."""
+def connect(
+    path: str | Path, read_only: bool = False, limits: Mapping[str, Any] | None = None, wait_s: float = 0.0,
+) -> duckdb.DuckDBPyConnection:
+    """Open the database with a clear error for a missing, locked or foreign file.
+
+    Read-only connections get :data:`READ_CONFIG` plus `limits` (DuckDB settings such as memory_limit,
+    threads), all fixed before the first statement and locked."""
     path = Path(path)
     if read_only and not path.exists():
         raise HeadwikiError(f"database {path} does not exist: run `headwiki build` (or `headwiki detect`) first, or pass --db PATH")
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    config: dict[str, Any] = {"enable_external_access": False} if read_only else {}
+    config: dict[str, Any] = {**READ_CONFIG, **(limits or {})} if read_only else {}
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only, config=config)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise HeadwikiError(f"cannot open database {path}: {str(exc).splitlines()[0]}") from exc
+            if time.monotonic() > deadline:
+                raise _lock_error(path, exc) from exc
+            if not said:  # e.g. a `headwiki query` is reading: its --timeout bounds the wait
+                said = True
+                from headwiki.progress import log
+
+                log(f"{_lock_error(path, exc)}: retrying for up to {wait_s:g} s")
+            time.sleep(WRITE_RETRY_S)
     try:
-        con = duckdb.connect(str(path), read_only=read_only, config=config)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise _lock_error(path, exc) from exc
-        raise HeadwikiError(f"cannot open database {path}: {str(exc).splitlines()[0]}") from exc
-    try:
+        if read_only:
+            for statement in READ_SESSION:
+                con.execute(statement)
         _check_version(con, path, writable=not read_only)
     except BaseException:
         con.close()
@@ -90,9 +117,11 @@ def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnect
 
 
 @contextmanager
-def reading(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection with external access disabled, closed on exit."""
-    con = connect(path, read_only=True)
+def reading(path: str | Path, limits: Mapping[str, Any] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection (external access off, no temp directory, configuration locked), closed on exit.
+
+    limits: extra DuckDB settings fixed at connect time, e.g. {"memory_limit": "1GB", "threads": 2}."""
+    con = connect(path, read_only=True, limits=limits)
     try:
         yield con
     finally:
@@ -102,7 +131,7 @@ def reading(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
 @contextmanager
 def transaction(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short read-write transaction: commit on success, roll back on any error, always close."""
-    con = connect(path, read_only=False)
+    con = connect(path, read_only=False, wait_s=WRITE_WAIT_S)
     try:
         con.begin()
         try:
@@ -129,11 +158,36 @@ def _sql_type(series: pd.Series) -> str:
     return "VARCHAR"
 
 
+def check_model_identity(con: duckdb.DuckDBPyConnection, info: Mapping[str, Any]) -> None:
+    """Refuse to store a model under an id that already stands for different weights or config."""
+    cols = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'models'").fetchall()}
+    if "fingerprint" not in cols or not info.get("fingerprint"):
+        return
+    rows = con.execute("SELECT fingerprint, path FROM models WHERE model_id = ?", [info["name"]]).fetchall()
+    if rows and rows[0][0] and rows[0][0] != info["fingerprint"]:
+        raise HeadwikiError(
+            f"model id {info['name']!r} in this database is a different model (weights/config of {rows[0][1]}, "
+            f"not of {info['path']}): store this one under its own id with --model NAME={info['path']}, or use another --db"
+        )
+
+
+def assert_same_model(path: str | Path, info: Mapping[str, Any]) -> None:
+    """Before a pass computes anything: its model id must be new in `path` or stand for the same model."""
+    if not Path(path).exists():
+        return
+    with reading(path) as con:
+        check_model_identity(con, info)
+
+
 def write_model(con: duckdb.DuckDBPyConnection, info: Mapping[str, Any]) -> None:
-    """Insert or replace one `models` row from a ModelInfo dict (inside the caller's transaction)."""
+    """Insert or replace one `models` row from a ModelInfo dict (inside the caller's transaction);
+    a different model under the same id is refused (:func:`check_model_identity`)."""
+    check_model_identity(con, info)
     row = {k: info[k] for k in (
         "source", "path", "revision", "architecture", "n_layers", "n_heads", "n_kv_heads", "d_model",
         "d_head", "n_ctx", "d_vocab", "n_params", "positional_embedding", "dtype", "device")}
+    row["fingerprint"] = info.get("fingerprint") or None
     row["model_id"] = info["name"]
     row["added_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
     frame = pd.DataFrame([row])

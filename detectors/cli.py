@@ -25,14 +25,14 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 @click.command()
 @model_options
 @db_option
-@click.option("--n-seqs", type=int, default=None, help="sequences per input kind (repeat, text, random)  [default: 64]")
-@click.option("--seq-len", type=int, default=None, help="L, the random span length: sequences are [BOS, x_1..x_L, x_1..x_L] (2L+1 tokens)  [default: min(32, (n_ctx-2)//2)]")
+@click.option("--n-seqs", type=click.IntRange(min=2), default=None, help="sequences per input kind (repeat, text, random)  [default: 64]")
+@click.option("--seq-len", type=click.IntRange(min=2), default=None, help="L, the random span length: sequences are [BOS, x_1..x_L, x_1..x_L] (2L+1 tokens)  [default: min(32, (n_ctx-2)//2)]")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed for sequences, bootstrap and the random-init control")
-@click.option("--batch-size", type=int, default=None, help="sequences per forward pass  [default: 16]")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="sequences per forward pass  [default: 16]")
 @click.option("--text-dataset", default=None, help="HuggingFace dataset NAME for natural text (needs the hub); default: the shipped English passages (toy corpus for the toy model)")
 @click.option("--text-file", type=click.Path(dir_okay=False), default=None, help="a local UTF-8 text file for natural text (passages separated by blank lines)")
 @click.option("--threshold", "thresholds", multiple=True, metavar="ROLE=VALUE", help="override a role threshold, e.g. --threshold induction=0.5 (repeatable)")
-@click.option("--top", type=int, default=5, show_default=True, help="heads per role in the summary table")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="heads per role in the summary table")
 @format_options
 def detect(
     model: str, device: str, dtype: str, db_path: str, n_seqs: int | None, seq_len: int | None, seed: int,
@@ -45,8 +45,14 @@ def detect(
 
     if text_dataset and text_file:
         raise HeadwikiError("pass either --text-dataset or --text-file, not both")
+    from headwiki.db.lock import check_db_target
+    from headwiki.detectors.data import file_passages
+
     overrides = parse_thresholds(thresholds)
     text = f"hf:{text_dataset}" if text_dataset else text_file
+    check_db_target(db_path)  # bad input fails before the model loads
+    if text_file:
+        file_passages(text_file)
     loaded = load_model(model, device=device, dtype=dtype)
     result = detect_model(
         loaded, db_path, n_seqs=n_seqs or DEFAULT_N_SEQS, seq_len=seq_len, seed=seed, text=text,

@@ -44,14 +44,16 @@ def build_control_bridge(path: str, tokenizer: Any, device: torch.device | str, 
 
     from transformer_lens.model_bridge import TransformerBridge
 
-    from headwiki.kernels import speed_up
+    from headwiki.kernels import fuse_activations
 
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.manual_seed(seed)
         bridge = TransformerBridge.boot_transformers(path, load_weights=False, tokenizer=tokenizer, device=str(device))
     bridge.original_model.to(device)
-    speed_up(bridge)
+    # fused activations only: no packed oneDNN copy of the weights, so the control costs one weight-size of
+    # memory beside the model, not two (its forwards use PyTorch's GEMM)
+    fuse_activations(bridge.original_model)
     bridge.eval()
     return bridge
 

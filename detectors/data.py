@@ -126,7 +126,18 @@ def file_passages(path: str | Path) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise HeadwikiError(f"text file {p} does not exist: pass an existing UTF-8 text file to --text-file")
-    return _split_passages(p.read_text(encoding="utf-8"))
+    try:
+        raw = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise HeadwikiError(f"text file {p} is not UTF-8 text (byte {exc.start}): pass a UTF-8 text file to --text-file") from None
+    except OSError as exc:
+        raise HeadwikiError(f"cannot read text file {p} ({exc.strerror}): pass a readable UTF-8 text file to --text-file") from None
+    if "\x00" in raw:
+        raise HeadwikiError(f"text file {p} holds NUL bytes (binary data?): pass a UTF-8 text file to --text-file")
+    passages = _split_passages(raw)
+    if not passages:
+        raise HeadwikiError(f"text file {p} holds no text: pass a UTF-8 text file with passages separated by blank lines")
+    return passages
 
 
 def dataset_passages(name: str, n_tokens: int, split: str = "train") -> list[str]:

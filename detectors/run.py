@@ -7,6 +7,7 @@ newly computed) and the `runs` row. A pass that dies before the commit leaves th
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import pandas as pd
 import torch
 
 from headwiki.db.store import (
+    assert_same_model,
     ensure_head_rows,
     new_run_id,
     record_run,
@@ -25,6 +27,7 @@ from headwiki.db.store import (
     write_head_metrics,
     write_model,
 )
+from headwiki.db.lock import locked_pass
 from headwiki.detectors import controls as control_mod
 from headwiki.detectors.data import (
     bos_id,
@@ -150,6 +153,8 @@ def compute_detections(
         raise HeadwikiError(f"--n-seqs {n_seqs} is too small: a bootstrap CI needs at least 2 sequences")
     if batch_size < 1:
         raise HeadwikiError(f"--batch-size {batch_size} must be at least 1")
+    if n_boot < 1:
+        raise HeadwikiError(f"n_boot {n_boot} must be at least 1: a CI needs bootstrap resamples")
     require_hooks(bridge, [pattern_hook(layer) for layer in range(info.n_layers)], "attention-pattern detectors")
     registry = registry or default_registry()
     limits = resolve_thresholds(thresholds)
@@ -167,10 +172,12 @@ def compute_detections(
         per_seq = score_inputs(bridge, inputs.tokens, registry, meta, batch_size, bar.advance)
     if stored is None:
         n_control = n_forward_batches(inputs.tokens, registry, batch_size, only=set(ROLES))
+        gc.collect()
         with progress_task(f"control {info.name} (random init)", n_control) as bar:
             control_bridge = control_mod.build_control_bridge(info.path, bridge.tokenizer, device, seed)
             ctrl = control_mod.compute_controls(control_bridge, inputs.tokens, registry, meta, batch_size, bar.advance)
             del control_bridge
+        gc.collect()
     else:
         log(f"control {key} reused from {db_path}")
         ctrl = stored
@@ -275,6 +282,7 @@ def code_versions(registry: Registry | None = None) -> dict[str, Any]:
             "detector pass source": source_digest("headwiki.detectors")}
 
 
+@locked_pass(PASS_NAME)
 def detect_model(
     loaded: LoadedModel,
     db_path: str | Path,
@@ -305,6 +313,7 @@ def detect_model(
             log(f"detect {loaded.info.name}: skipped, finished run {done} has the same parameters, data and code (--force re-runs)")
             return SkippedPass(loaded.info.name, PASS_NAME, done)
         log(f"detect {loaded.info.name}: {why}")
+    assert_same_model(db_path, loaded.info.as_dict())
     started = utcnow()
     run_id = new_run_id()
     det = compute_detections(

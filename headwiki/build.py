@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from headwiki.db.lock import write_lock
 from headwiki.models import load_model, resolve_source
 from headwiki.progress import log
 
@@ -46,18 +47,31 @@ def build(
 
     dataset: one negation dataset for every model, or {model spec: dataset} (a model not in it, or None,
     gets :func:`headwiki.ablation.items.default_dataset`)."""
-    from headwiki.ablation.items import check_dataset_spec, default_dataset
+    from headwiki.ablation.items import check_dataset_spec
+
+    for spec in models:  # a bad --model or --dataset fails before any pass runs for any model
+        resolve_source(spec)
+        check_dataset_spec(_dataset_for(spec, dataset))
+    # one build at a time per database: a second one waits here, then skips what the first finished
+    with write_lock(db_path, f"build {' '.join(models)}"):
+        return _build_locked(models, db_path, out_dir, dataset, device, dtype, force, detect_options, ablate_options, site)
+
+
+def _dataset_for(spec: str, dataset: str | Mapping[str, str] | None) -> str:
+    from headwiki.ablation.items import default_dataset
+
+    chosen = dataset.get(spec) if isinstance(dataset, Mapping) else dataset
+    return chosen or default_dataset(spec)
+
+
+def _build_locked(
+    models: list[str], db_path: str | Path, out_dir: str | Path, dataset: str | Mapping[str, str] | None, device: str,
+    dtype: str, force: bool, detect_options: dict[str, Any] | None, ablate_options: dict[str, Any] | None, site: bool,
+) -> BuildReport:
     from headwiki.ablation.run import ablate_model
     from headwiki.detectors.run import detect_model
     from headwiki.wiki.render import render_site
 
-    def dataset_for(spec: str) -> str:
-        chosen = dataset.get(spec) if isinstance(dataset, Mapping) else dataset
-        return chosen or default_dataset(spec)
-
-    for spec in models:  # a bad --model or --dataset fails before any pass runs for any model
-        resolve_source(spec)
-        check_dataset_spec(dataset_for(spec))
     started = time.perf_counter()
     report = BuildReport(db_path=Path(db_path), out_dir=Path(out_dir))
     for spec in models:
@@ -67,7 +81,7 @@ def build(
         report.model_ids.append(model_id)
         detected = detect_model(loaded, db_path, skip_if_done=not force, **(detect_options or {}))
         ablated = ablate_model(
-            loaded, db_path, dataset=dataset_for(spec), skip_if_done=not force, **(ablate_options or {})
+            loaded, db_path, dataset=_dataset_for(spec, dataset), skip_if_done=not force, **(ablate_options or {})
         )
         report.passes[model_id] = {
             "detect": "skipped" if getattr(detected, "skipped", False) else "ran",

@@ -12,7 +12,36 @@ from headwiki.cli_options import db_option, emit, format_options, model_options
 from headwiki.errors import HeadwikiError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Pass commands live next to the code they drive; each is imported only when it is run (or listed by
+# --help), so `headwiki query` starts without importing torch.
+_LAZY_COMMANDS = {
+    "detect": "headwiki.detectors.cli:detect",
+    "heads": "headwiki.detectors.cli:heads",
+    "query": "headwiki.db.cli:query",
+    "ablate": "headwiki.ablation.cli:ablate",
+    "site": "headwiki.wiki.cli:site",
+    "toy": "headwiki.toy.cli:toy",
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose pass commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in _LAZY_COMMANDS:
+            import importlib
+
+            module, attr = _LAZY_COMMANDS[cmd_name].split(":")
+            command = getattr(importlib.import_module(module), attr)
+            self.add_command(command, cmd_name)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="headwiki")
 def cli() -> None:
     """Characterize every attention head of a transformer; store it in DuckDB; publish a wiki."""
@@ -35,7 +64,7 @@ def info(model: str, device: str, dtype: str, fmt: str) -> None:
 
 @cli.command()
 @click.option("--model", "models", multiple=True, default=("toy",), show_default=True,
-              help="repeat for several models: toy, a hub id, or a local HuggingFace directory")
+              help="repeat for several models: toy, a hub id, or a local HuggingFace directory; NAME=SOURCE picks the model id")
 @db_option
 @click.option("--out", "out_dir", default="site", show_default=True, type=click.Path(file_okay=False), help="site folder")
 @click.option("--dataset", default=None, help="negation items: english | toy | multinli | FILE (default: toy for the toy model, english otherwise)")
@@ -72,21 +101,8 @@ def export(db_path: str, parquet_dir: str) -> None:
         click.echo(str(path))
 
 
-def _register() -> None:
-    """Attach the pass commands (each lives next to the code it drives)."""
-    from headwiki.ablation.cli import ablate
-    from headwiki.db.cli import query
-    from headwiki.detectors.cli import detect, heads
-    from headwiki.toy.cli import toy
-    from headwiki.wiki.cli import site
-
-    for command in (detect, heads, query, ablate, site, toy):
-        cli.add_command(command)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: HeadwikiError becomes one line on stderr and its exit code (2 for bad input)."""
-    _register()
     try:
         cli.main(args=argv, prog_name="headwiki", standalone_mode=False)
     except HeadwikiError as exc:
@@ -95,6 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("headwiki: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # bad option values: one line, with where to look
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        click.echo(f"headwiki: error: {exc.format_message()}{where}", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -20,7 +20,8 @@ def model_options(func: F) -> F:
     func = click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda, cuda:N")(func)
     func = click.option(
         "--model", "model", default="toy", show_default=True,
-        help="'toy' (embedded), a hub id (gpt2, EleutherAI/pythia-70m) or a local HuggingFace directory",
+        help="'toy' (embedded), a hub id (gpt2, EleutherAI/pythia-70m) or a local HuggingFace directory; "
+             "NAME=SOURCE stores it under the model id NAME (default id: toy, the hub id, or the directory's name)",
     )(func)
     return func
 

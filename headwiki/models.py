@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import warnings
@@ -50,6 +51,7 @@ class ModelInfo:
     positional_embedding: str
     dtype: str
     device: str
+    fingerprint: str = ""  # sha256 (16 hex) of config + weights: the same model_id must always mean the same model
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -118,8 +120,75 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
+MAX_MODEL_ID = 200
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # e.g. a name too long for the file system: not a path then
+        return False
+
+
+def split_model_id(spec: str) -> tuple[str | None, str]:
+    """'NAME=SOURCE' -> (NAME, SOURCE); anything else (or an existing path containing '=') -> (None, spec)."""
+    if "=" not in spec or _exists(Path(spec).expanduser()):
+        return None, spec
+    name, _, rest = spec.partition("=")
+    name = name.strip()
+    if not name or not rest.strip():
+        raise HeadwikiError(f"--model {spec!r}: use NAME=SOURCE with both parts, e.g. --model my-ckpt=./checkpoint")
+    if len(name) > MAX_MODEL_ID or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise HeadwikiError(f"model id {name[:40]!r}... must be at most {MAX_MODEL_ID} printable characters: pick a shorter NAME in NAME=SOURCE")
+    return name, rest.strip()
+
+
+def model_fingerprint(path: str, revision: str) -> str:
+    """sha256 (16 hex) over the weights revision and the model's config.json (names/versions dropped)."""
+    digest = hashlib.sha256(str(revision).encode())
+    config = Path(path) / "config.json"
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+            data = {k: v for k, v in data.items() if k not in ("_name_or_path", "transformers_version", "_commit_hash")}
+            digest.update(json.dumps(data, sort_keys=True).encode())
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            digest.update(config.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def check_local_model(directory: Path) -> None:
+    """Cheap checks of a local model directory before loading it: a JSON config naming its model_type,
+    and at least one non-empty weight file."""
+    config = directory / "config.json"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HeadwikiError(f"{config} is not valid JSON ({str(exc).splitlines()[0][:120]}): fix or re-save the model directory") from None
+    except OSError as exc:
+        raise HeadwikiError(f"cannot read {config} ({exc.strerror}): check the model directory") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str) or not data["model_type"]:
+        raise HeadwikiError(f"{config} has no model_type (e.g. \"gpt2\", \"llama\"): re-save the model with save_pretrained")
+    weights = [p for p in directory.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file()]
+    if not weights and not any(directory.glob("*.gguf")):
+        raise HeadwikiError(f"{directory} has no weight files (*.safetensors, *.bin): copy the weights beside config.json")
+    empty = [p.name for p in weights if p.stat().st_size == 0]
+    if empty:
+        raise HeadwikiError(f"weight file {directory / empty[0]} is empty: copy the weights again")
+
+
 def resolve_source(spec: str) -> tuple[str, str, str]:
-    """Map a --model value to (name, source, path). Local directories win over hub ids."""
+    """Map a --model value to (name, source, path). Local directories win over hub ids.
+
+    'NAME=SOURCE' stores SOURCE under the model id NAME (two directories both called `checkpoint`
+    need two names); otherwise the id is 'toy', the hub id, or the directory's name."""
+    chosen, spec = split_model_id(spec)
+    if chosen is not None:
+        _, source, path = resolve_source(spec)
+        return chosen, source, path
     if spec == TOY_NAME:
         if not (TOY_DIR / "config.json").exists():
             raise HeadwikiError(f"the embedded toy model is missing at {TOY_DIR}: reinstall headwiki or run `headwiki toy train`")
@@ -155,13 +224,24 @@ def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "
                 f"run once with internet access to cache it, or pass a local directory (--model ./my_model)"
             )
     else:
+        check_local_model(Path(path))
         revision = _weights_hash(Path(path))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _quiet_loaders()
             bridge = TransformerBridge.boot_transformers(path, device=device_str, dtype=torch_dtype)
-    except OSError as exc:
+    except HeadwikiError:
+        raise
+    except Exception as exc:
+        if source != "hub":  # a local directory: the files are the problem, not the network
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise HeadwikiError(
+                f"could not load the model in {path} ({type(exc).__name__}: {first}): check its config.json, "
+                "weight and tokenizer files (re-save with save_pretrained)"
+            ) from exc
+        if not isinstance(exc, OSError):
+            raise
         raise HeadwikiError(
             f"could not load model '{path}' ({str(exc).splitlines()[0]}): run once with internet access "
             f"to cache it, or pass a local directory (--model ./my_model)"
@@ -171,6 +251,7 @@ def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "
     speed_up(bridge)
     bridge.eval()
     info = describe(bridge, name or model_name, source, path, revision, dtype, device_str)
+    info = dataclasses.replace(info, fingerprint=model_fingerprint(path, info.revision))
     return LoadedModel(bridge=bridge, info=info)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -35,12 +37,37 @@ def make_progress() -> Progress:
     )
 
 
+HEARTBEAT_S = 30.0  # when stderr is not a terminal (a log file, CI), a plain progress line this often
+
+
 @contextmanager
 def progress_task(description: str, total: int) -> Iterator["TaskHandle"]:
-    """Context manager yielding a handle whose `advance(n)` moves one bar forward."""
+    """Context manager yielding a handle whose `advance(n)` moves one bar forward.
+
+    On a terminal the bar redraws live; otherwise (rich draws nothing until the end there) a line
+    `description: done/total, elapsed` is written every HEARTBEAT_S seconds while the task runs."""
     with make_progress() as progress:
         task_id = progress.add_task(description, total=total)
-        yield TaskHandle(progress, task_id)
+        stop = threading.Event()
+        beat = None
+        if not stderr_console.is_terminal:
+            beat = threading.Thread(target=_heartbeat, args=(progress, task_id, description, stop), daemon=True)
+            beat.start()
+        try:
+            yield TaskHandle(progress, task_id)
+        finally:
+            stop.set()
+            if beat is not None:
+                beat.join()
+
+
+def _heartbeat(progress: Progress, task_id: int, description: str, stop: threading.Event) -> None:
+    started = time.monotonic()
+    while not stop.wait(HEARTBEAT_S):
+        task = next((t for t in progress.tasks if t.id == task_id), None)
+        done = int(task.completed) if task is not None else 0
+        total = int(task.total or 0) if task is not None else 0
+        log(f"{description}: {done}/{total} after {time.monotonic() - started:.0f} s")
 
 
 class TaskHandle:
@@ -66,5 +93,5 @@ def track(items: Iterable[T], description: str, total: int) -> Iterator[T]:
 
 
 def log(message: str) -> None:
-    """A status line on stderr (never stdout, which carries data)."""
-    stderr_console.print(message, highlight=False)
+    """A status line on stderr (never stdout, which carries data); one line, not wrapped at the console width."""
+    stderr_console.print(message, highlight=False, soft_wrap=True)

@@ -73,7 +73,7 @@ REFUSED = [
     ("COPY heads TO '{tmp}/out.csv'", "external access is disabled"),
     ("ATTACH '{tmp}/other.duckdb' AS other", "external access is disabled"),
     ("SELECT * FROM read_csv('/etc/passwd')", "external access is disabled"),
-    ("SET enable_external_access = true", "external access"),
+    ("SET enable_external_access = true", "cannot change settings"),
 ]
 
 
