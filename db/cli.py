@@ -21,7 +21,7 @@ import click
 import duckdb
 import pandas as pd
 
-from headwiki.cli_options import db_option, emit, format_options
+from headwiki.cli_options import csv_ready, db_option, emit, format_options
 from headwiki.errors import HeadwikiError
 from headwiki.progress import log
 
@@ -101,7 +101,7 @@ class _Streamer:
     def write(self, batch: pd.DataFrame) -> None:
         self.any_result = True
         if self.fmt == "csv":
-            click.echo(batch.to_csv(index=False, header=not self.started), nl=False)
+            click.echo(csv_ready(batch).to_csv(index=False, header=not self.started), nl=False)
             self.started = True
             return
         records = json.loads(batch.to_json(orient="records", default_handler=str))
