@@ -113,7 +113,9 @@ def check_known_tokens(items: Sequence[NegationItem], encode: Encoder, unk_id: i
     if rate > MAX_UNKNOWN_RATE:
         raise HeadwikiError(
             f"dataset {dataset}: {rate:.0%} of its tokens are unknown to {model}'s tokenizer (limit {MAX_UNKNOWN_RATE:.0%}), "
-            f"so the model cannot read it: use --dataset {suggestion} or a JSONL file in the model's vocabulary")
+            "so the model cannot read it: "
+            + (f"use --dataset {suggestion} or " if suggestion != dataset else "pass ")
+            + "--dataset FILE.jsonl with items in the model's vocabulary")
     return rate
 
 

@@ -127,11 +127,17 @@ def test_the_next_run_heals_a_crash_between_two_renames_and_spares_live_and_fore
 
 @pytest.mark.slow
 def test_kill_9_during_ablate_compute(small_db: Path, random_gpt2_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    from headwiki.ablation.synthetic import synthetic_items
+
     db = tmp_path / "hw.duckdb"
     db.write_bytes(small_db.read_bytes())
     before = _runs(db)
+    items = tmp_path / "words.jsonl"  # in the random model's vocabulary (English is refused as unreadable)
+    items.write_text("".join(json.dumps(it.as_dict()) + "\n" for it in synthetic_items(60, 250, seed=1)))
     args = [sys.executable, "-m", "headwiki.cli", "ablate", "--model", str(random_gpt2_dir), "--db", str(db),
-            "--device", "cpu", "--dataset", "english", "--n-boot", "2000"]
+            "--device", "cpu", "--dataset", str(items), "--n-boot", "2000"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     lock = Path(f"{db}.lock")
     _wait_for(lambda: lock.exists() and "ablate rand-gpt2" in lock.read_text(errors="replace"), "the pass start", proc)
@@ -143,7 +149,7 @@ def test_kill_9_during_ablate_compute(small_db: Path, random_gpt2_dir: Path, tmp
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*) FROM negation_items").fetchall() == [(0,)]
     con.close()
-    rerun = subprocess.run(args[:-4] + ["--dataset", "english", "--max-items", "8", "--n-boot", "20", "--no-groups",
+    rerun = subprocess.run(args[:-4] + ["--dataset", str(items), "--max-items", "8", "--n-boot", "20", "--no-groups",
                                         "--no-attribution"], capture_output=True, text=True, timeout=300, env=ENV)
     assert rerun.returncode == 0, rerun.stderr
     assert [r[:2] for r in _runs(db)] == [("detect", "finished"), ("ablate", "finished")]
