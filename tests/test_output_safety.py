@@ -35,7 +35,13 @@ def hostile_build(tmp_path_factory: pytest.TempPathFactory, random_gpt2_dir: Pat
         shutil.copytree(random_gpt2_dir, target)
         models.append(str(target))
     db, out = root / "hw.duckdb", root / "site"
-    build(models, db, out, device="cpu", dataset="english", detect_options=SMALL_DETECT, ablate_options=SMALL_ABLATE)
+    import json
+
+    from headwiki.ablation.synthetic import synthetic_items
+
+    items = root / "words.jsonl"  # in the random model's vocabulary: English is all <unk> to it (refused)
+    items.write_text("".join(json.dumps(it.as_dict()) + "\n" for it in synthetic_items(12, 250, seed=1)))
+    build(models, db, out, device="cpu", dataset=str(items), detect_options=SMALL_DETECT, ablate_options=SMALL_ABLATE)
     return db, out
 
 
