@@ -48,6 +48,7 @@ def build(
     gets :func:`headwiki.ablation.items.default_dataset`)."""
     from headwiki.ablation.items import check_dataset_spec, default_dataset
     from headwiki.ablation.run import ablate_model
+    from headwiki.ablation.scoring import check_local_tokenizer_reads
     from headwiki.detectors.run import detect_model
     from headwiki.wiki.render import render_site
 
@@ -56,8 +57,10 @@ def build(
         return chosen or default_dataset(spec)
 
     for spec in models:  # a bad --model or --dataset fails before any pass runs for any model
-        resolve_source(spec)
+        name, source, path = resolve_source(spec)
         check_dataset_spec(dataset_for(spec))
+        if source != "hub" and dataset_for(spec) != "multinli":  # tokenizer on disk: check it reads the items
+            check_local_tokenizer_reads(path, name, dataset_for(spec), default_dataset(spec))
     started = time.perf_counter()
     report = BuildReport(db_path=Path(db_path), out_dir=Path(out_dir))
     for spec in models:
