@@ -10,6 +10,7 @@ import pandas as pd
 from headwiki.build import BuildReport
 from headwiki.cli_options import emit
 from headwiki.db.store import reading
+from headwiki.stats import format_qvalue
 
 ROLE_COLUMNS = ("induction", "previous_token", "duplicate_token")
 
@@ -63,21 +64,35 @@ def significant_heads(con: Any, model_id: str, ablation: str = "zero", alpha: fl
         return pd.DataFrame()
     frame = con.execute(
         f"SELECT label, neg_acc_delta_{ablation} AS dneg, neg_acc_delta_{ablation}_lo AS lo, neg_acc_delta_{ablation}_hi AS hi, "
-        f"neg_acc_delta_{ablation}_q AS q_neg, sens_delta_{ablation} AS dsens, sens_delta_{ablation}_q AS q_sens, negation_role "
+        f"neg_acc_delta_{ablation}_q AS q_neg, sens_delta_{ablation} AS dsens, sens_delta_{ablation}_q AS q_sens, negation_role, "
+        f"neg_acc_delta_{ablation}_p AS p_neg, sens_delta_{ablation}_p AS p_sens "
         f"FROM heads WHERE model_id = ? AND (neg_acc_delta_{ablation}_q < ? OR sens_delta_{ablation}_q < ?) "
         f"ORDER BY abs(sens_delta_{ablation}) DESC LIMIT 10",
         [model_id, alpha, alpha],
     ).fetchdf()
     if frame.empty:
         return frame
+    perm = _permutation(con, model_id, ablation)  # a q whose p sits at a Monte-Carlo floor shows as '≤ q'
+    floor, exact = perm.get("p_floor"), bool(perm.get("exact"))
     return pd.DataFrame({
         "head": frame["label"],
         "Δ negated acc [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in zip(frame["dneg"], frame["lo"], frame["hi"])],
-        "q (acc)": [f"{q:.2g}" for q in frame["q_neg"]],
+        "q (acc)": [format_qvalue(q, p, floor, exact) for q, p in zip(frame["q_neg"], frame["p_neg"])],
         "Δ S": [f"{d:+.3f}" for d in frame["dsens"]],
-        "q (S)": [f"{q:.2g}" for q in frame["q_sens"]],
+        "q (S)": [format_qvalue(q, p, floor, exact) for q, p in zip(frame["q_sens"], frame["p_sens"])],
         "negation_role": frame["negation_role"].fillna(""),
     })
+
+
+def _permutation(con: Any, model_id: str, ablation: str) -> dict[str, Any]:
+    """The permutation test's method and floor for `ablation` from the model's latest ablate run (or {})."""
+    import json
+
+    rows = con.execute("SELECT provenance->'$.permutation' FROM runs WHERE model_id = ? AND pass_name = 'ablate' "
+                       "AND status = 'finished' ORDER BY finished_at DESC LIMIT 1", [model_id]).fetchall()
+    if not rows or not rows[0][0]:
+        return {}
+    return json.loads(rows[0][0]).get(ablation, {})
 
 
 def print_build_summary(report: BuildReport) -> None:
