@@ -67,16 +67,15 @@ def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str | Non
 def _compact(frame: pd.DataFrame, k: str, perm: dict | None = None) -> pd.DataFrame:
     """label, ΔR [CI] q p, ΔS, Δ negated / affirmative accuracy, role — one line per head. A q whose p is a
     Monte-Carlo p at the permutation floor (no null draw reached the observed effect) is an upper bound: '≤ q'."""
-    from headwiki.stats import format_pvalue
+    from headwiki.stats import format_pvalue, format_qvalue
 
     col = f"reversal_delta_{k}"
     perm = perm or {}
     floor, exact = perm.get("p_floor"), bool(perm.get("exact"))
-    bound = [format_pvalue(p, floor, exact).startswith("<") for p in frame[f"{col}_p"]]
     return pd.DataFrame({
         "head": frame["label"],
         "ΔR [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in zip(frame[col], frame[f"{col}_lo"], frame[f"{col}_hi"])],
-        "q": [("≤ " if b else "") + f"{q:.2g}" for q, b in zip(frame[f"{col}_q"], bound)],
+        "q": [format_qvalue(q, p, floor, exact) for q, p in zip(frame[f"{col}_q"], frame[f"{col}_p"])],
         "p": [format_pvalue(p, floor, exact) for p in frame[f"{col}_p"]],
         "ΔS (nats)": [f"{v:+.2f}" for v in frame[f"sens_delta_{k}"]],
         "Δ neg acc": [f"{v:+.3f}" for v in frame[f"neg_acc_delta_{k}"]],

@@ -37,7 +37,7 @@ from headwiki.kernels import describe as describe_kernels
 from headwiki.models import LoadedModel
 from headwiki.negation_rule import CHANCE
 from headwiki.progress import log, progress_task
-from headwiki.resume import SkippedPass, decide, fingerprint, fingerprint_inputs, source_digest
+from headwiki.resume import SkippedPass, decide, fingerprint_inputs, fingerprint_of, source_digest
 from headwiki.stats import spearman, wilson_interval
 
 PASS_NAME = "ablate"
@@ -137,8 +137,8 @@ def ablate_model(
               "n_boot": n_boot, "n_perm": n_perm, "groups": groups, "attribution": attribution}
     roles_key = hashlib.sha256("".join(f"{r}:{f.to_json()}" for r, f in sorted(role_scores.items())).encode()).hexdigest()[:16]
     code = {"ablation pass": PASS_VERSION, "ablation pass source": source_digest("headwiki.ablation")}
-    fp = fingerprint(PASS_NAME, info, params, f"{ds.hash}:{roles_key}", code)
     fp_inputs = fingerprint_inputs(PASS_NAME, info, params, f"{ds.hash}:{roles_key}", code)
+    fp = fingerprint_of(fp_inputs)
     if skip_if_done:
         done, why = decide(db_path, info.name, PASS_NAME, fp_inputs)
         if done:

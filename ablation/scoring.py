@@ -119,6 +119,19 @@ def check_known_tokens(items: Sequence[NegationItem], encode: Encoder, unk_id: i
     return rate
 
 
+def check_local_tokenizer_reads(model_dir: str, model: str, dataset: str, suggestion: str) -> None:
+    """Before any pass: refuse `dataset` (a built-in name or JSONL path, not multinli) if the tokenizer saved in
+    the local model directory `model_dir` cannot read it (:func:`check_known_tokens`). Loads only the tokenizer."""
+    from transformers import AutoTokenizer
+
+    from headwiki.ablation.items import resolve_dataset
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    items = resolve_dataset(dataset).items
+    check_known_tokens(items, lambda texts: [list(r) for r in tokenizer(texts)["input_ids"]],
+                       getattr(tokenizer, "unk_token_id", None), dataset, model, suggestion)
+
+
 def encode_items(items: Sequence[NegationItem], encode: Encoder, n_ctx: int, pad_id: int = 0) -> Encoded:
     """Tokenize every (item, condition, candidate); candidate tokens = full-text tokens beyond the prompt's.
 

@@ -47,7 +47,7 @@ from headwiki.hooks import pattern_hook, require_hooks
 from headwiki.kernels import describe as describe_kernels
 from headwiki.models import LoadedModel
 from headwiki.progress import log, progress_task
-from headwiki.resume import SkippedPass, decide, file_digest, fingerprint, fingerprint_inputs, source_digest
+from headwiki.resume import SkippedPass, decide, file_digest, fingerprint_inputs, fingerprint_of, source_digest
 from headwiki.stats import bootstrap_mean_ci
 
 PASS_NAME = "detect"
@@ -306,7 +306,7 @@ def detect_model(
             "n_boot": n_boot, "thresholds": dict(resolve_thresholds(thresholds))}
     data_key = file_digest(text) if text and Path(text).is_file() else ""
     inputs = fingerprint_inputs(PASS_NAME, loaded.info, call, data_key, code_versions())
-    fp = fingerprint(PASS_NAME, loaded.info, call, data_key, code_versions())
+    fp = fingerprint_of(inputs)
     if skip_if_done:
         done, why = decide(db_path, loaded.info.name, PASS_NAME, inputs)
         if done:

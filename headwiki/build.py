@@ -47,11 +47,14 @@ def build(
 
     dataset: one negation dataset for every model, or {model spec: dataset} (a model not in it, or None,
     gets :func:`headwiki.ablation.items.default_dataset`)."""
-    from headwiki.ablation.items import check_dataset_spec
+    from headwiki.ablation.items import check_dataset_spec, default_dataset
+    from headwiki.ablation.scoring import check_local_tokenizer_reads
 
     for spec in models:  # a bad --model or --dataset fails before any pass runs for any model
-        resolve_source(spec)
+        name, source, path = resolve_source(spec)
         check_dataset_spec(_dataset_for(spec, dataset))
+        if source != "hub" and _dataset_for(spec, dataset) != "multinli":  # tokenizer on disk: check it reads the items
+            check_local_tokenizer_reads(path, name, _dataset_for(spec, dataset), default_dataset(spec))
     # one build at a time per database: a second one waits here, then skips what the first finished
     with write_lock(db_path, f"build {' '.join(models)}"):
         return _build_locked(models, db_path, out_dir, dataset, device, dtype, force, detect_options, ablate_options, site)

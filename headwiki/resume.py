@@ -63,8 +63,12 @@ def fingerprint_inputs(pass_name: str, info: ModelInfo, params: Mapping[str, Any
 def fingerprint(pass_name: str, info: ModelInfo, params: Mapping[str, Any], data_key: str = "",
                 code: Mapping[str, Any] | None = None) -> str:
     """sha256 (16 hex) over the pass, the model's weights revision, its parameters, a data key and the code."""
-    payload = fingerprint_inputs(pass_name, info, params, data_key, code)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return fingerprint_of(fingerprint_inputs(pass_name, info, params, data_key, code))
+
+
+def fingerprint_of(inputs: Mapping[str, Any]) -> str:
+    """sha256 (16 hex) of fingerprint inputs (:func:`fingerprint_inputs`)."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _diff_mapping(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
@@ -103,8 +107,7 @@ def explain_change(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> str
 def decide(db_path: str | Path, model_id: str, pass_name: str, inputs: Mapping[str, Any]) -> tuple[str | None, str]:
     """(run_id of a finished run with these fingerprint inputs, or None; and why the pass runs, as a phrase:
     "running, no finished run in the database" or "re-running, detector registry changed: + x")."""
-    fp = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    done = find_finished(db_path, model_id, pass_name, fp)
+    done = find_finished(db_path, model_id, pass_name, fingerprint_of(inputs))
     if done:
         return done, ""
     from headwiki.db.store import reading

@@ -175,6 +175,14 @@ def format_pvalue(p: float, floor: float | None = None, exact: bool = False) -> 
     return f"{p:.2g}"
 
 
+def format_qvalue(q: float, p: float, floor: float | None = None, exact: bool = False) -> str:
+    """A BH q-value; '≤ q' when its own p is a Monte-Carlo p at the floor (then q is only an upper bound too)."""
+    if q is None or (isinstance(q, float) and math.isnan(q)):
+        return ""
+    bound = floor is not None and not exact and p <= floor * (1 + 1e-9)
+    return ("≤ " if bound else "") + f"{q:.2g}"
+
+
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     """BH q-values for a flat array of p-values (same shape out); NaNs stay NaN."""
     p = np.asarray(p, dtype=np.float64)

@@ -10,6 +10,7 @@ import pandas as pd
 from headwiki.build import BuildReport
 from headwiki.cli_options import emit
 from headwiki.db.store import reading
+from headwiki.stats import format_qvalue
 
 ROLE_COLUMNS = ("induction", "previous_token", "duplicate_token")
 
@@ -76,22 +77,37 @@ def significant_heads(con: Any, model_id: str, ablation: str = "zero", alpha: fl
     frame = con.execute(
         f"SELECT label, neg_acc_delta_{ablation} AS dneg, neg_acc_delta_{ablation}_lo AS lo, neg_acc_delta_{ablation}_hi AS hi, "
         f"neg_acc_delta_{ablation}_q AS q_neg, reversal_delta_{ablation} AS drev, reversal_delta_{ablation}_lo AS rlo, "
-        f"reversal_delta_{ablation}_hi AS rhi, reversal_delta_{ablation}_q AS q_rev, sens_delta_{ablation} AS dsens, negation_role "
+        f"reversal_delta_{ablation}_hi AS rhi, reversal_delta_{ablation}_q AS q_rev, sens_delta_{ablation} AS dsens, negation_role, "
+        f"neg_acc_delta_{ablation}_p AS p_neg, reversal_delta_{ablation}_p AS p_rev "
         f"FROM heads WHERE model_id = ? AND (neg_acc_delta_{ablation}_q < ? OR reversal_delta_{ablation}_q < ?) "
         f"ORDER BY negation_role IS NULL, abs(reversal_delta_{ablation}) DESC LIMIT 10",
         [model_id, alpha, alpha],
     ).fetchdf()
     if frame.empty:
         return frame
+    perm = _permutation(con, model_id).get(ablation, {})  # a q whose p sits at a Monte-Carlo floor shows as '≤ q'
+    floor, exact = perm.get("p_floor"), bool(perm.get("exact"))
+    rev = _permutation(con, model_id, "reversal_permutation")
     return pd.DataFrame({
         "head": frame["label"],
         "ΔR [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in zip(frame["drev"], frame["rlo"], frame["rhi"])],
-        "q (R)": [f"{q:.2g}" for q in frame["q_rev"]],
+        "q (R)": [format_qvalue(q, p, rev.get("p_floor"), bool(rev.get("exact"))) for q, p in zip(frame["q_rev"], frame["p_rev"])],
         "Δ negated acc [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in zip(frame["dneg"], frame["lo"], frame["hi"])],
-        "q (acc)": [f"{q:.2g}" for q in frame["q_neg"]],
+        "q (acc)": [format_qvalue(q, p, floor, exact) for q, p in zip(frame["q_neg"], frame["p_neg"])],
         "Δ S (nats)": [f"{d:+.2f}" for d in frame["dsens"]],
         "negation_role": frame["negation_role"].fillna(""),
     })
+
+
+def _permutation(con: Any, model_id: str, key: str = "permutation") -> dict[str, Any]:
+    """provenance[key] (a permutation test's method and floor) of the model's latest finished ablate run, or {}."""
+    import json
+
+    rows = con.execute("SELECT json_extract(provenance, '$.' || ?) FROM runs WHERE model_id = ? AND pass_name = 'ablate' "
+                       "AND status = 'finished' ORDER BY finished_at DESC LIMIT 1", [key, model_id]).fetchall()
+    if not rows or not rows[0][0]:
+        return {}
+    return json.loads(rows[0][0])
 
 
 def print_build_summary(report: BuildReport) -> None:

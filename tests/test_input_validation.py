@@ -44,6 +44,16 @@ def test_build_with_a_misspelled_dataset_fails_before_detect(tmp_path: Path, ran
     assert not db.exists() and not site.exists()
 
 
+def test_build_refuses_a_dataset_the_model_cannot_read_before_detect(tmp_path: Path, random_gpt2_dir: Path) -> None:
+    """English through the random model's word-level tokenizer is nearly all <unk>: refused before any pass."""
+    from headwiki.build import build
+
+    db, site = tmp_path / "hw.duckdb", tmp_path / "site"
+    with pytest.raises(HeadwikiError, match=r"dataset english: \d+% of its tokens are unknown to rand-gpt2's tokenizer"):
+        build([str(random_gpt2_dir)], db, site, device="cpu")
+    assert not db.exists() and not site.exists()
+
+
 def test_a_file_passed_as_model_is_named_as_a_file(tmp_path: Path) -> None:
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"\0" * 16)

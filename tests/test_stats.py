@@ -10,7 +10,7 @@ scipy_stats = pytest.importorskip("scipy.stats", reason="scipy is in the test ex
 multitest = pytest.importorskip("statsmodels.stats.multitest", reason="statsmodels is in the test extra")
 
 from headwiki.stats import (benjamini_hochberg, bootstrap_mean_ci, cluster_bootstrap_mean_ci, format_pvalue,  # noqa: E402
-                            signflip_pvalue)
+                            format_qvalue, signflip_pvalue)
 
 
 def _scipy_signflip(d: np.ndarray) -> float:
@@ -95,3 +95,10 @@ def test_bootstrap_cis_agree_with_scipy_percentile_bootstrap() -> None:
     # every item its own cluster: the cluster bootstrap is the ordinary bootstrap
     cmean, clo, chi = cluster_bootstrap_mean_ci(x[:, None], np.arange(80), n_boot=20_000, seed=11)
     assert float(clo[0]) == pytest.approx(ref.low, abs=0.02) and float(chi[0]) == pytest.approx(ref.high, abs=0.02)
+
+
+def test_values_at_the_floor_are_shown_as_bounds() -> None:
+    floor = 1 / 100_001
+    assert format_pvalue(floor, floor) == "< 1e-05" and format_pvalue(3e-4, floor) == "0.0003"
+    assert format_pvalue(2 / 2**14, 2 / 2**14, exact=True) == "0.00012"  # exact: the value, not a bound
+    assert format_qvalue(1.6e-4, floor, floor) == "≤ 0.00016" and format_qvalue(1.6e-4, 2e-5, floor) == "0.00016"
