@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from headwiki.db.lock import write_lock
+from headwiki.db.lock import check_db_target, write_lock
 from headwiki.models import load_model, resolve_source
 from headwiki.progress import log
 
@@ -50,6 +50,7 @@ def build(
     from headwiki.ablation.items import check_dataset_spec, default_dataset
     from headwiki.ablation.scoring import check_local_tokenizer_reads
 
+    check_db_target(db_path)  # the cheapest check first
     for spec in models:  # a bad --model or --dataset fails before any pass runs for any model
         name, source, path = resolve_source(spec)
         check_dataset_spec(_dataset_for(spec, dataset))
