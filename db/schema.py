@@ -23,6 +23,10 @@ DDL: tuple[str, ...] = (
         n_ctx INTEGER, d_vocab INTEGER, n_params BIGINT, positional_embedding VARCHAR,
         dtype VARCHAR, device VARCHAR, added_at TIMESTAMP
     )""",
+    # GGUF sources (added in schema 1; idempotent for files written before): quantization, file digest, float dtype.
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS quantization VARCHAR",
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS file_sha256 VARCHAR",
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS dequantized_dtype VARCHAR",
     """CREATE TABLE IF NOT EXISTS runs (
         run_id VARCHAR PRIMARY KEY,
         model_id VARCHAR, pass_name VARCHAR, params JSON, data_hash VARCHAR, seed INTEGER, n INTEGER,
