@@ -84,12 +84,21 @@ DDL: tuple[str, ...] = (
         n_items INTEGER, run_id VARCHAR,
         PRIMARY KEY (model_id, dataset, group_kind, group_name, k, ablation)
     )""",
+    # Causal validation of roles (headwiki.ablation.validation): labelled heads ablated as a group vs matched random sets.
+    """CREATE TABLE IF NOT EXISTS role_validation (
+        model_id VARCHAR, role VARCHAR, signature VARCHAR, group_name VARCHAR, k INTEGER, heads VARCHAR[],
+        ablation VARCHAR, effect DOUBLE, effect_lo DOUBLE, effect_hi DOUBLE, clean_value DOUBLE,
+        random_mean DOUBLE, random_min DOUBLE, random_max DOUBLE, random_effects DOUBLE[], n_random INTEGER,
+        p_rank DOUBLE, p_paired DOUBLE, significant BOOLEAN, n_seqs INTEGER, seq_len INTEGER, note VARCHAR,
+        run_id VARCHAR,
+        PRIMARY KEY (model_id, role, signature, group_name, ablation)
+    )""",
 )
 
 # Tables whose rows belong to one model (cleared per model when a pass rewrites them).
 MODEL_TABLES: tuple[str, ...] = (
     "heads", "metrics", "head_examples", "negation_baselines", "negation_items",
-    "negation_item_effects", "negation_groups",
+    "negation_item_effects", "negation_groups", "role_validation",
 )
 
 LONG_VIEW = "head_metrics_long"

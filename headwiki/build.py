@@ -1,4 +1,4 @@
-"""`headwiki build`: detect -> ablate -> site for each model into one DB and one site, resumably.
+"""`headwiki build`: detect -> ablate -> validate -> site for each model into one DB and one site, resumably.
 
 Each pass skips itself when a finished run with the same parameters and data hash is already in
 the database (unless force=True), so re-running a build is a no-op and an interrupted build
@@ -44,10 +44,12 @@ def build(
     force: bool = False,
     detect_options: dict[str, Any] | None = None,
     ablate_options: dict[str, Any] | None = None,
+    validate_options: dict[str, Any] | None = None,
     site: bool = True,
 ) -> BuildReport:
     """Run every pass for every model (in order), then render the site from the database."""
     from headwiki.ablation.run import ablate_model
+    from headwiki.ablation.validation import validate_model
     from headwiki.detectors.run import detect_model
     from headwiki.wiki.render import render_site
 
@@ -64,9 +66,11 @@ def build(
         ablated = ablate_model(
             loaded, db_path, dataset=dataset or default_dataset(spec), skip_if_done=not force, **(ablate_options or {})
         )
+        validated = validate_model(loaded, db_path, skip_if_done=not force, **(validate_options or {}))
         report.passes[model_id] = {
             "detect": "skipped" if getattr(detected, "skipped", False) else "ran",
             "ablate": "skipped" if getattr(ablated, "skipped", False) else "ran",
+            "validate": "skipped" if getattr(validated, "skipped", False) else "ran",
         }
         del loaded
     if site:

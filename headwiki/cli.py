@@ -74,13 +74,13 @@ def export(db_path: str, parquet_dir: str) -> None:
 
 def _register() -> None:
     """Attach the pass commands (each lives next to the code it drives)."""
-    from headwiki.ablation.cli import ablate
+    from headwiki.ablation.cli import ablate, validate
     from headwiki.db.cli import query
     from headwiki.detectors.cli import detect, heads
     from headwiki.toy.cli import toy
     from headwiki.wiki.cli import site
 
-    for command in (detect, heads, query, ablate, site, toy):
+    for command in (detect, heads, query, ablate, validate, site, toy):
         cli.add_command(command)
 
 

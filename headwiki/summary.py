@@ -80,6 +80,18 @@ def significant_heads(con: Any, model_id: str, ablation: str = "zero", alpha: fl
     })
 
 
+def validation(con: Any, model_id: str) -> pd.DataFrame:
+    """Causal validation of roles (group 'all' of each role and signature), formatted like `headwiki validate`."""
+    from headwiki.ablation.cli import validation_table
+
+    has = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'role_validation'").fetchall()[0][0]
+    if not has:
+        return pd.DataFrame()
+    rows = con.execute("SELECT * FROM role_validation WHERE model_id = ? AND group_name = 'all' ORDER BY role, signature",
+                       [model_id]).fetchdf()
+    return validation_table(rows) if len(rows) else rows
+
+
 def print_build_summary(report: BuildReport) -> None:
     """Per model: what ran, top heads per role, negation baselines, significant heads; then where things are."""
     with reading(report.db_path) as con:
@@ -88,6 +100,7 @@ def print_build_summary(report: BuildReport) -> None:
             click.echo(f"\n== {model_id} ({passes})")
             for title, frame in (
                 ("top heads per role", top_heads(con, model_id)),
+                ("causal validation: labelled heads ablated together vs >= 10 matched random sets", validation(con, model_id)),
                 ("negation baselines", baselines(con, model_id)),
                 ("heads whose zero ablation significantly moves negation (BH q < 0.05)", significant_heads(con, model_id)),
             ):
