@@ -84,18 +84,22 @@ def _compact(frame: pd.DataFrame, k: str) -> pd.DataFrame:
 @click.command()
 @model_options
 @db_option
-@click.option("--n-seqs", default=32, show_default=True, type=int, help="repeated random-token sequences")
-@click.option("--seq-len", default=20, show_default=True, type=int, help="L: sequences are [BOS, x_1..x_L, x_1..x_L]")
+@click.option("--n-seqs", default=16, show_default=True, type=int, help="repeated random-token sequences")
+@click.option("--seq-len", default=12, show_default=True, type=int, help="L: sequences are [BOS, x_1..x_L, x_1..x_L]")
+@click.option("--mode", default="auto", show_default=True, type=click.Choice(["auto", "exact", "prefilter"]),
+              help="single-head ablations: exact for every head, or attribution for all + exact for the top-K and K random; auto: prefilter on CPU for > 128 heads")
+@click.option("--top-k", default=24, show_default=True, type=int, help="prefilter mode: single heads ablated exactly by attribution rank (plus as many random)")
 @click.option("--n-random", default=10, show_default=True, type=int, help="matched random head sets per labelled group (>= 10)")
 @click.option("--seed", default=0, show_default=True, type=int, help="seed for sequences, random sets, bootstrap and permutations")
-def validate(model: str, device: str, dtype: str, db_path: str, n_seqs: int, seq_len: int, n_random: int, seed: int) -> None:
+def validate(model: str, device: str, dtype: str, db_path: str, n_seqs: int, seq_len: int, mode: str, top_k: int,
+             n_random: int, seed: int) -> None:
     """Causally validate detector roles: ablate the labelled heads vs matched random sets on each role's signature."""
     from headwiki.ablation.validation import ValidateResult, read_labelled, validate_model
     from headwiki.models import load_model, resolve_source
 
     read_labelled(db_path, resolve_source(model)[0])  # no detector results: fail before the model loads
     loaded = load_model(model, device=device, dtype=dtype)
-    result = validate_model(loaded, db_path, n_seqs=n_seqs, seq_len=seq_len, n_random=n_random, seed=seed)
+    result = validate_model(loaded, db_path, n_seqs=n_seqs, seq_len=seq_len, n_random=n_random, seed=seed, mode=mode, top_k=top_k)
     assert isinstance(result, ValidateResult)  # skip_if_done is off here
     emit(validation_table(result.rows), "table", title=f"{result.model_id}: causal validation of roles (run {result.run_id}, {n_seqs} sequences)")
     heads = result.heads[result.heads["causally_important"]].sort_values("causal_share_zero", ascending=False)

@@ -158,6 +158,28 @@ class SignatureRunner:
         out = self.bridge.run_with_hooks(self.tokens.repeat(n_rep, 1), fwd_hooks=hooks)
         return self._drop(out, n_rep, None).cpu(), store
 
+    def attribution(self) -> torch.Tensor:
+        """Attribution-patching estimate of each head's zero-ablation change in sum_seq D: [n_layers, n_heads].
+
+        One forward with every hook_z captured as a graph leaf and one backward of sum(D):
+        estimate(h) = sum over sequences, positions, d_head of dD/dz[..., h, :] * (0 - z[..., h, :]).
+        """
+        store: dict[int, torch.Tensor] = {}
+
+        def capture(layer: int) -> Callable[..., torch.Tensor]:
+            def hook(z: torch.Tensor, hook: Any) -> torch.Tensor:
+                z = z.detach().requires_grad_(True)
+                store[layer] = z
+                return z
+            return hook
+
+        with torch.enable_grad():
+            out = self.bridge.run_with_hooks(self.tokens, fwd_hooks=[(z_hook(L), capture(L)) for L in range(self.n_layers)])
+            total = self._drop(out, 1, None)[0].sum()
+            zs = [store[L] for L in range(self.n_layers)]
+            grads = torch.autograd.grad(total, zs)
+        return torch.stack([(g.detach() * -z.detach()).sum(dim=(0, 1, 3)) for g, z in zip(grads, zs)]).double().cpu()
+
     def measure(self, specs: Sequence[Spec], progress: TaskHandle | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """All specs, `replicas` per forward, sorted by first ablated layer: (D [S, n], scores [S, n, n_targets])."""
         drops = torch.zeros(len(specs), self.n)

@@ -15,7 +15,9 @@ role. p_rank = (1 + #random effects >= effect) / (1 + n_random); p_paired = the 
 random sets, two-sided paired sign-flip permutation p (over sequences) of labelled minus random;
 significant = the effect beats every random set and p_paired < 0.01.
 
-Every head is also zero-ablated alone on D (`causal_share_zero`, with CI); the heads with the
+Every head is also zero-ablated alone on D (`causal_share_zero`, with CI) — on CPU for models with
+many heads (mode auto -> prefilter) only the top `top_k` heads by an attribution-patching estimate
+(`causal_share_atp`) plus `top_k` random others are ablated exactly (`causal_share_exact`); the heads with the
 largest shares (the labelled induction heads and the top `n_compare` by share) are re-measured
 with mean and resample ablation (`causal_share_mean`, `causal_share_resample`), and
 `causally_important` marks the top `n_compare` heads whose share CI excludes 0 (labelled or not).
@@ -34,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from headwiki.ablation.prefilter import agreement, expand, resolve_mode, select_heads
 from headwiki.ablation.signature import SignatureRunner
 from headwiki.ablation.sweep import Replica, Spec
 from headwiki.db.store import (
@@ -50,8 +53,9 @@ from headwiki.stats import bootstrap_ratio_ci, paired_permutation_pvalue
 PASS_NAME = "validate"
 ALPHA = 0.01
 GROUP_KS: tuple[int, ...] = (1, 3, 5)
-DEFAULT_N_SEQS = 32
-DEFAULT_HALF_LEN = 20
+DEFAULT_N_SEQS = 16
+DEFAULT_HALF_LEN = 12
+DEFAULT_SINGLE_TOP_K = 24  # prefilter mode: single heads ablated exactly by attribution rank (plus as many random)
 DEFAULT_N_RANDOM = 10
 DEFAULT_N_COMPARE = 10
 SEED_OFFSET = 7919  # validation sequences never coincide with the detector's (seed, seed + 1)
@@ -162,6 +166,8 @@ def validate_model(
     n_boot: int = 2000,
     n_perm: int = 2000,
     max_rows: int = 64,
+    mode: str = "auto",
+    top_k: int = DEFAULT_SINGLE_TOP_K,
     skip_if_done: bool = False,
 ) -> ValidateResult | SkippedPass:
     """Run the causal-validation pass (module docstring) on `loaded`; write it to `db_path` in one transaction."""
@@ -177,6 +183,7 @@ def validate_model(
     tokens = repeat_sequences(ordinary_token_ids(tokenizer, info.d_vocab), n_seqs, seq_len, bos_id(tokenizer), seed + SEED_OFFSET)
     labelled = {role: labelled_heads(frame, role) for role in ROLE_SIGNATURES}
     params = {"n_seqs": n_seqs, "seq_len": seq_len, "n_random": n_random, "n_compare": n_compare, "seed": seed,
+              "mode": mode, "top_k": top_k,
               "n_boot": n_boot, "n_perm": n_perm, "labelled": {r: [head_label(*x) for x in v] for r, v in labelled.items()}}
     data_hash = tokens_hash(tokens)
     fp = fingerprint(PASS_NAME, info, params, data_hash)
@@ -219,16 +226,25 @@ def validate_model(
         g_drop, g_scores = runner.measure(specs, progress=bar)
     timings["groups_s"] = time.perf_counter() - t0
 
-    # ----- every head alone (zero), then mean / resample on the heads that matter most ------------------
-    singles: list[Spec] = [({L: (h,)}, "zero") for L in range(n_layers) for h in range(n_heads)]
+    # ----- every head alone (zero): exact, or attribution for all + exact for the top and a random check -----
+    m = n_layers * n_heads
+    single_mode = resolve_mode(mode, info.device, m)
     t0 = time.perf_counter()
-    with progress_task(f"validate {info.name}: each head alone (zero)", len(singles)) as bar:
+    atp_share = None
+    if single_mode == "prefilter":
+        atp_share = (-runner.attribution().reshape(-1).numpy() / clean_drop.sum())  # estimated share removed [m]
+        selection = select_heads({"zero": torch.tensor(atp_share)}, top_k, seed)
+        measured = selection.measured
+    else:
+        selection, measured = None, list(range(m))
+    singles: list[Spec] = [({i // n_heads: (i % n_heads,)}, "zero") for i in measured]
+    with progress_task(f"validate {info.name}: {len(singles)} heads alone (zero)", len(singles)) as bar:
         s_drop, _ = runner.measure(singles, progress=bar)
     timings["single_heads_s"] = time.perf_counter() - t0
-    removed = clean_drop[None, :] - s_drop.numpy().astype(np.float64)  # [m, n]
-    share, share_lo, share_hi = bootstrap_ratio_ci(removed.T, clean_drop, n_boot=n_boot, seed=seed)
-    ranked = np.argsort(-share, kind="stable")
-    important = [int(i) for i in ranked[:n_compare] if share_lo[i] > 0]
+    removed = clean_drop[None, :] - s_drop.numpy().astype(np.float64)  # [len(measured), n]
+    share, share_lo, share_hi = (expand(x, measured, m) for x in bootstrap_ratio_ci(removed.T, clean_drop, n_boot=n_boot, seed=seed))
+    ranked = [int(i) for i in np.argsort(-np.nan_to_num(share, nan=-np.inf), kind="stable")]
+    important = [i for i in ranked[:n_compare] if share_lo[i] > 0]
     compare = sorted(set(important) | {L * n_heads + h for L, h in induction_heads})
     other_specs: list[Spec] = [({i // n_heads: (i % n_heads,)}, kind) for kind in ("mean", "resample") for i in compare]
     t0 = time.perf_counter()
@@ -241,12 +257,23 @@ def validate_model(
                  labelled, info.name, run_id, n_seqs, seq_len, n_boot, n_perm, seed)
     heads = _head_frame(share, share_lo, share_hi, compare, o_drop.numpy().astype(np.float64), clean_drop, important,
                         n_layers, n_heads)
+    heads["causal_share_exact"] = [i in set(measured) for i in range(m)]
+    if atp_share is not None and selection is not None:
+        heads["causal_share_atp"] = atp_share
+        agree = agreement(atp_share, share, selection)
+        log(f"validate {info.name}: single-head shares exact for {len(measured)} of {m} heads (top {len(selection.top)} by "
+            f"attribution + {len(selection.random)} random); attribution vs exact on them: Spearman {agree['spearman']:+.2f}, "
+            f"top-{agree['k']} recall {agree['top_k_recall']:.2f}; the other {m - len(measured)} heads are estimates")
     provenance = {
         "model_revision": info.revision, "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "prefix_reuse": runner.fast, "fast_path_max_diff_nats": runner.fast_path_diff,
         "clean_in_context_loss_drop": float(clean_drop.mean()),
         "clean_induction_heads_score": float(clean_ind.mean()) if clean_ind is not None else None,
-        "n_forward_specs": len(specs) + len(singles) + len(other_specs),
+        "n_forward_specs": len(specs) + len(singles) + len(other_specs), "single_head_mode": single_mode,
+        "single_head_prefilter": None if selection is None else {
+            "top": [head_label(i // n_heads, i % n_heads) for i in selection.top],
+            "random_check": [head_label(i // n_heads, i % n_heads) for i in selection.random],
+            "agreement": agreement(atp_share, share, selection)},
         "important_heads": [head_label(i // n_heads, i % n_heads) for i in important],
         "random_sets": {f"{p['role']}/{p['name']}": [[head_label(*x) for x in r] for r in p["random_heads"]] for p in plan},
     }
@@ -342,5 +369,7 @@ def _docs(n_seqs: int, seq_len: int, n_compare: int) -> dict[str, dict[str, Any]
         "causal_share_zero_hi": {"description": "upper bound of the 95% bootstrap CI (over sequences) of causal_share_zero", "data": data, "n": n_seqs},
         "causal_share_mean": {"description": f"{what} mean-ablated (hook_z = its mean over the clean sequences); only for the labelled induction heads and the causally important heads, else NULL", "data": data, "n": n_seqs},
         "causal_share_resample": {"description": f"{what} resample-ablated (hook_z from another clean sequence, same positions); only for the labelled induction heads and the causally important heads, else NULL", "data": data, "n": n_seqs},
+        "causal_share_exact": {"description": "true: causal_share_zero was measured by an exact single-head ablation; false: only the attribution estimate causal_share_atp exists (CPU prefilter mode)", "data": data, "n": n_seqs},
+        "causal_share_atp": {"description": "attribution-patching estimate (gradient x activation, one forward + backward) of causal_share_zero, for every head", "data": data, "n": n_seqs},
         "causally_important": {"description": f"among the {n_compare} heads with the largest causal_share_zero and a 95% CI above 0", "data": data, "n": n_seqs},
     }

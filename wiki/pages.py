@@ -322,6 +322,7 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
             "moved": moved.get((L, H), []), "profile_metrics": [d.label for d in profile_docs],
             "validation": [(r, b) for r in roles for b in validation_blocks(model, r)],
             "causal": _head_causal(row, columns),
+            "exactness": _exactness(row),
             "prev": urls.head_page(model.slug, *_step(rows, i, -1)), "next": urls.head_page(model.slug, *_step(rows, i, 1)),
         }
 
@@ -329,6 +330,10 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
 def _head_causal(row: dict[str, Any], columns: dict[str, np.ndarray]) -> str:
     """One sentence on what ablating this head alone does to the in-context loss drop ('' when not measured)."""
     z = _num(row.get("causal_share_zero"))
+    est = _num(row.get("causal_share_atp"))
+    if z is None and est is not None:
+        return (f"{row['label']} was not ablated alone exactly (CPU prefilter mode: only the top heads by attribution and a "
+                f"random check were); its attribution-patching estimate is {_pct(est)} of the in-context loss drop.")
     if z is None or "causal_share_zero" not in columns:
         return ""
     vals = columns["causal_share_zero"]
@@ -342,6 +347,18 @@ def _head_causal(row: dict[str, Any], columns: dict[str, np.ndarray]) -> str:
     if bool(row.get("causally_important")) and not head_roles(row):
         text += " It is among the model's causally most important heads for in-context copying, yet carries no detector label."
     return text
+
+
+def _exactness(row: dict[str, Any]) -> str:
+    """Whether this head's negation-ablation numbers are exact or attribution estimates ('' for exact-mode runs)."""
+    how = row.get("ablation_selected_by")
+    if row.get("ablation_exact") is None or how == "all":
+        return ""
+    if bool(row.get("ablation_exact")):
+        why = "it ranked in the attribution top-K" if how == "attribution_top_k" else "it was drawn as a random check of the prefilter"
+        return f"Negation numbers for {row['label']} are exact ablations ({why}; CPU prefilter mode)."
+    return (f"Negation numbers for {row['label']} are attribution-patching estimates only (the _atp_ rows): the CPU prefilter "
+            "mode ablated exactly only the top-K heads by attribution and as many random ones.")
 
 
 def _step(rows: list[dict[str, Any]], i: int, d: int) -> tuple[int, int]:
