@@ -21,8 +21,8 @@ from headwiki.cli_options import db_option, emit, model_options
 @click.option("--no-attribution", is_flag=True, help="skip the attribution-patching estimate (exact mode only)")
 @click.option("--mode", default="auto", show_default=True, type=click.Choice(["auto", "exact", "prefilter"]),
               help="exact: ablate every head; prefilter: attribution patching for every head, exact ablation of the top-K "
-                   "and K random others (96 items unless --max-items); auto: prefilter on CPU for models with > 128 heads")
-@click.option("--top-k", default=12, show_default=True, type=int, help="prefilter mode: heads ablated exactly by attribution rank (plus as many random)")
+                   "and K random others (64 items unless --max-items); auto: prefilter on CPU for models with > 128 heads")
+@click.option("--top-k", default=8, show_default=True, type=int, help="prefilter mode: heads ablated exactly by attribution rank (plus as many random)")
 def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str, ablation: str, seed: int, batch_size: int,
            max_items: int | None, n_boot: int, no_groups: bool, no_attribution: bool, mode: str, top_k: int) -> None:
     """Ablate every attention head (zero / mean) on negation minimal pairs; write Δ accuracies with CIs and q-values."""
@@ -121,7 +121,7 @@ def validation_table(rows: pd.DataFrame) -> pd.DataFrame:
 
     cells = [fmt(r) for _, r in rows.iterrows()]
     return pd.DataFrame({
-        "role": rows["role"], "signature": rows["signature"], "group": rows["group_name"], "k": rows["k"],
+        "role": rows["role"], "signature": rows["signature"], "ablation": rows["ablation"], "group": rows["group_name"], "k": rows["k"],
         "effect [95% CI]": [c[0] for c in cells], "random sets: mean [min, max]": [c[1] for c in cells],
         "p rank / paired": [c[2] for c in cells],
         "significant": ["yes" if s else ("-" if pd.isna(e) else "no") for s, e in zip(rows["significant"], rows["effect"])],

@@ -33,9 +33,9 @@ from headwiki.stats import benjamini_hochberg, spearman
 
 MODES: tuple[str, ...] = ("auto", "exact", "prefilter")
 PREFILTER_MIN_HEADS = 128
-DEFAULT_TOP_K = 12
-PREFILTER_MAX_GROUP = 8  # ranked role groups up to this size in prefilter mode (no per-layer groups)
-PREFILTER_MAX_ITEMS = 96  # items used in prefilter mode unless --max-items says otherwise
+DEFAULT_TOP_K = 8
+PREFILTER_MAX_GROUP = 4  # ranked role groups up to this size in prefilter mode (no per-layer groups)
+PREFILTER_MAX_ITEMS = 64  # items used in prefilter mode unless --max-items says otherwise
 
 
 def resolve_mode(mode: str, device: str, n_heads_total: int) -> str:

@@ -6,8 +6,8 @@ For each role with a behavioural signature (:mod:`headwiki.ablation.signature`):
 * previous_token -> D and the labelled induction heads' induction score (K-composition);
 * duplicate_token -> none known that isolates it: a row says so and nothing is claimed.
 
-The labelled heads (detector `roles`, ranked by the role's score) are zero-ablated together as
-groups top1, top3, top5 and all. Effect = fraction of the clean signature removed
+The labelled heads (detector `roles`, ranked by the role's score) are ablated together (zero and
+mean ablation, separately) as groups top1, top3, top5 and all. Effect = fraction of the clean signature removed
 (1 - mean ablated / mean clean, ratio of means over sequences), 95% CI by bootstrap over
 sequences. Each group is compared with `n_random` (>= 10) random head sets with the same layer
 multiset, drawn from the heads of those layers that hold neither the role nor the signature's
@@ -53,6 +53,10 @@ from headwiki.stats import bootstrap_ratio_ci, paired_permutation_pvalue
 PASS_NAME = "validate"
 ALPHA = 0.01
 GROUP_KS: tuple[int, ...] = (1, 3, 5)
+# Groups are ablated both ways: zero ablation can break a head off-distribution (on SmolLM2 zero-ablating
+# the unlabelled L1H4 alone removes most of the in-context effect, mean ablation of it nothing), so a
+# random set that happens to hold such a head is a misleading control under zero ablation alone.
+GROUP_ABLATIONS: tuple[str, ...] = ("zero", "mean")
 DEFAULT_N_SEQS = 16
 DEFAULT_HALF_LEN = 12
 DEFAULT_SINGLE_TOP_K = 24  # prefilter mode: single heads ablated exactly by attribution rank (plus as many random)
@@ -90,9 +94,9 @@ class ValidateResult:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def floors(self) -> pd.DataFrame:
-        """The labelled-group rows (group 'all', zero ablation) with their verdicts."""
+        """The labelled-group rows (group 'all', every ablation) with their verdicts."""
         sel = self.rows[(self.rows.group_name == "all") & self.rows.effect.notna()]
-        return sel[["role", "signature", "k", "effect", "effect_lo", "effect_hi", "random_mean", "random_max",
+        return sel[["role", "signature", "ablation", "k", "effect", "effect_lo", "effect_hi", "random_mean", "random_max",
                     "p_rank", "p_paired", "significant"]]
 
 
@@ -149,9 +153,9 @@ def matched_random_sets(group: list[tuple[int, int]], excluded: set[tuple[int, i
     return sets
 
 
-def group_sizes(n_labelled: int) -> list[tuple[str, int]]:
-    """(name, k): top1/top3/top5 below the label count, then 'all'."""
-    return [(f"top{k}", k) for k in GROUP_KS if k < n_labelled] + ([("all", n_labelled)] if n_labelled else [])
+def group_sizes(n_labelled: int, ks: tuple[int, ...] = GROUP_KS) -> list[tuple[str, int]]:
+    """(name, k): top-k for each k in `ks` below the label count, then 'all'."""
+    return [(f"top{k}", k) for k in ks if k < n_labelled] + ([("all", n_labelled)] if n_labelled else [])
 
 
 def validate_model(
@@ -168,6 +172,8 @@ def validate_model(
     max_rows: int = 64,
     mode: str = "auto",
     top_k: int = DEFAULT_SINGLE_TOP_K,
+    ks: tuple[int, ...] = GROUP_KS,
+    group_ablations: tuple[str, ...] = GROUP_ABLATIONS,
     skip_if_done: bool = False,
 ) -> ValidateResult | SkippedPass:
     """Run the causal-validation pass (module docstring) on `loaded`; write it to `db_path` in one transaction."""
@@ -183,7 +189,7 @@ def validate_model(
     tokens = repeat_sequences(ordinary_token_ids(tokenizer, info.d_vocab), n_seqs, seq_len, bos_id(tokenizer), seed + SEED_OFFSET)
     labelled = {role: labelled_heads(frame, role) for role in ROLE_SIGNATURES}
     params = {"n_seqs": n_seqs, "seq_len": seq_len, "n_random": n_random, "n_compare": n_compare, "seed": seed,
-              "mode": mode, "top_k": top_k,
+              "mode": mode, "top_k": top_k, "ks": list(ks), "group_ablations": list(group_ablations),
               "n_boot": n_boot, "n_perm": n_perm, "labelled": {r: [head_label(*x) for x in v] for r, v in labelled.items()}}
     data_hash = tokens_hash(tokens)
     fp = fingerprint(PASS_NAME, info, params, data_hash)
@@ -214,13 +220,14 @@ def validate_model(
         if not sigs or not heads:
             continue
         excluded = set(heads) | set(induction_heads)
-        for name, k in group_sizes(len(heads)):
+        for name, k in group_sizes(len(heads), ks):
             group = heads[:k]
-            randoms = matched_random_sets(group, excluded, n_heads, n_random, rng)
-            plan.append({"role": role, "name": name, "k": k, "heads": group, "spec": len(specs),
-                         "random": list(range(len(specs) + 1, len(specs) + 1 + n_random)), "random_heads": randoms})
-            specs.append((replica(group), "zero"))
-            specs.extend((replica(r), "zero") for r in randoms)
+            randoms = matched_random_sets(group, excluded, n_heads, n_random, rng)  # the same sets for every ablation
+            for kind in group_ablations:
+                plan.append({"role": role, "name": name, "k": k, "heads": group, "spec": len(specs), "ablation": kind,
+                             "random": list(range(len(specs) + 1, len(specs) + 1 + n_random)), "random_heads": randoms})
+                specs.append((replica(group), kind))
+                specs.extend((replica(r), kind) for r in randoms)
     t0 = time.perf_counter()
     with progress_task(f"validate {info.name}: labelled vs random head sets", len(specs)) as bar:
         g_drop, g_scores = runner.measure(specs, progress=bar)
@@ -316,7 +323,7 @@ def _rows(plan: list[dict[str, Any]], g_drop: np.ndarray, g_scores: np.ndarray, 
           clean_ind: np.ndarray | None, labelled: dict[str, list[tuple[int, int]]], model_id: str, run_id: str,
           n_seqs: int, seq_len: int, n_boot: int, n_perm: int, seed: int) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
-    base = {"model_id": model_id, "ablation": "zero", "n_seqs": n_seqs, "seq_len": seq_len, "run_id": run_id}
+    base = {"model_id": model_id, "n_seqs": n_seqs, "seq_len": seq_len, "run_id": run_id}
     for p in plan:
         for sig in ROLE_SIGNATURES[p["role"]]:
             if sig == DROP:
@@ -327,7 +334,7 @@ def _rows(plan: list[dict[str, Any]], g_drop: np.ndarray, g_scores: np.ndarray, 
                 ablated = g_scores[p["spec"]].mean(-1)
                 randoms, clean = g_scores[p["random"]].mean(-1), clean_ind
             stats = _effect_row(ablated, randoms, clean, n_boot, n_perm, seed)
-            rows.append({**base, "role": p["role"], "signature": sig, "group_name": p["name"], "k": p["k"],
+            rows.append({**base, "ablation": p["ablation"], "role": p["role"], "signature": sig, "group_name": p["name"], "k": p["k"],
                          "heads": [head_label(*x) for x in p["heads"]], "note": SIGNATURE_TEXT[sig] + stats.pop("note_suffix", ""),
                          **stats})
     for role, sigs in ROLE_SIGNATURES.items():
@@ -337,7 +344,7 @@ def _rows(plan: list[dict[str, Any]], g_drop: np.ndarray, g_scores: np.ndarray, 
             note = f"no head holds the {role} label: nothing to validate"
         else:
             continue
-        rows.append({**base, "role": role, "signature": "none", "group_name": "all", "k": len(labelled[role]),
+        rows.append({**base, "ablation": "zero", "role": role, "signature": "none", "group_name": "all", "k": len(labelled[role]),
                      "heads": [head_label(*x) for x in labelled[role]], "note": note, "significant": False})
     frame = pd.DataFrame(rows)
     for col in ("effect", "effect_lo", "effect_hi", "clean_value", "random_mean", "random_min", "random_max", "p_rank", "p_paired"):

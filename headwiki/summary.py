@@ -87,9 +87,44 @@ def validation(con: Any, model_id: str) -> pd.DataFrame:
     has = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'role_validation'").fetchall()[0][0]
     if not has:
         return pd.DataFrame()
-    rows = con.execute("SELECT * FROM role_validation WHERE model_id = ? AND group_name = 'all' ORDER BY role, signature",
+    rows = con.execute("SELECT * FROM role_validation WHERE model_id = ? AND group_name = 'all' ORDER BY role, signature, ablation DESC",
                        [model_id]).fetchdf()
     return validation_table(rows) if len(rows) else rows
+
+
+def approximations(con: Any, model_id: str) -> list[str]:
+    """What the latest ablate and validate runs measured exactly and what they estimated (from runs.provenance)."""
+    import json
+
+    lines = []
+    for pass_name in ("ablate", "validate"):
+        row = con.execute("SELECT provenance, params FROM runs WHERE model_id = ? AND pass_name = ? AND status = 'finished' "
+                          "ORDER BY finished_at DESC LIMIT 1", [model_id, pass_name]).fetchall()
+        if not row:
+            continue
+        prov, params = json.loads(row[0][0] or "{}"), json.loads(row[0][1] or "{}")
+        if pass_name == "ablate":
+            pre = prov.get("prefilter")
+            if pre:
+                agree = "; ".join(f"{k}: Spearman {a['spearman']:+.2f}, top-{a['k']} recall {a['top_k_recall']:.2f}, "
+                                  f"{a['random_check_beating_top_k_floor']}/{a['random_check_size']} random-check heads beat the top-K floor"
+                                  for k, a in pre["agreement"].items())
+                lines.append(f"ablate: EXACT for {len(pre['top']) + len(pre['random_check'])} heads (top {len(pre['top'])} by attribution "
+                             f"+ {len(pre['random_check'])} random) on {pre['max_items']} items; ESTIMATED (attribution patching) for "
+                             f"the rest; {pre['groups']}. Attribution vs exact: {agree}")
+            else:
+                lines.append(f"ablate: EXACT for every head ({prov.get('n_items')} items)")
+        else:
+            pre = prov.get("single_head_prefilter")
+            groups = f"labelled groups vs {params.get('n_random')} matched random sets: EXACT ({params.get('n_seqs')} sequences)"
+            if pre:
+                a = pre["agreement"]
+                lines.append(f"validate: {groups}; single-head shares EXACT for {a['n_measured']} heads (top {a['k']} by attribution "
+                             f"+ {len(pre['random_check'])} random), ESTIMATED for the rest (Spearman {a['spearman']:+.2f}, "
+                             f"top-{a['k']} recall {a['top_k_recall']:.2f})")
+            else:
+                lines.append(f"validate: {groups}; single-head shares EXACT for every head")
+    return lines
 
 
 def print_build_summary(report: BuildReport) -> None:
@@ -108,5 +143,7 @@ def print_build_summary(report: BuildReport) -> None:
                     click.echo(f"{title}: none")
                 else:
                     emit(frame, "table", title=title)
+            for line in approximations(con, model_id):
+                click.echo(line)
     click.echo(f"\ndatabase: {report.db_path}   site: {report.out_dir / 'index.html'}   "
                f"({report.seconds:.1f} s, peak RSS {report.peak_rss_mb:.0f} MB)")

@@ -422,14 +422,14 @@ def _pct(v: Any) -> str:
 
 
 def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
-    """The causal validation of `role` in `model`: one block per signature (a sentence, a strip plot, the rows),
+    """The causal validation of `role` in `model`: one block per signature and ablation (a sentence, a strip plot, the rows),
     or one block with the stored note when the role has no signature or no labelled head. [] when never validated."""
     v = model.validation
     if v is None or v.empty:
         return []
-    rows = v[(v["role"] == role) & (v["ablation"] == "zero")]
+    rows = v[v["role"] == role]
     blocks = []
-    for sig, part in rows.groupby("signature", sort=True):
+    for (sig, ablation), part in rows.groupby(["signature", "ablation"], sort=True):
         recs = sorted(part.to_dict("records"), key=lambda r: GROUP_ORDER.get(str(r["group_name"]), 9))
         if sig == "none" or all(_num(r.get("effect")) is None for r in recs):
             blocks.append({"signature": sig, "note": recs[0].get("note") or "", "sentence": "", "svg": "", "rows": []})
@@ -438,7 +438,7 @@ def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
         k = int(full["k"])
         what = SIGNATURE_WORDS.get(str(sig), str(sig))
         randoms = [float(x) for x in (full.get("random_effects") if full.get("random_effects") is not None else [])]
-        sentence = (f"Zero-ablating the {k} labelled {role_label(role)} head{'s' if k != 1 else ''} together removes "
+        sentence = (f"{str(ablation).capitalize()}-ablating the {k} labelled {role_label(role)} head{'s' if k != 1 else ''} together removes "
                     f"{_pct(full['effect'])} [95% CI {_pct(full['effect_lo'])}, {_pct(full['effect_hi'])}] of {what}")
         if randoms:
             sentence += (f"; {len(randoms)} random {k}-head sets from the same layers remove {_pct(full['random_mean'])} on average "
@@ -461,9 +461,9 @@ def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
                              if _num(r.get("random_mean")) is not None else "no matched set"),
                   "p": (f"{_num(r['p_rank']):.2g} / {_num(r['p_paired']):.2g}" if _num(r.get("p_rank")) is not None else "–"),
                   "significant": bool(r["significant"])} for r in recs]
-        blocks.append({"signature": str(sig), "what": what, "sentence": sentence, "note": full.get("note") or "",
+        blocks.append({"signature": str(sig), "ablation": str(ablation), "what": what, "sentence": sentence, "note": full.get("note") or "",
                        "n_seqs": full.get("n_seqs"), "seq_len": full.get("seq_len"),
-                       "svg": validation_svg(groups, role_color(role), f"{role_label(role)}: fraction of {sig} removed"),
+                       "svg": validation_svg(groups, role_color(role), f"{role_label(role)}: fraction of {sig} removed ({ablation} ablation)"),
                        "rows": table})
     return blocks
 
