@@ -74,7 +74,8 @@ def test_toy_validation_end_to_end(tmp_path: Path) -> None:
                             "WHERE model_id = 'toy' ORDER BY layer, head").fetchdf()
         run = con.execute("SELECT count(*) FROM runs WHERE pass_name = 'validate' AND run_id = ?", [result.run_id]).fetchall()
     assert run[0][0] == 1 and len(rows) == len(result.rows) and len(heads) == 16
-    prev = rows[(rows.role == "previous_token") & (rows.group_name == "all")].set_index("signature")
+    assert set(rows[rows.signature != "none"].ablation) == {"zero", "mean"}
+    prev = rows[(rows.role == "previous_token") & (rows.group_name == "all") & (rows.ablation == "zero")].set_index("signature")
     assert prev.loc["induction_heads_score", "effect"] > 0.5 > prev.loc["induction_heads_score", "random_max"]
     assert bool(prev.loc["induction_heads_score", "significant"])
     assert (rows[rows.signature != "none"].n_random.isin([0, 10])).all()
