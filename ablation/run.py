@@ -7,6 +7,7 @@ model row (if missing), the negation columns of `heads`, `negation_baselines`, `
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Sequence
@@ -24,6 +25,10 @@ from headwiki.ablation.groups import ROLE_COLUMNS, HeadGroup, layer_groups, role
 from headwiki.ablation.items import CONDITIONS, Dataset, default_dataset, resolve_dataset
 from headwiki.ablation.negation_specific import (
     RULE_TEXT, ReversalEffects, kinds_disagree, negation_roles, reversal_effects,
+)
+from headwiki.ablation.prefilter import (
+    DEFAULT_TOP_K, PREFILTER_MAX_GROUP, PREFILTER_MAX_ITEMS, Selection, agreement, expand, q_over_all_heads,
+    resolve_mode, select_heads,
 )
 from headwiki.ablation.scoring import bridge_encoder, check_known_tokens, encode_items, logit_diffs
 from headwiki.ablation.sweep import ABLATIONS, RESAMPLE, RESAMPLE_DRAWS, AblationRunner
@@ -112,13 +117,22 @@ def ablate_model(
     attribution: bool = True,
     prefix_reuse: bool = True,
     skip_if_done: bool = False,
+    mode: str = "auto",
+    top_k: int = DEFAULT_TOP_K,
 ) -> AblateResult | SkippedPass:
     """Run the negation-ablation pass on `loaded` and write it to `db_path` (see module docstring).
 
     skip_if_done: return a SkippedPass when a finished run with identical parameters, items and
     detector role scores (which pick the ranked groups) exists in the database.
+    mode: exact (every head) | prefilter (attribution for every head, exact for the top_k + top_k random
+    others; see headwiki.ablation.prefilter) | auto (prefilter on CPU for models with many heads).
     """
     kinds = parse_ablations(ablations)
+    mode = resolve_mode(mode, loaded.info.device, loaded.info.n_layers * loaded.info.n_heads)
+    if mode == "prefilter" and max_items is None:
+        max_items = PREFILTER_MAX_ITEMS
+    if top_k < 1:
+        raise HeadwikiError(f"--top-k must be >= 1, got {top_k}")
     if batch_size < 1:
         raise HeadwikiError(f"--batch-size must be >= 1, got {batch_size}")
     if n_boot < 1 or n_perm < 1:
@@ -135,6 +149,8 @@ def ablate_model(
     role_scores = _read_role_scores(db_path, info.name) if groups else {}
     params = {"dataset": ds.name, "ablations": list(kinds), "seed": seed, "batch_size": batch_size, "max_items": max_items,
               "n_boot": n_boot, "n_perm": n_perm, "groups": groups, "attribution": attribution}
+    if mode == "prefilter":  # exact-mode fingerprints stay what they were
+        params.update(mode=mode, top_k=top_k)
     roles_key = hashlib.sha256("".join(f"{r}:{f.to_json()}" for r, f in sorted(role_scores.items())).encode()).hexdigest()[:16]
     code = {"ablation pass": PASS_VERSION, "ablation pass source": source_digest("headwiki.ablation")}
     fp_inputs = fingerprint_inputs(PASS_NAME, info, params, f"{ds.hash}:{roles_key}", code)
@@ -157,21 +173,28 @@ def ablate_model(
     base_vals = item_values(clean.slot_lp.cpu()).numpy()  # [n, 5]
     clusters, cluster_unit = cluster_labels([it.template for it in ds.items], [it.id for it in ds.items])
 
-    t0 = time.perf_counter()
-    with progress_task(f"ablating heads ({'+'.join(kinds)})", n_layers * n_heads * len(kinds)) as bar:
-        swept = runner.sweep(kinds, progress=bar)
-    timings["sweep_s"] = time.perf_counter() - t0
-
     atp: dict[str, dict[str, torch.Tensor]] | None = None
-    if attribution:
+    if attribution or mode == "prefilter":
         t0 = time.perf_counter()
         atp = attribution_estimates(runner, [k for k in kinds if k in ATP_KINDS])
         timings["attribution_s"] = time.perf_counter() - t0
+    selection: Selection | None = None
+    t0 = time.perf_counter()
+    if mode == "prefilter":
+        assert atp is not None
+        selection = select_heads(atp["sens"], top_k, seed)
+        swept = _sweep_selected(runner, kinds, selection, n_layers, n_heads, enc.n_slots)
+    else:
+        with progress_task(f"ablating heads ({'+'.join(kinds)})", n_layers * n_heads * len(kinds)) as bar:
+            swept = runner.sweep(kinds, progress=bar)
+    timings["sweep_s"] = time.perf_counter() - t0
 
     group_list: list[HeadGroup] = []
     group_lp = torch.zeros(0, enc.n_slots)
     if groups:
         group_list = role_groups(role_scores) + layer_groups(n_layers, n_heads)
+        if mode == "prefilter":  # small ranked role groups and the all-heads check; no per-layer groups
+            group_list = [g for g in group_list if (g.kind == "role" and g.k <= PREFILTER_MAX_GROUP) or g.kind == "all"]
         specs = [(g.replica, k) for k in kinds for g in group_list]
         t0 = time.perf_counter()
         with progress_task("ablating head groups", len(specs)) as bar:
@@ -183,14 +206,39 @@ def ablate_model(
     effects: dict[str, Effects] = {}
     reversals: dict[str, ReversalEffects] = {}
     base_ld = logit_diffs(clean.slot_lp.cpu().double()).numpy()  # [n, 3]
+    measured = selection.measured if selection is not None else list(range(m))
     for i, k in enumerate(kinds):
-        ablated = swept[k].reshape(m, -1)
-        effects[k] = paired_effects(base_vals, item_values(ablated).numpy(), clusters, n_boot=n_boot, n_perm=n_perm,
-                                    seed=seed + 10 * i)
-        reversals[k] = reversal_effects(base_ld, logit_diffs(ablated.double()).numpy(), clusters, n_boot=n_boot,
-                                        n_perm=n_perm, seed=seed + 10 * i + 5)
-    heads = _heads_frame(effects, reversals, atp, kinds, n_layers, n_heads, ds.name)
+        ablated = swept[k].reshape(m, -1)[measured]
+        e = paired_effects(base_vals, item_values(ablated).numpy(), clusters, n_boot=n_boot, n_perm=n_perm, seed=seed + 10 * i)
+        r = reversal_effects(base_ld, logit_diffs(ablated.double()).numpy(), clusters, n_boot=n_boot, n_perm=n_perm,
+                             seed=seed + 10 * i + 5)
+        if selection is not None:  # back to one row per head: NaN where not measured, q over all heads
+            e = dataclasses.replace(e, delta=expand(e.delta, measured, m), lo=expand(e.lo, measured, m),
+                                    hi=expand(e.hi, measured, m), p=expand(e.p, measured, m),
+                                    q=q_over_all_heads(e.p, measured, m))
+            r = dataclasses.replace(r, delta=expand(r.delta, measured, m), lo=expand(r.lo, measured, m),
+                                    hi=expand(r.hi, measured, m), p=expand(r.p, measured, m),
+                                    q=q_over_all_heads(r.p[:, None], measured, m)[:, 0])
+        effects[k], reversals[k] = e, r
+    heads = _heads_frame(effects, reversals, atp if attribution or selection is not None else None, kinds, n_layers,
+                         n_heads, ds.name)
+    heads["ablation_exact"] = [selection is None or i in set(measured) for i in range(m)]
+    heads["ablation_selected_by"] = pd.Series([("all" if selection is None else selection.source(i)) for i in range(m)], dtype=object)
     provenance = _provenance(runner, ds, enc, cluster_unit, timings, effects, atp, kinds, role_scores, groups)
+    provenance["mode"] = mode
+    if selection is not None:
+        assert atp is not None
+        provenance["prefilter"] = {
+            "top_k": len(selection.top), "top": [head_label(i // n_heads, i % n_heads) for i in selection.top],
+            "random_check": [head_label(i // n_heads, i % n_heads) for i in selection.random],
+            "max_items": max_items, "groups": f"ranked role groups up to k={PREFILTER_MAX_GROUP} and all heads",
+            "agreement": {k: agreement(atp["sens"][k].reshape(-1).numpy(), effects[k].delta[:, METRICS.index("sens")], selection)
+                          for k in kinds if k in atp["sens"]},
+        }
+        for k, a in provenance["prefilter"]["agreement"].items():
+            log(f"prefilter ({k}): exact ablation of {a['n_measured']} of {m} heads (top {a['k']} by attribution + "
+                f"{a['random_check_size']} random); attribution vs exact on them: Spearman {a['spearman']:+.2f}, "
+                f"top-{a['k']} recall {a['top_k_recall']:.2f}; the other {m - a['n_measured']} heads are estimates")
     provenance["kernels"] = describe_kernels(bridge)  # stock PyTorch or the opt-in oneDNN route
     provenance["fingerprint_inputs"] = fp_inputs  # lets a later build say why it re-runs
     provenance["permutation"] = {k: {"exact": e.p_exact, "p_floor": e.p_floor, "n_flip_units": e.n_flip_units,
@@ -222,6 +270,20 @@ def ablate_model(
                    provenance=provenance, fingerprint=fp)
     return AblateResult(run_id, info.name, ds.name, len(ds.items), kinds, heads, baselines, items_frame, effects_frame,
                         groups_frame, provenance)
+
+
+def _sweep_selected(runner: AblationRunner, kinds: tuple[str, ...], selection: Selection, n_layers: int, n_heads: int,
+                    n_slots: int) -> dict[str, torch.Tensor]:
+    """Exact single-head ablations of the selected heads only: {kind: [n_layers, n_heads, n_slots]}, NaN elsewhere."""
+    measured = selection.measured
+    specs = [({i // n_heads: (i % n_heads,)}, k) for k in kinds for i in measured]
+    with progress_task(f"ablating {len(measured)} selected heads ({'+'.join(kinds)})", len(specs)) as bar:
+        lp = runner.run_specs(specs, progress=bar)
+    out = {k: torch.full((n_layers, n_heads, n_slots), float("nan")) for k in kinds}
+    for j, (replica, k) in enumerate(specs):
+        (layer, heads_), = replica.items()
+        out[k][layer, heads_[0]] = lp[j]
+    return out
 
 
 def parse_ablations(ablations: Sequence[str]) -> tuple[str, ...]:
@@ -319,6 +381,12 @@ def _describe(col: str, cluster_unit: str) -> str:
         return "which ablation kinds disagree on which effect, in words (NULL when they agree)"
     if col == "negation_dataset":
         return "the dataset the negation columns were computed on"
+    if col == "ablation_exact":
+        return ("true: this head's negation columns come from exact ablations; false: it was not ablated exactly "
+                "(prefilter mode) and only its attribution estimates (_atp_ columns) exist")
+    if col == "ablation_selected_by":
+        return ("why the head was ablated exactly: all (exact mode), attribution_top_k (top-K by |attribution estimate of "
+                "delta S|), random_check (a random head measured to check what the prefilter misses), NULL (estimate only)")
     for suffix, what in (("_lo", "lower bound of the 95% bootstrap CI of"), ("_hi", "upper bound of the 95% bootstrap CI of")):
         if col.endswith(suffix):
             return f"{what} {col[: -len(suffix)]} (resampling {cluster_unit}s as clusters)"
@@ -404,7 +472,7 @@ def _item_effects_frame(ds: Dataset, clean_lp: torch.Tensor, swept: dict[str, to
             "item_id": ids[item.ravel()], "d_ld_aff": d[..., 0].ravel(), "d_ld_neg": d[..., 1].ravel(),
             "d_ld_ctrl": d[..., 2].ravel(), "d_sensitivity": (d[..., 2] - d[..., 1]).ravel(),
         }))
-    frame = pd.concat(parts, ignore_index=True)
+    frame = pd.concat(parts, ignore_index=True).dropna(subset=["d_ld_neg"]).reset_index(drop=True)  # prefilter: measured heads only
     frame["model_id"], frame["dataset"] = model_id, ds.name
     return frame
 

@@ -23,6 +23,10 @@ DDL: tuple[str, ...] = (
         n_ctx INTEGER, d_vocab INTEGER, n_params BIGINT, positional_embedding VARCHAR,
         dtype VARCHAR, device VARCHAR, added_at TIMESTAMP
     )""",
+    # GGUF sources (added in schema 1; idempotent for files written before): quantization, file digest, float dtype.
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS quantization VARCHAR",
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS file_sha256 VARCHAR",
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS dequantized_dtype VARCHAR",
     """CREATE TABLE IF NOT EXISTS runs (
         run_id VARCHAR PRIMARY KEY,
         model_id VARCHAR, pass_name VARCHAR, params JSON, data_hash VARCHAR, seed INTEGER, n INTEGER,
@@ -86,12 +90,21 @@ DDL: tuple[str, ...] = (
     *(f"ALTER TABLE negation_groups ADD COLUMN IF NOT EXISTS reversal_delta{s} DOUBLE" for s in ("", "_lo", "_hi", "_p")),
     # which weights + config a model_id stands for (headwiki.models.model_fingerprint)
     "ALTER TABLE models ADD COLUMN IF NOT EXISTS fingerprint VARCHAR",
+    # Causal validation of roles (headwiki.ablation.validation): labelled heads ablated as a group vs matched random sets.
+    """CREATE TABLE IF NOT EXISTS role_validation (
+        model_id VARCHAR, role VARCHAR, signature VARCHAR, group_name VARCHAR, k INTEGER, heads VARCHAR[],
+        ablation VARCHAR, effect DOUBLE, effect_lo DOUBLE, effect_hi DOUBLE, clean_value DOUBLE,
+        random_mean DOUBLE, random_min DOUBLE, random_max DOUBLE, random_effects DOUBLE[], n_random INTEGER,
+        p_rank DOUBLE, p_paired DOUBLE, significant BOOLEAN, n_seqs INTEGER, seq_len INTEGER, note VARCHAR,
+        run_id VARCHAR,
+        PRIMARY KEY (model_id, role, signature, group_name, ablation)
+    )""",
 )
 
 # Tables whose rows belong to one model (cleared per model when a pass rewrites them).
 MODEL_TABLES: tuple[str, ...] = (
     "heads", "metrics", "head_examples", "negation_baselines", "negation_items",
-    "negation_item_effects", "negation_groups",
+    "negation_item_effects", "negation_groups", "role_validation",
 )
 
 LONG_VIEW = "head_metrics_long"

@@ -188,6 +188,8 @@ def write_model(con: duckdb.DuckDBPyConnection, info: Mapping[str, Any]) -> None
         "source", "path", "revision", "architecture", "n_layers", "n_heads", "n_kv_heads", "d_model",
         "d_head", "n_ctx", "d_vocab", "n_params", "positional_embedding", "dtype", "device")}
     row["fingerprint"] = info.get("fingerprint") or None
+    for key in ("quantization", "file_sha256", "dequantized_dtype"):  # GGUF sources only; NULL otherwise
+        row[key] = info.get(key) or None
     row["model_id"] = info["name"]
     row["added_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
     frame = pd.DataFrame([row])

@@ -38,8 +38,12 @@ def control_key(arch: str, data_hash: str, seed: int) -> str:
     return f"{arch}-{data_hash[:8]}-s{seed}"
 
 
-def build_control_bridge(path: str, tokenizer: Any, device: torch.device | str, seed: int) -> Any:
-    """A random-init bridge with the architecture of the model at `path` (config only, no weights)."""
+def build_control_bridge(path: str, tokenizer: Any, device: torch.device | str, seed: int, hf_config: Any = None) -> Any:
+    """A random-init bridge with the architecture of the model at `path` (config only, no weights).
+
+    hf_config: build from this HF config instead of reading `path` (sources without a config.json,
+    e.g. a .gguf file): ``AutoModelForCausalLM.from_config`` under the same seed.
+    """
     import warnings
 
     from transformer_lens.model_bridge import TransformerBridge
@@ -49,7 +53,13 @@ def build_control_bridge(path: str, tokenizer: Any, device: torch.device | str, 
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.manual_seed(seed)
-        bridge = TransformerBridge.boot_transformers(path, load_weights=False, tokenizer=tokenizer, device=str(device))
+        if hf_config is not None:
+            from transformers import AutoModelForCausalLM
+
+            hf_model = AutoModelForCausalLM.from_config(hf_config)
+            bridge = TransformerBridge.boot_transformers(path, hf_model=hf_model, tokenizer=tokenizer, device=str(device))
+        else:
+            bridge = TransformerBridge.boot_transformers(path, load_weights=False, tokenizer=tokenizer, device=str(device))
     bridge.original_model.to(device)
     # fused activations only: no packed oneDNN copy of the weights, so the control costs one weight-size of
     # memory beside the model, not two (its forwards use PyTorch's GEMM)

@@ -174,7 +174,9 @@ def compute_detections(
         n_control = n_forward_batches(inputs.tokens, registry, batch_size, only=set(ROLES))
         gc.collect()
         with progress_task(f"control {info.name} (random init)", n_control) as bar:
-            control_bridge = control_mod.build_control_bridge(info.path, bridge.tokenizer, device, seed)
+            control_bridge = control_mod.build_control_bridge(
+                info.path, bridge.tokenizer, device, seed,
+                hf_config=bridge.original_model.config if info.source == "gguf" else None)
             ctrl = control_mod.compute_controls(control_bridge, inputs.tokens, registry, meta, batch_size, bar.advance)
             del control_bridge
         gc.collect()

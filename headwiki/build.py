@@ -1,4 +1,4 @@
-"""`headwiki build`: detect -> ablate -> site for each model into one DB and one site, resumably.
+"""`headwiki build`: detect -> ablate -> validate -> site for each model into one DB and one site, resumably.
 
 Each pass skips itself when a finished run with the same parameters and data hash is already in
 the database (unless force=True), so re-running a build is a no-op and an interrupted build
@@ -41,6 +41,7 @@ def build(
     force: bool = False,
     detect_options: dict[str, Any] | None = None,
     ablate_options: dict[str, Any] | None = None,
+    validate_options: dict[str, Any] | None = None,
     site: bool = True,
 ) -> BuildReport:
     """Run every pass for every model (in order), then render the site from the database.
@@ -54,7 +55,7 @@ def build(
     for spec in models:  # a bad --model or --dataset fails before any pass runs for any model
         name, source, path = resolve_source(spec)
         check_dataset_spec(_dataset_for(spec, dataset))
-        if source != "hub" and _dataset_for(spec, dataset) != "multinli":  # tokenizer on disk: check it reads the items
+        if source in ("toy", "local") and _dataset_for(spec, dataset) != "multinli":  # tokenizer on disk: check it reads the items
             check_local_tokenizer_reads(path, name, _dataset_for(spec, dataset), default_dataset(spec))
     # one build at a time per database: a second one waits here, then skips what the first finished
     with write_lock(db_path, f"build {' '.join(models)}"):
@@ -73,6 +74,7 @@ def _build_locked(
     dtype: str, force: bool, detect_options: dict[str, Any] | None, ablate_options: dict[str, Any] | None, site: bool,
 ) -> BuildReport:
     from headwiki.ablation.run import ablate_model
+    from headwiki.ablation.validation import validate_model
     from headwiki.detectors.run import detect_model
     from headwiki.wiki.render import render_site
 
@@ -87,9 +89,11 @@ def _build_locked(
         ablated = ablate_model(
             loaded, db_path, dataset=_dataset_for(spec, dataset), skip_if_done=not force, **(ablate_options or {})
         )
+        validated = validate_model(loaded, db_path, skip_if_done=not force, **(validate_options or {}))
         report.passes[model_id] = {
             "detect": "skipped" if getattr(detected, "skipped", False) else "ran",
             "ablate": "skipped" if getattr(ablated, "skipped", False) else "ran",
+            "validate": "skipped" if getattr(validated, "skipped", False) else "ran",
         }
         del loaded
     if site:

@@ -19,6 +19,7 @@ _LAZY_COMMANDS = {
     "heads": "headwiki.detectors.cli:heads",
     "query": "headwiki.db.cli:query",
     "ablate": "headwiki.ablation.cli:ablate",
+    "validate": "headwiki.ablation.cli:validate",
     "site": "headwiki.wiki.cli:site",
     "toy": "headwiki.toy.cli:toy",
 }

@@ -20,6 +20,7 @@ import torch
 
 from headwiki.errors import HeadwikiError
 from headwiki.kernels import speed_up
+from headwiki.progress import log
 
 TOY_NAME = "toy"
 TOY_DIR = Path(__file__).resolve().parent / "toy" / "model"
@@ -36,8 +37,8 @@ class ModelInfo:
     """What a pass needs to know (and store) about the model it ran on."""
 
     name: str  # identifier stored as models.model_id ("toy", "gpt2", "my_model")
-    source: str  # "toy" | "local" | "hub"
-    path: str  # local directory or hub id it was loaded from
+    source: str  # "toy" | "local" | "hub" | "gguf"
+    path: str  # local directory, .gguf file or hub id it was loaded from
     revision: str  # hub commit hash, or sha256 (16 hex) of the local weight files
     architecture: str
     n_layers: int
@@ -52,6 +53,9 @@ class ModelInfo:
     dtype: str
     device: str
     fingerprint: str = ""  # sha256 (16 hex) of config + weights: the same model_id must always mean the same model
+    quantization: str = ""  # GGUF sources: file type and tensor types, e.g. "MOSTLY_Q4_1 (tensors: Q4_1 x210, ...)"
+    file_sha256: str = ""  # GGUF sources: sha256 of the .gguf file
+    dequantized_dtype: str = ""  # GGUF sources: the float dtype the quantized weights were expanded to
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -181,10 +185,12 @@ def check_local_model(directory: Path) -> None:
 
 
 def resolve_source(spec: str) -> tuple[str, str, str]:
-    """Map a --model value to (name, source, path). Local directories win over hub ids.
+    """Map a --model value to (name, source, path). Local directories and .gguf files win over hub ids.
 
     'NAME=SOURCE' stores SOURCE under the model id NAME (two directories both called `checkpoint`
-    need two names); otherwise the id is 'toy', the hub id, or the directory's name."""
+    need two names); otherwise the id is 'toy', the hub id, the directory's name or the .gguf file's stem."""
+    from headwiki.gguf_source import GGUF_SUFFIX, read_gguf_meta
+
     chosen, spec = split_model_id(spec)
     if chosen is not None:
         _, source, path = resolve_source(spec)
@@ -194,7 +200,16 @@ def resolve_source(spec: str) -> tuple[str, str, str]:
             raise HeadwikiError(f"the embedded toy model is missing at {TOY_DIR}: reinstall headwiki or run `headwiki toy train`")
         return TOY_NAME, "toy", str(TOY_DIR)
     path = Path(spec).expanduser()
+    if path.suffix == GGUF_SUFFIX and not path.is_dir():
+        meta = read_gguf_meta(path)  # missing, truncated or unsupported: one line, before any load
+        return meta.path.stem, "gguf", str(meta.path)
     if path.is_dir():
+        ggufs = sorted(path.glob(f"*{GGUF_SUFFIX}"))
+        if not (path / "config.json").exists() and len(ggufs) == 1:
+            meta = read_gguf_meta(ggufs[0])
+            return meta.path.stem, "gguf", str(meta.path)
+        if not (path / "config.json").exists() and len(ggufs) > 1:
+            raise HeadwikiError(f"{spec} holds {len(ggufs)} .gguf files: pass one of them (--model {ggufs[0]})")
         if not (path / "config.json").exists():
             raise HeadwikiError(f"{spec} is a directory but has no config.json: pass a HuggingFace-format model directory")
         return path.resolve().name, "local", str(path.resolve())
@@ -206,7 +221,7 @@ def resolve_source(spec: str) -> tuple[str, str, str]:
 
 
 def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "float32", name: str | None = None) -> LoadedModel:
-    """Boot `spec` (toy | local dir | hub id) on `device` and describe it.
+    """Boot `spec` (toy | local dir | .gguf file or a dir holding one | hub id) on `device` and describe it.
 
     Hub ids honour the HF cache and HF_HUB_OFFLINE; a model that is neither cached nor
     downloadable raises HeadwikiError with the fix.
@@ -216,7 +231,13 @@ def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "
     model_name, source, path = resolve_source(spec)
     device_str = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
-    if source == "hub":
+    gguf_meta = None
+    if source == "gguf":
+        from headwiki.gguf_source import read_gguf_meta
+
+        gguf_meta = read_gguf_meta(path)
+        revision = gguf_meta.sha256[:16]
+    elif source == "hub":
         revision = _cached_hub_revision(path)
         if revision is None and not _hub_reachable():
             raise HeadwikiError(
@@ -230,11 +251,19 @@ def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _quiet_loaders()
-            bridge = TransformerBridge.boot_transformers(path, device=device_str, dtype=torch_dtype)
+            if gguf_meta is not None:
+                from headwiki.gguf_source import load_gguf_hf
+
+                log(f"dequantizing {Path(path).name} ({gguf_meta.quantization}) to {dtype}")
+                hf_model, tokenizer = load_gguf_hf(gguf_meta, torch_dtype)
+                bridge = TransformerBridge.boot_transformers(path, hf_model=hf_model, tokenizer=tokenizer,
+                                                             device=device_str, dtype=torch_dtype)
+            else:
+                bridge = TransformerBridge.boot_transformers(path, device=device_str, dtype=torch_dtype)
     except HeadwikiError:
         raise
     except Exception as exc:
-        if source != "hub":  # a local directory: the files are the problem, not the network
+        if source != "hub":  # local files: the files are the problem, not the network
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise HeadwikiError(
                 f"could not load the model in {path} ({type(exc).__name__}: {first}): check its config.json, "
@@ -252,6 +281,9 @@ def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "
     bridge.eval()
     info = describe(bridge, name or model_name, source, path, revision, dtype, device_str)
     info = dataclasses.replace(info, fingerprint=model_fingerprint(path, info.revision))
+    if gguf_meta is not None:
+        info = dataclasses.replace(info, quantization=gguf_meta.quantization, file_sha256=gguf_meta.sha256,
+                                   dequantized_dtype=dtype)
     return LoadedModel(bridge=bridge, info=info)
 
 

@@ -228,3 +228,26 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
         return float("nan")
     return float(pd.Series(a).rank().corr(pd.Series(b).rank()))
+
+
+def bootstrap_ratio_ci(
+    num: np.ndarray, den: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = CI_LEVEL
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ratio of means sum(num)/sum(den) over samples, with a percentile bootstrap CI resampling samples.
+
+    num: [n, m] (m ratios sharing the denominator), den: [n] -> (ratio [m], lo [m], hi [m]).
+    """
+    a = np.asarray(num, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    d = np.asarray(den, dtype=np.float64)
+    n = a.shape[0]
+    ratio = a.sum(0) / d.sum()
+    if n < 2:
+        return ratio, ratio.copy(), ratio.copy()
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((n_boot, n))
+    np.add.at(counts, (np.repeat(np.arange(n_boot), n), rng.integers(0, n, size=n_boot * n)), 1.0)
+    boots = (counts @ a) / (counts @ d)[:, None]  # [n_boot, m]
+    alpha = (1 - level) / 2
+    return ratio, np.quantile(boots, alpha, axis=0), np.quantile(boots, 1 - alpha, axis=0)

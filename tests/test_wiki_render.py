@@ -51,6 +51,9 @@ def build_real_db(base: Path) -> Path:
     toy = load_model("toy", device="cpu")
     detect_model(toy, db, n_seqs=16, seq_len=24, seed=0)
     ablate_model(toy, db, dataset="toy", ablations=("zero", "mean", "resample"), max_items=48, n_boot=200, n_perm=200)
+    from headwiki.ablation.validation import validate_model
+
+    validate_model(toy, db, n_seqs=8, seq_len=8, n_boot=200, n_perm=200)
     stories = load_model(str(STORIES), device="cpu")
     detect_model(stories, db, n_seqs=8, seq_len=24, seed=0)
     done.write_text("ok\n")
@@ -313,3 +316,33 @@ def test_negation_role_page_shows_the_rule_and_the_numbers_it_used(real_site: Pa
         html = unescape((real_site / urls.role_page(role)).read_text(encoding="utf-8"))
         assert RULE_TEXT in html and "BH q" in html
         assert f"{d_rev:+.3f}" in html or f"{d_rev:.3f}" in html, (label, d_rev)
+
+
+def test_role_and_head_pages_show_causal_validation_from_the_table(real_site: Path, real_site_db: Path) -> None:
+    """The role pages say in words (and draw) what role_validation holds; duplicate-token says it has no signature;
+    causally important heads are listed with zero / mean / resample shares; their head pages carry the sentence."""
+    import duckdb
+
+    from headwiki.wiki.pages import _pct
+
+    con = duckdb.connect(str(real_site_db), read_only=True)
+    try:
+        prev = con.execute("SELECT effect, effect_lo, effect_hi, random_mean, k FROM role_validation WHERE model_id = 'toy' AND "
+                           "role = 'previous_token' AND signature = 'induction_heads_score' AND group_name = 'all' "
+                           "AND ablation = 'zero'").fetchall()[0]
+        important = con.execute("SELECT label, causal_share_zero FROM heads WHERE model_id = 'toy' AND causally_important "
+                                "ORDER BY causal_share_zero DESC").fetchall()
+    finally:
+        con.close()
+    page = unescape(re.sub(r"\s+", " ", (real_site / "roles" / "previous_token.html").read_text()))
+    assert (f"Zero-ablating the {prev[4]} labelled previous-token heads together removes {_pct(prev[0])} "
+            f"[95% CI {_pct(prev[1])}, {_pct(prev[2])}] of the labelled induction heads' induction score") in page
+    assert f"random {prev[4]}-head sets from the same layers remove {_pct(prev[3])} on average" in page
+    assert page.count('<svg class="validation"') >= 4, "a strip plot per signature and ablation"
+    dup = (real_site / "roles" / "duplicate_token.html").read_text()
+    assert "no clean behavioural signature" in dup and '<svg class="validation"' not in dup
+    ind = unescape((real_site / "roles" / "induction.html").read_text())
+    assert "Causally important heads" in ind and important and all(label in ind for label, _ in important)
+    label, share = important[0]
+    head = unescape(re.sub(r"\s+", " ", (real_site / "models" / "toy" / "heads" / f"{label}.html").read_text()))
+    assert f"Zero-ablating {label} alone removes {_pct(share)}" in head

@@ -46,8 +46,11 @@ KNOWN_LABELS = {
     "ctrl": "control accuracy",
     "sens": "negation sensitivity",
     "reversal": "negation-specific reversal",
+    "causal_share_zero": "share of the in-context loss drop (zero ablation, alone)",
+    "causal_share_mean": "share of the in-context loss drop (mean ablation, alone)",
+    "causal_share_resample": "share of the in-context loss drop (resample ablation, alone)",
 }
-KIND_ORDER = {"detector": 0, "negation": 1, "attribution": 2, "peer": 3, "control": 4}
+KIND_ORDER = {"detector": 0, "causal": 1, "negation": 2, "attribution": 3, "peer": 4, "control": 5}
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class MetricDoc:
 
     name: str
     label: str
-    kind: str  # detector | negation | attribution | peer | control
+    kind: str  # detector | causal | negation | attribution | peer | control
     description: str
     data: str
     n: int | None
@@ -68,7 +71,7 @@ class MetricDoc:
     @property
     def heatmap(self) -> bool:
         """Shown as a layer x head heatmap on the model page."""
-        return self.kind in ("detector", "negation")
+        return self.kind in ("detector", "negation") or self.name == "causal_share_zero"
 
 
 @dataclass
@@ -86,6 +89,7 @@ class ModelData:
     effects: pd.DataFrame
     groups: pd.DataFrame
     runs: pd.DataFrame
+    validation: pd.DataFrame = field(default_factory=pd.DataFrame)  # role_validation rows
 
     @property
     def n_layers(self) -> int:
@@ -116,6 +120,8 @@ class SiteData:
 
 
 def metric_kind(name: str) -> str:
+    if name.startswith("causal_share"):
+        return "causal"
     if "_atp_" in name or name.endswith("_atp"):
         return "attribution"
     if name.startswith(NEGATION_PREFIXES):
@@ -252,6 +258,7 @@ def load_site_data(db_path: str | Path) -> SiteData:
                 effects=side("negation_item_effects", "dataset, layer, head, ablation, item_id"),
                 groups=side("negation_groups", "dataset, group_kind, group_name, k, ablation"),
                 runs=runs[runs["model_id"] == mid].reset_index(drop=True) if len(runs) else runs,
+                validation=side("role_validation", "role, signature, k, group_name"),
             ))
     if not models:
         raise HeadwikiError(f"database {db_path} has models but no head rows: run `headwiki detect --db {db_path}` first")

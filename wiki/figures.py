@@ -180,3 +180,38 @@ def pattern_svg(tokens: list[str], pattern: list[list[float]], title: str) -> st
         f'<g class="cells" transform="translate({label_w},0) scale({cell})">{paths}</g>'
         f'<g class="ylab">{ylab}</g><g class="xlab">{xlab}</g>{legend}</svg>'
     )
+
+
+def validation_svg(groups: list[dict], color: str, title: str) -> str:
+    """A strip plot of one role's causal validation on one signature, one row per labelled group.
+
+    groups: [{"name": "all", "k": 8, "effect": 0.79, "lo": 0.7, "hi": 0.85, "random": [0.05, ...]}] (fractions of
+    the clean signature removed). Grey dots: the matched random sets; coloured dot + whisker: the labelled
+    group and its 95% CI; dashed line: 0 (nothing removed). Returns an inline <svg>.
+    """
+    width, left, right, row_h, top = 460, 92, 16, 22, 18
+    values = [0.0, 1.0] + [v for g in groups for v in (g["effect"], g["lo"], g["hi"], *g["random"]) if v is not None and math.isfinite(v)]
+    lo_x, hi_x = min(values), max(values)
+    span = hi_x - lo_x or 1.0
+
+    def x(v: float) -> float:
+        return left + (v - lo_x) / span * (width - left - right)
+
+    height = top + row_h * len(groups) + 24
+    parts = [f'<svg class="validation" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+             f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
+             f'<line class="zero" x1="{x(0):.1f}" x2="{x(0):.1f}" y1="{top - 8}" y2="{height - 20}"/>']
+    for i, g in enumerate(groups):
+        y = top + row_h * i + row_h / 2
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(g["name"])} ({g["k"]})</text>')
+        for r in g["random"]:
+            parts.append(f'<circle class="random" cx="{x(r):.1f}" cy="{y:.1f}" r="3"><title>random set: {r:.1%}</title></circle>')
+        if g["lo"] is not None and g["hi"] is not None:
+            parts.append(f'<line class="ci" style="stroke:{color}" x1="{x(g["lo"]):.1f}" x2="{x(g["hi"]):.1f}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        parts.append(f'<circle class="me" style="fill:{color}" cx="{x(g["effect"]):.1f}" cy="{y:.1f}" r="5">'
+                     f'<title>labelled heads: {g["effect"]:.1%} [{g["lo"]:.1%}, {g["hi"]:.1%}]</title></circle>')
+    for tick in (0.0, 0.5, 1.0):
+        if lo_x <= tick <= hi_x:
+            parts.append(f'<text class="tick" x="{x(tick):.1f}" y="{height - 6}" text-anchor="middle">{tick:.0%}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

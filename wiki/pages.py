@@ -20,7 +20,7 @@ from headwiki.negation_rule import NEGATION_ROLES, RULE_TEXT
 from headwiki.wiki import urls
 from headwiki.wiki.context import DETECTOR_ROLES, MetricDoc, ModelData, SiteData, parse_json
 from headwiki.wiki.crossref import as_float, ci_is_noisy, cross_reference, ordinal, percentile, rank_desc
-from headwiki.wiki.figures import distribution_svg, heatmap_html, is_signed, pattern_svg
+from headwiki.wiki.figures import distribution_svg, heatmap_html, is_signed, pattern_svg, validation_svg
 from headwiki.wiki.similarity import most_similar
 
 ROLE_COLORS = {  # one colour per role, used on every page (badges, tables, legends)
@@ -342,8 +342,45 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
             "neighbours": neighbours, "similar": similar, "examples": examples,
             "moved": moved.get((L, H), []), "groups": in_groups.get(row["label"], []),
             "templates": templates.get((L, H), []), "profile_metrics": [d.label for d in profile_docs],
+            "validation": [(r, b) for r in roles for b in validation_blocks(model, r)],
+            "causal": _head_causal(row, columns),
+            "exactness": _exactness(row),
             "prev": urls.head_page(model.slug, *_step(rows, i, -1)), "next": urls.head_page(model.slug, *_step(rows, i, 1)),
         }
+
+
+def _head_causal(row: dict[str, Any], columns: dict[str, np.ndarray]) -> str:
+    """One sentence on what ablating this head alone does to the in-context loss drop ('' when not measured)."""
+    z = _num(row.get("causal_share_zero"))
+    est = _num(row.get("causal_share_atp"))
+    if z is None and est is not None:
+        return (f"{row['label']} was not ablated alone exactly (CPU prefilter mode: only the top heads by attribution and a "
+                f"random check were); its attribution-patching estimate is {_pct(est)} of the in-context loss drop.")
+    if z is None or "causal_share_zero" not in columns:
+        return ""
+    vals = columns["causal_share_zero"]
+    text = (f"Zero-ablating {row['label']} alone removes {_pct(z)} [95% CI {_pct(row.get('causal_share_zero_lo'))}, "
+            f"{_pct(row.get('causal_share_zero_hi'))}] of the in-context loss drop on repeated random tokens "
+            f"({ordinal(rank_desc(vals, z))} of {int(np.sum(~np.isnan(vals)))} heads)")
+    m, s = _num(row.get("causal_share_mean")), _num(row.get("causal_share_resample"))
+    if m is not None or s is not None:
+        text += f"; mean ablation: {_pct(m)}, resample ablation: {_pct(s)}"
+    text += "."
+    if bool(row.get("causally_important")) and not head_roles(row):
+        text += " It is among the model's causally most important heads for in-context copying, yet carries no detector label."
+    return text
+
+
+def _exactness(row: dict[str, Any]) -> str:
+    """Whether this head's negation-ablation numbers are exact or attribution estimates ('' for exact-mode runs)."""
+    how = row.get("ablation_selected_by")
+    if row.get("ablation_exact") is None or how == "all":
+        return ""
+    if bool(row.get("ablation_exact")):
+        why = "it ranked in the attribution top-K" if how == "attribution_top_k" else "it was drawn as a random check of the prefilter"
+        return f"Negation numbers for {row['label']} are exact ablations ({why}; CPU prefilter mode)."
+    return (f"Negation numbers for {row['label']} are attribution-patching estimates only (the _atp_ rows): the CPU prefilter "
+            "mode ablated exactly only the top-K heads by attribution and as many random ones.")
 
 
 def _step(rows: list[dict[str, Any]], i: int, d: int) -> tuple[int, int]:
@@ -428,9 +465,92 @@ def role_context(site: SiteData, role: str) -> dict[str, Any]:
         members.sort(key=lambda r: _sort_score(r, metric, by_mag))
         if members:
             groups.append({"model": m.model_id, "model_url": urls.model_page(m.slug), "metric": doc,
-                           "heads": [_head_ref(m, r, doc) for r in members]})
+                           "heads": [_head_ref(m, r, doc) for r in members],
+                           "validation": validation_blocks(m, role),
+                           "causal": causal_heads(m) if role == "induction" else []})
     return {**common(page, f"role: {role_label(role)} — headwiki", site), "role": role,
             "text": ROLE_TEXT.get(role, ""), "groups": groups, "rule": _role_rule(role)}
+
+
+SIGNATURE_WORDS = {
+    "in_context_loss_drop": "the in-context loss drop on repeated random tokens (first-copy minus second-copy loss)",
+    "induction_heads_score": "the labelled induction heads' induction score (K-composition)",
+}
+GROUP_ORDER = {"top1": 0, "top3": 1, "top5": 2, "all": 3}
+
+
+def _pct(v: Any) -> str:
+    f = _num(v)
+    return "–" if f is None else f"{f:.0%}" if abs(f) >= 0.1 else f"{f:.1%}"
+
+
+def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
+    """The causal validation of `role` in `model`: one block per signature and ablation (a sentence, a strip plot, the rows),
+    or one block with the stored note when the role has no signature or no labelled head. [] when never validated."""
+    v = model.validation
+    if v is None or v.empty:
+        return []
+    rows = v[v["role"] == role]
+    blocks = []
+    for (sig, ablation), part in rows.groupby(["signature", "ablation"], sort=True):
+        recs = sorted(part.to_dict("records"), key=lambda r: GROUP_ORDER.get(str(r["group_name"]), 9))
+        if sig == "none" or all(_num(r.get("effect")) is None for r in recs):
+            blocks.append({"signature": sig, "note": recs[0].get("note") or "", "sentence": "", "svg": "", "rows": []})
+            continue
+        full = next((r for r in recs if r["group_name"] == "all"), recs[-1])
+        k = int(full["k"])
+        what = SIGNATURE_WORDS.get(str(sig), str(sig))
+        randoms = [float(x) for x in (full.get("random_effects") if full.get("random_effects") is not None else [])]
+        sentence = (f"{str(ablation).capitalize()}-ablating the {k} labelled {role_label(role)} head{'s' if k != 1 else ''} together removes "
+                    f"{_pct(full['effect'])} [95% CI {_pct(full['effect_lo'])}, {_pct(full['effect_hi'])}] of {what}")
+        if randoms:
+            sentence += (f"; {len(randoms)} random {k}-head sets from the same layers remove {_pct(full['random_mean'])} on average "
+                         f"[range {_pct(full['random_min'])} to {_pct(full['random_max'])}]. ")
+            sentence += ("Significant: the labelled heads beat every random set "
+                         f"(paired permutation p ≤ {_num(full['p_paired']):.2g} against each, rank p = {_num(full['p_rank']):.2g})."
+                         if bool(full["significant"]) else
+                         f"Not significant (rank p = {_num(full['p_rank']):.2g}, largest paired p = {_num(full['p_paired']):.2g}): "
+                         "the labelled heads do not carry this behaviour more than random heads of the same layers.")
+        else:
+            sentence += ". No matched random set exists (the group fills its layers), so nothing is claimed."
+        groups = [{"name": str(r["group_name"]), "k": int(r["k"]), "effect": _num(r["effect"]), "lo": _num(r["effect_lo"]),
+                   "hi": _num(r["effect_hi"]),
+                   "random": [float(x) for x in (r.get("random_effects") if r.get("random_effects") is not None else [])]}
+                  for r in recs if _num(r.get("effect")) is not None]
+        table = [{"group": str(r["group_name"]), "k": int(r["k"]),
+                  "heads": [(str(h), _label_url(model, str(h))) for h in (r["heads"] if r.get("heads") is not None else [])],
+                  "effect": f"{_pct(r['effect'])} [{_pct(r['effect_lo'])}, {_pct(r['effect_hi'])}]",
+                  "random": (f"{_pct(r['random_mean'])} [{_pct(r['random_min'])}, {_pct(r['random_max'])}]"
+                             if _num(r.get("random_mean")) is not None else "no matched set"),
+                  "p": (f"{_num(r['p_rank']):.2g} / {_num(r['p_paired']):.2g}" if _num(r.get("p_rank")) is not None else "–"),
+                  "significant": bool(r["significant"])} for r in recs]
+        blocks.append({"signature": str(sig), "ablation": str(ablation), "what": what, "sentence": sentence, "note": full.get("note") or "",
+                       "n_seqs": full.get("n_seqs"), "seq_len": full.get("seq_len"),
+                       "svg": validation_svg(groups, role_color(role), f"{role_label(role)}: fraction of {sig} removed ({ablation} ablation)"),
+                       "rows": table})
+    return blocks
+
+
+def causal_heads(model: ModelData) -> list[dict[str, Any]]:
+    """Heads marked causally_important (single zero ablation), with their three ablations and whether they agree."""
+    h = model.heads
+    if "causally_important" not in h.columns:
+        return []
+    out = []
+    for r in h[h["causally_important"].fillna(False).astype(bool)].sort_values("causal_share_zero", ascending=False).to_dict("records"):
+        z, m, s = _num(r.get("causal_share_zero")), _num(r.get("causal_share_mean")), _num(r.get("causal_share_resample"))
+        others = [x for x in (m, s) if x is not None]
+        if z is None or not others:
+            agree = "–"
+        elif all(x >= 0.5 * z for x in others):
+            agree = "yes: mean and resample ablation also remove a comparable share"
+        elif all(x < 0.5 * z for x in others):
+            agree = "no: only zero ablation shows it (zero ablation may break this head in a way the others do not)"
+        else:
+            agree = "partly: " + ("mean agrees, resample does not" if m is not None and m >= 0.5 * z else "resample agrees, mean does not")
+        out.append({**_head_ref(model, r, None), "zero": f"{_pct(z)} [{_pct(r.get('causal_share_zero_lo'))}, {_pct(r.get('causal_share_zero_hi'))}]",
+                    "mean": _pct(m), "resample": _pct(s), "agree": agree, "labelled": bool(head_roles(r))})
+    return out
 
 
 def sql_examples(site: SiteData) -> list[tuple[str, str]]:
