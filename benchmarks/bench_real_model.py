@@ -25,6 +25,14 @@ DEFAULT_GGUF = REPO / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 FLOOR_S = 20 * 60
 
 
+def read_floors(con) -> list[dict]:  # noqa: ANN001 - duckdb connection
+    """The 'all' group of every validated role, signature and ablation."""
+    cols = ("role", "signature", "ablation", "k", "effect", "random_mean", "random_max", "p_paired", "significant")
+    return [dict(zip(cols, r)) for r in con.execute(
+        f"SELECT {', '.join(cols)} FROM role_validation WHERE group_name = 'all' AND effect IS NOT NULL "
+        "ORDER BY role, signature, ablation DESC").fetchall()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gguf", default=os.environ.get("HEADWIKI_SMOLLM2_GGUF") or str(DEFAULT_GGUF))
@@ -50,9 +58,7 @@ def main() -> None:
     con = duckdb.connect(str(db), read_only=True)
     passes = {r[0]: round(r[1], 1) for r in con.execute(
         "SELECT pass_name, epoch(finished_at) - epoch(started_at) FROM runs ORDER BY started_at").fetchall()}
-    floors = [dict(zip(("role", "signature", "k", "effect", "random_max", "p_paired", "significant"), r)) for r in con.execute(
-        "SELECT role, signature, k, effect, random_max, p_paired, significant FROM role_validation "
-        "WHERE group_name = 'all' AND effect IS NOT NULL ORDER BY role, signature").fetchall()]
+    floors = read_floors(con)
     con.close()
     summary_lines = [line for line in proc.stdout.splitlines() if line.startswith(("ablate:", "validate:"))]
     result = {
@@ -70,9 +76,10 @@ def main() -> None:
           f"{result['cpus']} CPUs visible, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after (shared machine).", "",
           "| pass | seconds |", "|---|---|", *[f"| {k} | {v} |" for k, v in passes.items()], "",
           *[f"- {line}" for line in summary_lines], "",
-          "| role | signature | k | removed | best random set | paired p | significant |", "|---|---|---|---|---|---|---|",
-          *[f"| {f['role']} | {f['signature']} | {f['k']} | {f['effect']:.1%} | {f['random_max']:.1%} | {f['p_paired']:.2g} | {f['significant']} |"
-            for f in floors]]
+          "| role | signature | ablation | k | removed | random sets: mean / best | paired p (max over sets) | significant |",
+          "|---|---|---|---|---|---|---|---|",
+          *[f"| {f['role']} | {f['signature']} | {f['ablation']} | {f['k']} | {f['effect']:.1%} | {f['random_mean']:.1%} / "
+            f"{f['random_max']:.1%} | {f['p_paired']:.2g} | {f['significant']} |" for f in floors]]
     (out / f"bench-smollm2-{args.device}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
