@@ -59,7 +59,8 @@ def build(
             check_local_tokenizer_reads(path, name, _dataset_for(spec, dataset), default_dataset(spec))
     # one build at a time per database: a second one waits here, then skips what the first finished
     with write_lock(db_path, f"build {' '.join(models)}"):
-        return _build_locked(models, db_path, out_dir, dataset, device, dtype, force, detect_options, ablate_options, site)
+        return _build_locked(models, db_path, out_dir, dataset, device, dtype, force, detect_options, ablate_options,
+                             validate_options, site)
 
 
 def _dataset_for(spec: str, dataset: str | Mapping[str, str] | None) -> str:
@@ -71,7 +72,8 @@ def _dataset_for(spec: str, dataset: str | Mapping[str, str] | None) -> str:
 
 def _build_locked(
     models: list[str], db_path: str | Path, out_dir: str | Path, dataset: str | Mapping[str, str] | None, device: str,
-    dtype: str, force: bool, detect_options: dict[str, Any] | None, ablate_options: dict[str, Any] | None, site: bool,
+    dtype: str, force: bool, detect_options: dict[str, Any] | None, ablate_options: dict[str, Any] | None,
+    validate_options: dict[str, Any] | None, site: bool,
 ) -> BuildReport:
     from headwiki.ablation.run import ablate_model
     from headwiki.ablation.validation import validate_model
