@@ -131,6 +131,13 @@ def ablate_model(
     mode = resolve_mode(mode, loaded.info.device, loaded.info.n_layers * loaded.info.n_heads)
     if mode == "prefilter" and max_items is None:
         max_items = PREFILTER_MAX_ITEMS
+    if mode == "prefilter" and (dropped := [k for k in kinds if k not in ATP_KINDS]):
+        # heads are chosen by an attribution estimate, which exists for deterministic replacements only
+        kinds = tuple(k for k in kinds if k in ATP_KINDS)
+        log(f"ablate {loaded.info.name}: prefilter mode runs {'+'.join(kinds)} only; {'+'.join(dropped)} ablation needs "
+            "--mode exact (every head; minutes on a GPU)")
+        if not kinds:
+            raise HeadwikiError("prefilter mode needs zero or mean ablation: add --ablation zero,mean or use --mode exact")
     if top_k < 1:
         raise HeadwikiError(f"--top-k must be >= 1, got {top_k}")
     if batch_size < 1:

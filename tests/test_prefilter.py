@@ -62,6 +62,9 @@ def test_toy_prefilter_marks_exact_heads_and_reports_agreement(tmp_path: Path) -
     res = ablate_model(loaded, db, dataset="toy", mode="prefilter", top_k=3, max_items=24, n_boot=100, n_perm=100, groups=False)
     pre = res.provenance["prefilter"]
     assert res.provenance["mode"] == "prefilter" and len(pre["top"]) == 3 and len(pre["random_check"]) == 3
+    assert res.ablations == ("zero", "mean"), "prefilter picks heads by attribution, which resample ablation has not"
+    assert res.heads.loc[res.heads.ablation_exact, "reversal_delta_zero"].notna().all()
+    assert res.heads.loc[~res.heads.ablation_exact, "reversal_delta_zero"].isna().all()
     with reading(db) as con:
         heads = con.execute("SELECT label, ablation_exact, ablation_selected_by, sens_delta_zero, sens_delta_zero_q, "
                             "sens_delta_atp_zero FROM heads ORDER BY layer, head").fetchdf()

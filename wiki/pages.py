@@ -423,12 +423,16 @@ def _key_groups(model: ModelData, k: int = 3) -> list[dict[str, Any]]:
 
 
 def _groups_by_head(model: ModelData) -> dict[str, list[dict[str, Any]]]:
-    """Per head label, the ablated groups (ranked role groups, whole layers) that contain it, with their effects."""
-    out: dict[str, list[dict[str, Any]]] = {}
+    """Per head label, the ablated groups that contain it, with their effects: for each group family (a role's
+    ranked groups, the head's layer, all heads) and ablation kind, only the smallest group holding the head."""
+    out: dict[str, dict[tuple[str, str, str], dict[str, Any]]] = {}
     for g in _group_rows(model):
+        key = (str(g["group_kind"]), str(g["group_name"]), str(g["ablation"]))
         for lab, _ in g["head_links"]:
-            out.setdefault(lab, []).append(g)
-    return out
+            best = out.setdefault(lab, {})
+            if key not in best or int(g["k"]) < int(best[key]["k"]):
+                best[key] = g
+    return {lab: [rows[k] for k in sorted(rows)] for lab, rows in out.items()}
 
 
 def _templates_by_head(model: ModelData, k: int = TOP_K) -> dict[tuple[int, int], list[dict[str, Any]]]:
