@@ -115,7 +115,8 @@ BUILD = (
     "from headwiki.build import build\n"
     "r = build(['toy'], sys.argv[1], sys.argv[2], device='cpu',\n"
     "          detect_options={'n_seqs': 4, 'seq_len': 6, 'n_boot': 20, 'batch_size': 4},\n"
-    "          ablate_options={'max_items': 8, 'n_boot': 20, 'n_perm': 20, 'groups': False, 'attribution': False})\n"
+    "          ablate_options={'max_items': 8, 'n_boot': 20, 'n_perm': 20, 'groups': False, 'attribution': False},\n"
+    "          validate_options={'n_seqs': 4, 'seq_len': 6, 'n_boot': 20, 'n_perm': 20})\n"
     "print(json.dumps(r.passes))\n"
 )
 
@@ -129,9 +130,10 @@ def test_two_builds_at_once_run_the_work_once(tmp_path: Path) -> None:
     for proc, (stdout, stderr) in zip(procs, results):
         assert proc.returncode == 0, stderr
     passes = sorted((json.loads(stdout.strip().splitlines()[-1])["toy"] for stdout, _ in results), key=lambda p: p["detect"])
-    assert passes == [{"detect": "ran", "ablate": "ran"}, {"detect": "skipped", "ablate": "skipped"}]
+    assert passes == [{"detect": "ran", "ablate": "ran", "validate": "ran"},
+                      {"detect": "skipped", "ablate": "skipped", "validate": "skipped"}]
     assert any("is being written by PID" in stderr and "waiting" in stderr for _, stderr in results)
     con = duckdb.connect(str(db), read_only=True)
-    assert sorted(con.execute("SELECT pass_name FROM runs").fetchall()) == [("ablate",), ("detect",)]
+    assert sorted(con.execute("SELECT pass_name FROM runs").fetchall()) == [("ablate",), ("detect",), ("validate",)]
     con.close()
     assert (out / "index.html").exists()
