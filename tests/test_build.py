@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from db_rows import db_rows
 
 from headwiki.build import build
 from headwiki.detectors.run import detect_model
@@ -24,11 +25,7 @@ SMALL_VALIDATE = {"n_seqs": 4, "seq_len": 6, "n_boot": 100, "n_perm": 100}
 
 
 def _runs(db: Path) -> list[tuple[str, str]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute("SELECT model_id, pass_name FROM runs WHERE status = 'finished' ORDER BY started_at").fetchall()
-    finally:
-        con.close()
+    return db_rows(db, "SELECT model_id, pass_name FROM runs WHERE status = 'finished' ORDER BY started_at")
 
 
 @pytest.fixture(scope="module")
@@ -151,16 +148,11 @@ def test_export_cli_lists_files(built: tuple[Path, Path, object], tmp_path: Path
 
 def test_a_model_at_chance_is_flagged_in_db_summary_and_model_page(built: tuple[Path, Path, object],
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """The random-init GPT-2 answers the English items at chance: every place a reader looks says so."""
+    """The random-init GPT-2 cannot do its items (no control preference: R undefined): every place a reader looks says so."""
     from headwiki.summary import print_build_summary
 
     db, out, report = built
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        flagged = dict(con.execute("SELECT model_id, count(*) FILTER (WHERE NOT informative) FROM negation_baselines "
-                                   "GROUP BY model_id").fetchall())
-    finally:
-        con.close()
+    flagged = dict(db_rows(db, "SELECT model_id, count(*) FILTER (WHERE NOT informative) FROM negation_baselines GROUP BY model_id"))
     assert flagged["rand-gpt2"] >= 1 and flagged["toy"] == 0
     print_build_summary(report)
     printed = capsys.readouterr().out
@@ -174,12 +166,7 @@ def test_heads_role_accepts_negation_roles(built: tuple[Path, Path, object]) -> 
     from headwiki.detectors.cli import list_heads
 
     db, _, _ = built
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        held = dict(con.execute("SELECT negation_role, list(label ORDER BY layer, head) FROM heads WHERE model_id = 'toy' "
-                                "AND negation_role IS NOT NULL GROUP BY 1").fetchall())
-    finally:
-        con.close()
+    held = dict(db_rows(db, "SELECT negation_role, list(label ORDER BY layer, head) FROM heads WHERE model_id = 'toy' AND negation_role IS NOT NULL GROUP BY 1"))
     assert held, "the toy model has heads with a significant negation role"
     for role, labels in held.items():
         frame = list_heads(str(db), "toy", role=role, columns="label,negation_role")

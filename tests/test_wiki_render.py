@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from db_rows import db_rows
 
 from headwiki.errors import HeadwikiError
 from headwiki.wiki import urls
@@ -284,12 +285,7 @@ def test_negation_evidence_where_people_look(real_site: Path, real_site_db: Path
     head with their reversal Δ, and the templates that carry its effect; the model page shows group ΔR."""
     import duckdb
 
-    con = duckdb.connect(str(real_site_db), read_only=True)
-    try:
-        flags = con.execute("SELECT layer, head, ablation_kinds_disagree, ablation_disagreement FROM heads "
-                            "WHERE model_id = 'toy' ORDER BY layer, head").fetchall()
-    finally:
-        con.close()
+    flags = db_rows(real_site_db, "SELECT layer, head, ablation_kinds_disagree, ablation_disagreement FROM heads WHERE model_id = 'toy' ORDER BY layer, head")
     assert any(f for _, _, f, _ in flags) and not all(f for _, _, f, _ in flags), "the flag separates heads"
     for layer, head, flag, text in flags:
         html = unescape((real_site / urls.head_page("toy", layer, head)).read_text(encoding="utf-8"))
@@ -308,12 +304,7 @@ def test_negation_role_page_shows_the_rule_and_the_numbers_it_used(real_site: Pa
 
     from headwiki.negation_rule import RULE_TEXT
 
-    con = duckdb.connect(str(real_site_db), read_only=True)
-    try:
-        rows = con.execute("SELECT label, reversal_delta_zero, negation_role FROM heads WHERE model_id = 'toy' "
-                           "AND negation_role IN ('negation_supporter', 'shortcut_promoter')").fetchall()
-    finally:
-        con.close()
+    rows = db_rows(real_site_db, "SELECT label, reversal_delta_zero, negation_role FROM heads WHERE model_id = 'toy' AND negation_role IN ('negation_supporter', 'shortcut_promoter')")
     for label, d_rev, role in rows:
         html = unescape((real_site / urls.role_page(role)).read_text(encoding="utf-8"))
         assert RULE_TEXT in html and "BH q" in html
