@@ -19,11 +19,22 @@ from typing import Any
 
 import torch
 
+from headwiki.ablation.effects import EFFECT_SPECS
 from headwiki.ablation.scoring import metric_coefficients
 from headwiki.ablation.sweep import AblationRunner, skip_prefix
 from headwiki.hooks import z_hook
+from headwiki.spec import Metric
+from headwiki.spec import metric as spec_metric
 
 ATP_METRICS: tuple[str, ...] = ("sens", "neg_ld")
+# the declaration of each `<metric>_delta_atp_<ablation>` column (an estimate of the exact <metric>_delta_<ablation>)
+ATP_SPECS: dict[str, Metric] = {
+    m: spec_metric(Metric(
+        f"{EFFECT_SPECS[m].name}_atp", f"{EFFECT_SPECS[m].label} (attribution estimate)", "attribution", "estimate",
+        EFFECT_SPECS[m].unit, f"attribution-patching estimate (gradient x activation change, one forward + backward) of "
+        f"{EFFECT_SPECS[m].name}", data="negation items", direction="signed", per_ablation=True, order=EFFECT_SPECS[m].order))
+    for m in ATP_METRICS
+}
 ATP_KINDS: tuple[str, ...] = ("zero", "mean")  # ablations with a deterministic replacement to linearise around
 
 

@@ -66,7 +66,9 @@ def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str | Non
             f"{k}: S {v['sens']:+.2f}, LD_neg {v['neg_ld']:+.2f}" for k, v in rho.items()))
     pre = result.provenance.get("prefilter")
     if pre:
-        n_exact = int(result.heads["ablation_exact"].sum())
+        from headwiki.ablation.run import ABLATION_EXACT
+
+        n_exact = int(result.heads[ABLATION_EXACT.name].sum())
         click.echo(f"prefilter mode on {pre['max_items']} items: {n_exact} heads exact ({', '.join(pre['top'])} by attribution; "
                    f"random check {', '.join(pre['random_check'])}), {len(result.heads) - n_exact} heads attribution estimates only")
     click.echo(f"wrote {len(result.heads)} head rows, {len(result.item_effects)} item effects, "
@@ -76,9 +78,13 @@ def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str | Non
 def _compact(frame: pd.DataFrame, k: str, perm: dict | None = None) -> pd.DataFrame:
     """label, ΔR [CI] q p, ΔS, Δ negated / affirmative accuracy, role — one line per head. A q whose p is a
     Monte-Carlo p at the permutation floor (no null draw reached the observed effect) is an upper bound: '≤ q'."""
+    from headwiki.ablation.effects import EFFECT_SPECS
+    from headwiki.ablation.negation_specific import REVERSAL
+    from headwiki.ablation.run import NEGATION_ROLE
     from headwiki.stats import format_pvalue, format_qvalue
 
-    col = f"reversal_delta_{k}"
+    col = REVERSAL.expand(k).name
+    delta = {m: EFFECT_SPECS[m].expand(k).name for m in ("sens", "neg_acc", "aff_acc")}
     perm = perm or {}
     floor, exact = perm.get("p_floor"), bool(perm.get("exact"))
     return pd.DataFrame({
@@ -86,10 +92,10 @@ def _compact(frame: pd.DataFrame, k: str, perm: dict | None = None) -> pd.DataFr
         "ΔR [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in zip(frame[col], frame[f"{col}_lo"], frame[f"{col}_hi"])],
         "q": [format_qvalue(q, p, floor, exact) for q, p in zip(frame[f"{col}_q"], frame[f"{col}_p"])],
         "p": [format_pvalue(p, floor, exact) for p in frame[f"{col}_p"]],
-        "ΔS (nats)": [f"{v:+.2f}" for v in frame[f"sens_delta_{k}"]],
-        "Δ neg acc": [f"{v:+.3f}" for v in frame[f"neg_acc_delta_{k}"]],
-        "Δ aff acc": [f"{v:+.3f}" for v in frame[f"aff_acc_delta_{k}"]],
-        "role (zero abl.)": frame["negation_role"].fillna(""),
+        "ΔS (nats)": [f"{v:+.2f}" for v in frame[delta["sens"]]],
+        "Δ neg acc": [f"{v:+.3f}" for v in frame[delta["neg_acc"]]],
+        "Δ aff acc": [f"{v:+.3f}" for v in frame[delta["aff_acc"]]],
+        "role (zero abl.)": frame[NEGATION_ROLE.name].fillna(""),
     })
 
 
@@ -106,7 +112,7 @@ def _compact(frame: pd.DataFrame, k: str, perm: dict | None = None) -> pd.DataFr
 def validate(model: str, device: str, dtype: str, db_path: str, n_seqs: int, seq_len: int, mode: str, top_k: int,
              n_random: int, seed: int) -> None:
     """Causally validate detector roles: ablate the labelled heads vs matched random sets on each role's signature."""
-    from headwiki.ablation.validation import ValidateResult, read_labelled, validate_model
+    from headwiki.ablation.validation import CAUSAL_SHARE, CAUSALLY_IMPORTANT, ValidateResult, read_labelled, validate_model
     from headwiki.models import load_model, resolve_source
 
     read_labelled(db_path, resolve_source(model)[0])  # no detector results: fail before the model loads
@@ -114,10 +120,11 @@ def validate(model: str, device: str, dtype: str, db_path: str, n_seqs: int, seq
     result = validate_model(loaded, db_path, n_seqs=n_seqs, seq_len=seq_len, n_random=n_random, seed=seed, mode=mode, top_k=top_k)
     assert isinstance(result, ValidateResult)  # skip_if_done is off here
     emit(validation_table(result.rows), "table", title=f"{result.model_id}: causal validation of roles (run {result.run_id}, {n_seqs} sequences)")
-    heads = result.heads[result.heads["causally_important"]].sort_values("causal_share_zero", ascending=False)
+    share = {k: CAUSAL_SHARE.expand(k).name for k in ("zero", "mean", "resample")}
+    heads = result.heads[result.heads[CAUSALLY_IMPORTANT.name]].sort_values(share["zero"], ascending=False)
     click.echo("causally important heads (single zero ablation, share of the in-context loss drop): " + ", ".join(
         f"L{L}H{h} {s:.1%} (mean {m:.1%}, resample {r:.1%})" for L, h, s, m, r in zip(
-            heads["layer"], heads["head"], heads["causal_share_zero"], heads["causal_share_mean"], heads["causal_share_resample"])))
+            heads["layer"], heads["head"], *(heads[c] for c in share.values()))))
     click.echo(f"wrote {len(result.rows)} role_validation rows and {len(result.heads)} head rows to {db_path}")
 
 

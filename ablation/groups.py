@@ -2,8 +2,8 @@
 
 Groups (each run with every requested ablation, all heads of a group ablated at once):
 
-* ``role`` groups: for each detector role column in `heads` (induction, previous_token,
-  duplicate_token) the top-k heads by that score, k = 1, 2, 4, 8, ... up to the number of heads
+* ``role`` groups: for each detector role the model's detect run declared (`roles` table), the top-k
+  heads by its score, k = 1, 2, 4, 8, ... up to the number of heads
   (NaN scores rank last);
 * ``layer`` groups: every head of one layer, for each layer;
 * ``all``: every attention head of the model (an invariant check: negation should vanish).
@@ -19,8 +19,6 @@ import pandas as pd
 
 from headwiki.ablation.sweep import Replica
 from headwiki.db.store import head_label
-
-ROLE_COLUMNS: tuple[str, ...] = ("induction", "previous_token", "duplicate_token")
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from headwiki.ablation.attribution import ATP_KINDS, ATP_METRICS, attribution_estimates
-from headwiki.ablation.effects import ALPHA, METRICS, Effects, cluster_labels, item_values, paired_effects
-from headwiki.ablation.groups import ROLE_COLUMNS, HeadGroup, layer_groups, role_groups
+from headwiki.ablation.attribution import ATP_KINDS, ATP_METRICS, ATP_SPECS, attribution_estimates
+from headwiki.ablation.effects import ALPHA, EFFECT_SPECS, METRICS, Effects, cluster_labels, item_values, paired_effects
+from headwiki.ablation.groups import HeadGroup, layer_groups, role_groups
 from headwiki.ablation.items import CONDITIONS, Dataset, default_dataset, resolve_dataset
 from headwiki.ablation.negation_specific import (
-    RULE_TEXT, ReversalEffects, kinds_disagree, negation_roles, reversal_effects,
+    REVERSAL, RULE_TEXT, ReversalEffects, kinds_disagree, negation_roles, reversal_effects,
 )
 from headwiki.ablation.prefilter import (
     DEFAULT_TOP_K, PREFILTER_MAX_GROUP, PREFILTER_MAX_ITEMS, Selection, agreement, expand, q_over_all_heads,
@@ -35,7 +35,7 @@ from headwiki.ablation.sweep import ABLATIONS, RESAMPLE, RESAMPLE_DRAWS, Ablatio
 from headwiki.db.lock import locked_pass
 from headwiki.db.store import (
     assert_same_model, check_model_identity, connect, ensure_head_rows, head_label, new_run_id, record_run, replace_rows, transaction, utcnow,
-    write_head_metrics, write_model,
+    write_head_metrics, write_model, write_roles,
 )
 from headwiki.errors import HeadwikiError
 from headwiki.kernels import describe as describe_kernels
@@ -43,6 +43,8 @@ from headwiki.models import LoadedModel
 from headwiki.negation_rule import CHANCE
 from headwiki.progress import log, progress_task
 from headwiki.resume import SkippedPass, decide, fingerprint_inputs, fingerprint_of, source_digest
+from headwiki.spec import SPEC, Metric
+from headwiki.spec import metric as spec_metric
 from headwiki.stats import spearman, wilson_interval
 
 PASS_NAME = "ablate"
@@ -60,17 +62,39 @@ RESAMPLE_DEFINITION = (
     f"mean-ablation value); the slot log-probs of {RESAMPLE_DRAWS} donor draws are averaged"
 )
 DEFINITIONS = {"zero": ZERO_DEFINITION, "mean": MEAN_DEFINITION, RESAMPLE: RESAMPLE_DEFINITION}
-_METRIC_TEXT = {
-    "neg_acc": "negated accuracy (foil preferred after the negated prompt)",
-    "aff_acc": "affirmative accuracy (target preferred after the affirmative prompt)",
-    "ctrl_acc": "control accuracy (target preferred after the control prompt)",
-    "sens": "mean sensitivity S = LD_ctrl - LD_neg (LD = logprob(target) - logprob(foil), summed over candidate tokens)",
-    "neg_ld": "mean LD_neg (raw logit difference on the negated prompt, nats)",
-    "aff_ld": "mean LD_aff (raw logit difference on the affirmative prompt, nats)",
-    "ctrl_ld": "mean LD_ctrl (raw logit difference on the control prompt, nats)",
-    "reversal": "reversal R = -mean LD_neg / mean LD_ctrl (the fraction of the control preference that 'not' reverses; "
-                "the negation-specific effect, unchanged when every LD is scaled alike)",
-}
+
+# The label columns the pass adds beside the effects (their metrics are declared in effects.py,
+# negation_specific.py and attribution.py).
+NEGATION_ROLE = spec_metric(Metric("negation_role", "negation role", "label", "label", "",
+                                   f"{RULE_TEXT}; from zero ablation (the first ablation run when zero was not)", dtype="VARCHAR"))
+KINDS_DISAGREE = spec_metric(Metric(
+    "ablation_kinds_disagree", "ablation kinds disagree", "label", "flag", "",
+    "TRUE when two ablation kinds (zero, mean, resample) disagree on the head's negation-specific reversal Δ or "
+    "negated-accuracy Δ: both significant (q < 0.05) with opposite signs, or non-overlapping 95% CIs", dtype="BOOLEAN"))
+DISAGREEMENT = spec_metric(Metric("ablation_disagreement", "ablation disagreement", "label", "label", "",
+                                  "which ablation kinds disagree on which effect, in words (NULL when they agree)", dtype="VARCHAR"))
+NEGATION_DATASET = spec_metric(Metric("negation_dataset", "negation dataset", "label", "label", "",
+                                      "the dataset the negation columns were computed on", dtype="VARCHAR"))
+ABLATION_EXACT = spec_metric(Metric(
+    "ablation_exact", "exact ablation", "label", "flag", "",
+    "true: this head's negation columns come from exact ablations; false: it was not ablated exactly "
+    "(prefilter mode) and only its attribution estimates (_atp_ columns) exist", dtype="BOOLEAN"))
+SELECTED_BY = spec_metric(Metric(
+    "ablation_selected_by", "why ablated exactly", "label", "label", "",
+    "why the head was ablated exactly: all (exact mode), attribution_top_k (top-K by |attribution estimate of "
+    "delta S|), random_check (a random head measured to check what the prefilter misses), NULL (estimate only)",
+    dtype="VARCHAR"))
+
+
+def column_spec(col: str) -> Metric | None:
+    """The declaration of one column this pass writes (None for CI/test columns, described by their metric's)."""
+    found = SPEC.metric(col, ABLATIONS)
+    if found is None and col.startswith(f"{NEGATION_ROLE.name}_"):
+        kind = col.removeprefix(f"{NEGATION_ROLE.name}_")
+        found = dataclasses.replace(NEGATION_ROLE, name=col, label=f"{NEGATION_ROLE.label} ({kind} ablation)",
+                                    description=f"{NEGATION_ROLE.name} computed from {kind} ablation instead of zero ablation")
+    return found
+
 
 
 @dataclass
@@ -92,9 +116,9 @@ class AblateResult:
     def top_heads(self, ablation: str = PRIMARY_ABLATION, n: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Significant (q < 0.05 on the negation-specific ΔR) heads whose removal LOWERS R (most first), and
         those whose removal RAISES it (most first); each frame holds only heads of its sign."""
-        col = f"reversal_delta_{ablation}"
-        cols = ["label", col, f"{col}_lo", f"{col}_hi", f"{col}_p", f"{col}_q", f"sens_delta_{ablation}", f"neg_acc_delta_{ablation}",
-                f"aff_acc_delta_{ablation}", "negation_role"]
+        col = REVERSAL.expand(ablation).name
+        cols = ["label", col, f"{col}_lo", f"{col}_hi", f"{col}_p", f"{col}_q",
+                *(EFFECT_SPECS[m].expand(ablation).name for m in ("sens", "neg_acc", "aff_acc")), NEGATION_ROLE.name]
         sig = self.heads[self.heads[f"{col}_q"] < ALPHA]
         lower, higher = sig[sig[col] < 0], sig[sig[col] > 0]
         return lower.nsmallest(n, col)[cols], higher.nlargest(n, col)[cols]
@@ -229,8 +253,8 @@ def ablate_model(
         effects[k], reversals[k] = e, r
     heads = _heads_frame(effects, reversals, atp if attribution or selection is not None else None, kinds, n_layers,
                          n_heads, ds.name)
-    heads["ablation_exact"] = [selection is None or i in set(measured) for i in range(m)]
-    heads["ablation_selected_by"] = pd.Series([("all" if selection is None else selection.source(i)) for i in range(m)], dtype=object)
+    heads[ABLATION_EXACT.name] = [selection is None or i in set(measured) for i in range(m)]
+    heads[SELECTED_BY.name] = pd.Series([("all" if selection is None else selection.source(i)) for i in range(m)], dtype=object)
     provenance = _provenance(runner, ds, enc, cluster_unit, timings, effects, atp, kinds, role_scores, groups)
     provenance["mode"] = mode
     if selection is not None:
@@ -268,6 +292,7 @@ def ablate_model(
             write_model(con, info.as_dict())
         ensure_head_rows(con, info.name, n_layers, n_heads)
         write_head_metrics(con, info.name, heads, docs=docs, run_id=run_id, pass_name=PASS_NAME)
+        write_roles(con, info.name, [{**r.row(), "held_in": NEGATION_ROLE.name} for r in SPEC.roles_of("negation")], family="negation", run_id=run_id)
         where = {"model_id": info.name, "dataset": ds.name}
         replace_rows(con, "negation_baselines", baselines, where)
         replace_rows(con, "negation_items", items_frame, where)
@@ -303,7 +328,8 @@ def parse_ablations(ablations: Sequence[str]) -> tuple[str, ...]:
 
 
 def _read_role_scores(db_path: str | Path, model_id: str) -> dict[str, pd.DataFrame]:
-    """Detector role scores from `heads` (layer, head, score) per role column present; absent ones are logged."""
+    """Detector role scores (layer, head, score) per role the model's detect run declared (`roles` table); absent
+    ones are logged."""
     if not Path(db_path).exists():
         log("[dim]no database yet: role-ranked group ablations skipped (run `headwiki detect` first)")
         return {}
@@ -311,12 +337,16 @@ def _read_role_scores(db_path: str | Path, model_id: str) -> dict[str, pd.DataFr
     try:
         cols = {r[0] for r in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'heads'").fetchall()}
+        declared = con.execute("SELECT role, metric FROM roles WHERE model_id = ? AND family = 'detector' "
+                               "ORDER BY sort_order, role", [model_id]).fetchall()
+        if not declared:
+            log("[dim]no detector roles recorded for this model: role-ranked group ablations skipped (run `headwiki detect` first)")
         out: dict[str, pd.DataFrame] = {}
-        for role in ROLE_COLUMNS:
-            if role not in cols:
-                log(f"[dim]heads has no {role!r} column: {role} group ablations skipped (run `headwiki detect` first)")
+        for role, metric in declared:
+            if metric not in cols:
+                log(f"[dim]heads has no {metric!r} column: {role} group ablations skipped (run `headwiki detect` first)")
                 continue
-            frame = con.execute(f'SELECT layer, head, "{role}" AS score FROM heads WHERE model_id = ? ORDER BY layer, head',
+            frame = con.execute(f'SELECT layer, head, "{metric}" AS score FROM heads WHERE model_id = ? ORDER BY layer, head',
                                 [model_id]).df()
             if frame.empty or frame["score"].isna().all():
                 log(f"[dim]no {role} scores for {model_id}: {role} group ablations skipped")
@@ -344,60 +374,49 @@ def _heads_frame(effects: dict[str, Effects], reversals: dict[str, ReversalEffec
     for k in kinds:
         e = effects[k]
         for j, metric in enumerate(METRICS):
-            col = f"{metric}_delta_{k}"
+            col = EFFECT_SPECS[metric].expand(k).name
             cols[col], cols[f"{col}_lo"], cols[f"{col}_hi"] = e.delta[:, j], e.lo[:, j], e.hi[:, j]
             cols[f"{col}_p"], cols[f"{col}_q"] = e.p[:, j], e.q[:, j]
-        r, col = reversals[k], f"reversal_delta_{k}"
+        r, col = reversals[k], REVERSAL.expand(k).name
         cols[col], cols[f"{col}_lo"], cols[f"{col}_hi"], cols[f"{col}_p"], cols[f"{col}_q"] = r.delta, r.lo, r.hi, r.p, r.q
         if atp is not None and k in ATP_KINDS:
             for metric in ATP_METRICS:
-                cols[f"{metric}_delta_atp_{k}"] = atp[metric][k].reshape(-1).numpy()
+                cols[ATP_SPECS[metric].expand(k).name] = atp[metric][k].reshape(-1).numpy()
     primary = PRIMARY_ABLATION if PRIMARY_ABLATION in kinds else kinds[0]
-    cols["negation_role"] = _roles(effects[primary], reversals[primary])
+    cols[NEGATION_ROLE.name] = _roles(effects[primary], reversals[primary])
     for k in kinds:
         if k != PRIMARY_ABLATION:
-            cols[f"negation_role_{k}"] = _roles(effects[k], reversals[k])
+            cols[f"{NEGATION_ROLE.name}_{k}"] = _roles(effects[k], reversals[k])
     frame = pd.DataFrame(cols)
     if len(kinds) > 1:
-        frame["ablation_kinds_disagree"], frame["ablation_disagreement"] = kinds_disagree(frame, kinds)
-    frame["negation_dataset"] = dataset
+        frame[KINDS_DISAGREE.name], frame[DISAGREEMENT.name] = kinds_disagree(frame, kinds)
+    frame[NEGATION_DATASET.name] = dataset
     return frame
 
 
 def _metric_docs(heads: pd.DataFrame, ds: Dataset, cluster_unit: str) -> dict[str, dict[str, Any]]:
+    """{column: description, data, n and its declaration} for every column the pass writes."""
     n = len(ds.items)
     data = f"{ds.name}: {ds.description}; {n} items"
     docs: dict[str, dict[str, Any]] = {}
     for col in heads.columns:
         if col in ("layer", "head", "label"):
             continue
-        desc = _describe(col, cluster_unit)
-        docs[col] = {"description": desc, "data": data, "n": n}
+        spec = column_spec(col)
+        docs[col] = {"description": _describe(col, spec, cluster_unit), "data": data, "n": n, "spec": spec}
     return docs
 
 
-def _describe(col: str, cluster_unit: str) -> str:
-    if col == "negation_role":
-        return f"{RULE_TEXT}; from zero ablation (the first ablation run when zero was not)"
-    if col.startswith("negation_role_"):
-        return f"negation_role computed from {col.removeprefix('negation_role_')} ablation instead of zero ablation"
-    if col == "ablation_kinds_disagree":
-        return ("TRUE when two ablation kinds (zero, mean, resample) disagree on the head's negation-specific reversal Δ or "
-                "negated-accuracy Δ: both significant (q < 0.05) with opposite signs, or non-overlapping 95% CIs")
-    if col == "ablation_disagreement":
-        return "which ablation kinds disagree on which effect, in words (NULL when they agree)"
-    if col == "negation_dataset":
-        return "the dataset the negation columns were computed on"
-    if col == "ablation_exact":
-        return ("true: this head's negation columns come from exact ablations; false: it was not ablated exactly "
-                "(prefilter mode) and only its attribution estimates (_atp_ columns) exist")
-    if col == "ablation_selected_by":
-        return ("why the head was ablated exactly: all (exact mode), attribution_top_k (top-K by |attribution estimate of "
-                "delta S|), random_check (a random head measured to check what the prefilter misses), NULL (estimate only)")
+def _describe(col: str, spec: Metric | None, cluster_unit: str) -> str:
+    if spec is not None:
+        kind = next((k for k in DEFINITIONS if col.endswith(f"_{k}")), None)
+        if spec.kind in ("delta", "estimate") and kind is not None:
+            return f"{spec.description} ({kind} ablation); {DEFINITIONS[kind]}" if spec.kind == "delta" else f"{spec.description} ({kind} ablation)"
+        return spec.description
     for suffix, what in (("_lo", "lower bound of the 95% bootstrap CI of"), ("_hi", "upper bound of the 95% bootstrap CI of")):
         if col.endswith(suffix):
             return f"{what} {col[: -len(suffix)]} (resampling {cluster_unit}s as clusters)"
-    if col.endswith("_p") and col.startswith("reversal_"):
+    if col.endswith("_p") and col.startswith(REVERSAL.name):
         return (f"two-sided paired permutation p-value of {col[:-2]}: clean and ablated swapped within whole "
                 f"{cluster_unit}s (a ratio of means has no per-item sign flip)")
     if col.endswith("_p"):
@@ -405,13 +424,6 @@ def _describe(col: str, cluster_unit: str) -> str:
                 "(exact or adaptive Monte Carlo; provenance.permutation gives the method and its resolution floor)")
     if col.endswith("_q"):
         return f"Benjamini-Hochberg q-value of {col[:-2]} across all heads of the model (per metric and ablation)"
-    for k, definition in DEFINITIONS.items():
-        for metric, text in _METRIC_TEXT.items():
-            if col == f"{metric}_delta_{k}":
-                return f"change in {text} when the head is {k}-ablated (ablated - clean, mean over items); {definition}"
-            if col == f"{metric}_delta_atp_{k}":
-                return (f"attribution-patching estimate (gradient x activation change, one forward + backward) of the change in "
-                        f"{text} under {k} ablation")
     return col
 
 
@@ -496,10 +508,10 @@ def _groups_frame(group_list: list[HeadGroup], group_lp: torch.Tensor, kinds: tu
     for i, (k, g) in enumerate((k, g) for k in kinds for g in group_list):
         row: dict[str, Any] = {"group_kind": g.kind, "group_name": g.name, "k": g.k, "heads": g.labels, "ablation": k}
         for j, metric in enumerate(METRICS[:4]):
-            col = f"{metric}_delta"
+            col = EFFECT_SPECS[metric].name
             row[col], row[f"{col}_lo"], row[f"{col}_hi"], row[f"{col}_p"] = e.delta[i, j], e.lo[i, j], e.hi[i, j], e.p[i, j]
-        row["reversal_delta"], row["reversal_delta_lo"], row["reversal_delta_hi"], row["reversal_delta_p"] = (
-            r.delta[i], r.lo[i], r.hi[i], r.p[i])
+        rev = REVERSAL.name
+        row[rev], row[f"{rev}_lo"], row[f"{rev}_hi"], row[f"{rev}_p"] = r.delta[i], r.lo[i], r.hi[i], r.p[i]
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame["model_id"], frame["dataset"], frame["n_items"], frame["run_id"] = model_id, dataset, base_vals.shape[0], run_id

@@ -27,6 +27,8 @@ Computed in memory, then ONE transaction writes `role_validation`, the head colu
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,9 @@ from headwiki.db.store import (
     write_head_metrics, write_model,
 )
 from headwiki.detectors.data import bos_id, ordinary_token_ids, repeat_sequences, tokens_hash
+from headwiki.detectors.induction import ROLE as INDUCTION
+from headwiki.spec import Metric
+from headwiki.spec import metric as spec_metric
 from headwiki.errors import HeadwikiError
 from headwiki.models import LoadedModel
 from headwiki.progress import log, progress_task
@@ -70,17 +75,25 @@ SIGNATURE_TEXT = {
     DROP: "in-context loss drop on repeated random tokens: mean loss on the first copy minus the second copy (nats)",
     IND_SCORE: "mean induction score of the labelled induction heads on the same repeated random tokens",
 }
-# role -> the signatures it is validated on (empty: no clean behavioural signature)
-ROLE_SIGNATURES: dict[str, tuple[str, ...]] = {
-    "induction": (DROP,),
-    "previous_token": (DROP, IND_SCORE),
-    "duplicate_token": (),
-}
-NO_SIGNATURE_NOTE = {
-    "duplicate_token": ("no clean behavioural signature: attending to earlier copies of the current token has no "
-                        "single downstream behaviour to ablate (it feeds suppression and induction circuits alike), "
-                        "so the label rests on the attention pattern alone and is not causally validated"),
-}
+_SHARE_DATA = "repeated random-token sequences [BOS, x_1..x_L, x_1..x_L] (validation seed)"
+CAUSAL_SHARE = spec_metric(Metric(
+    "causal_share", "share of the in-context loss drop", "causal", "validation", "share",
+    "fraction of the in-context loss drop (copy-1 minus copy-2 loss) removed when this head alone is ablated; ratio of "
+    "means over sequences (mean and resample: only for the labelled induction heads and the causally important heads)",
+    data=_SHARE_DATA, direction="signed", per_ablation=True, order=0))
+CAUSAL_SHARE_ZERO = spec_metric(dataclasses.replace(CAUSAL_SHARE.expand("zero"), ci=True, heatmap=True))
+CAUSAL_SHARE_EXACT = spec_metric(Metric(
+    "causal_share_exact", "causal share measured exactly", "label", "flag", "",
+    f"true: {CAUSAL_SHARE_ZERO.name} was measured by an exact single-head ablation; false: only its attribution estimate "
+    "exists (CPU prefilter mode)", data=_SHARE_DATA, dtype="BOOLEAN"))
+CAUSAL_SHARE_ATP = spec_metric(Metric(
+    "causal_share_atp", "share of the in-context loss drop (attribution estimate)", "attribution", "estimate", "share",
+    f"attribution-patching estimate (gradient x activation, one forward + backward) of {CAUSAL_SHARE_ZERO.name}, for every head",
+    data=_SHARE_DATA, direction="signed"))
+CAUSALLY_IMPORTANT = spec_metric(Metric(
+    "causally_important", "causally important", "causal", "flag", "",
+    f"among the heads with the largest {CAUSAL_SHARE_ZERO.name} and a 95% CI above 0", data=_SHARE_DATA, dtype="BOOLEAN"))
+SIGNATURES: tuple[str, ...] = (DROP, IND_SCORE)  # what this pass can measure; each role declares its own (headwiki.spec.Role)
 
 
 @dataclass
@@ -100,25 +113,39 @@ class ValidateResult:
                     "p_rank", "p_paired", "significant"]]
 
 
-def read_labelled(db_path: str | Path, model_id: str) -> pd.DataFrame:
-    """layer, head, roles and the role score columns of `model_id` from `heads`; HeadwikiError without a detect run."""
+@dataclass(frozen=True)
+class RoleCheck:
+    """What the model's detect run declared for one detector role (`roles` table)."""
+
+    metric: str
+    signatures: tuple[str, ...]
+    no_signature: str
+
+
+def read_labelled(db_path: str | Path, model_id: str) -> tuple[pd.DataFrame, dict[str, RoleCheck]]:
+    """(layer, head, roles and one score column per detector role, named by the role; the roles' declarations).
+    HeadwikiError without a detect run."""
     if not Path(db_path).exists():
         raise HeadwikiError(f"database {db_path} does not exist: run `headwiki detect --model ...` first (validation ablates labelled heads)")
     con = connect(db_path, read_only=True)
     try:
         cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'heads'").fetchall()}
-        need = {"roles", *ROLE_SIGNATURES}
-        if not need <= cols:
-            raise HeadwikiError(f"{db_path} has no detector results: run `headwiki detect --model ...` first")
-        frame = con.execute(
-            'SELECT layer, head, roles, "induction", "previous_token", "duplicate_token" FROM heads WHERE model_id = ? ORDER BY layer, head',
-            [model_id]).df()
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        declared = con.execute(
+            "SELECT role, metric, signatures, no_signature FROM roles WHERE model_id = ? AND family = 'detector' "
+            "ORDER BY sort_order, role", [model_id]).fetchall() if "roles" in tables else []
+        checks = {r: RoleCheck(m, tuple(sig or ()), ns or "") for r, m, sig, ns in declared if m in cols}
+        if "roles" not in cols or not checks:
+            raise HeadwikiError(f"{db_path} has no detector results for {model_id!r}: run `headwiki detect --model ...` first")
+        scores = ", ".join(f'"{c.metric}" AS "{r}"' for r, c in checks.items())
+        frame = con.execute(f"SELECT layer, head, roles, {scores} FROM heads WHERE model_id = ? ORDER BY layer, head",
+                            [model_id]).df()
     finally:
         con.close()
     if frame.empty or frame["roles"].isna().all():
         raise HeadwikiError(f"no detector results for model {model_id!r} in {db_path}: run `headwiki detect` on it first")
     frame["roles"] = frame["roles"].map(lambda r: list(r) if r is not None else [])
-    return frame
+    return frame, checks
 
 
 def labelled_heads(frame: pd.DataFrame, role: str) -> list[tuple[int, int]]:
@@ -184,10 +211,11 @@ def validate_model(
     bridge, info = loaded.bridge, loaded.info
     if 2 * seq_len + 1 >= info.n_ctx or seq_len < 3:
         raise HeadwikiError(f"--seq-len {seq_len} does not fit: use 3 <= L < {(info.n_ctx - 1) // 2}")
-    frame = read_labelled(db_path, info.name)
+    frame, checks = read_labelled(db_path, info.name)
+    signatures = {r: tuple(x for x in c.signatures if x in SIGNATURES) for r, c in checks.items()}
     tokenizer = bridge.tokenizer
     tokens = repeat_sequences(ordinary_token_ids(tokenizer, info.d_vocab), n_seqs, seq_len, bos_id(tokenizer), seed + SEED_OFFSET)
-    labelled = {role: labelled_heads(frame, role) for role in ROLE_SIGNATURES}
+    labelled = {role: labelled_heads(frame, role) for role in checks}
     params = {"n_seqs": n_seqs, "seq_len": seq_len, "n_random": n_random, "n_compare": n_compare, "seed": seed,
               "mode": mode, "top_k": top_k, "ks": list(ks), "group_ablations": list(group_ablations),
               "n_boot": n_boot, "n_perm": n_perm, "labelled": {r: [head_label(*x) for x in v] for r, v in labelled.items()}}
@@ -199,7 +227,7 @@ def validate_model(
     started = utcnow()
     timings: dict[str, float] = {}
     n_layers, n_heads = info.n_layers, info.n_heads
-    induction_heads = labelled["induction"]
+    induction_heads = labelled.get(INDUCTION.name, [])
     runner = SignatureRunner(bridge, tokens, seq_len, induction_heads, max_rows=max_rows)
     t0 = time.perf_counter()
     runner.clean()
@@ -215,7 +243,7 @@ def validate_model(
     rng = np.random.default_rng(seed)
     plan: list[dict[str, Any]] = []  # one entry per (role, group): spec indices
     specs: list[Spec] = []
-    for role, sigs in ROLE_SIGNATURES.items():
+    for role, sigs in signatures.items():
         heads = labelled[role]
         if not sigs or not heads:
             continue
@@ -261,12 +289,12 @@ def validate_model(
 
     run_id = new_run_id()
     rows = _rows(plan, g_drop.numpy().astype(np.float64), g_scores.numpy().astype(np.float64), clean_drop, clean_ind,
-                 labelled, info.name, run_id, n_seqs, seq_len, n_boot, n_perm, seed)
+                 labelled, checks, info.name, run_id, n_seqs, seq_len, n_boot, n_perm, seed)
     heads = _head_frame(share, share_lo, share_hi, compare, o_drop.numpy().astype(np.float64), clean_drop, important,
                         n_layers, n_heads)
-    heads["causal_share_exact"] = [i in set(measured) for i in range(m)]
+    heads[CAUSAL_SHARE_EXACT.name] = [i in set(measured) for i in range(m)]
     if atp_share is not None and selection is not None:
-        heads["causal_share_atp"] = atp_share
+        heads[CAUSAL_SHARE_ATP.name] = atp_share
         agree = agreement(atp_share, share, selection)
         log(f"validate {info.name}: single-head shares exact for {len(measured)} of {m} heads (top {len(selection.top)} by "
             f"attribution + {len(selection.random)} random); attribution vs exact on them: Spearman {agree['spearman']:+.2f}, "
@@ -320,12 +348,15 @@ def _effect_row(ablated: np.ndarray, randoms: np.ndarray, clean: np.ndarray, n_b
 
 
 def _rows(plan: list[dict[str, Any]], g_drop: np.ndarray, g_scores: np.ndarray, clean_drop: np.ndarray,
-          clean_ind: np.ndarray | None, labelled: dict[str, list[tuple[int, int]]], model_id: str, run_id: str,
+          clean_ind: np.ndarray | None, labelled: dict[str, list[tuple[int, int]]], checks: dict[str, RoleCheck],
+          model_id: str, run_id: str,
           n_seqs: int, seq_len: int, n_boot: int, n_perm: int, seed: int) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     base = {"model_id": model_id, "n_seqs": n_seqs, "seq_len": seq_len, "run_id": run_id}
     for p in plan:
-        for sig in ROLE_SIGNATURES[p["role"]]:
+        for sig in checks[p["role"]].signatures:
+            if sig not in SIGNATURES:
+                continue
             if sig == DROP:
                 ablated, randoms, clean = g_drop[p["spec"]], g_drop[p["random"]], clean_drop
             else:
@@ -337,9 +368,9 @@ def _rows(plan: list[dict[str, Any]], g_drop: np.ndarray, g_scores: np.ndarray, 
             rows.append({**base, "ablation": p["ablation"], "role": p["role"], "signature": sig, "group_name": p["name"], "k": p["k"],
                          "heads": [head_label(*x) for x in p["heads"]], "note": SIGNATURE_TEXT[sig] + stats.pop("note_suffix", ""),
                          **stats})
-    for role, sigs in ROLE_SIGNATURES.items():
-        if not sigs:
-            note = NO_SIGNATURE_NOTE.get(role, "no behavioural signature defined")
+    for role, check in checks.items():
+        if not any(x in SIGNATURES for x in check.signatures):
+            note = check.no_signature or "no behavioural signature defined"
         elif not labelled[role]:
             note = f"no head holds the {role} label: nothing to validate"
         else:
@@ -357,26 +388,25 @@ def _head_frame(share: np.ndarray, lo: np.ndarray, hi: np.ndarray, compare: list
                 clean_drop: np.ndarray, important: list[int], n_layers: int, n_heads: int) -> pd.DataFrame:
     grid = [(L, h) for L in range(n_layers) for h in range(n_heads)]
     frame = pd.DataFrame(grid, columns=["layer", "head"])
-    frame["causal_share_zero"], frame["causal_share_zero_lo"], frame["causal_share_zero_hi"] = share, lo, hi
+    zero = CAUSAL_SHARE_ZERO.name
+    frame[zero], frame[f"{zero}_lo"], frame[f"{zero}_hi"] = share, lo, hi
     for j, kind in enumerate(("mean", "resample")):
         col = np.full(len(grid), np.nan)
         block = o_drop[j * len(compare):(j + 1) * len(compare)]  # [len(compare), n]
         col[compare] = (clean_drop[None, :] - block).sum(1) / clean_drop.sum()
-        frame[f"causal_share_{kind}"] = col
-    frame["causally_important"] = [i in set(important) for i in range(len(grid))]
+        frame[CAUSAL_SHARE.expand(kind).name] = col
+    frame[CAUSALLY_IMPORTANT.name] = [i in set(important) for i in range(len(grid))]
     return frame
 
 
 def _docs(n_seqs: int, seq_len: int, n_compare: int) -> dict[str, dict[str, Any]]:
     data = f"{n_seqs} repeated random-token sequences [BOS, x_1..x_{seq_len}, x_1..x_{seq_len}] (validation seed)"
-    what = "fraction of the in-context loss drop (copy-1 minus copy-2 loss) removed when this head alone is"
-    return {
-        "causal_share_zero": {"description": f"{what} zero-ablated (hook_z = 0); ratio of means over sequences", "data": data, "n": n_seqs},
-        "causal_share_zero_lo": {"description": "lower bound of the 95% bootstrap CI (over sequences) of causal_share_zero", "data": data, "n": n_seqs},
-        "causal_share_zero_hi": {"description": "upper bound of the 95% bootstrap CI (over sequences) of causal_share_zero", "data": data, "n": n_seqs},
-        "causal_share_mean": {"description": f"{what} mean-ablated (hook_z = its mean over the clean sequences); only for the labelled induction heads and the causally important heads, else NULL", "data": data, "n": n_seqs},
-        "causal_share_resample": {"description": f"{what} resample-ablated (hook_z from another clean sequence, same positions); only for the labelled induction heads and the causally important heads, else NULL", "data": data, "n": n_seqs},
-        "causal_share_exact": {"description": "true: causal_share_zero was measured by an exact single-head ablation; false: only the attribution estimate causal_share_atp exists (CPU prefilter mode)", "data": data, "n": n_seqs},
-        "causal_share_atp": {"description": "attribution-patching estimate (gradient x activation, one forward + backward) of causal_share_zero, for every head", "data": data, "n": n_seqs},
-        "causally_important": {"description": f"among the {n_compare} heads with the largest causal_share_zero and a 95% CI above 0", "data": data, "n": n_seqs},
-    }
+    zero = CAUSAL_SHARE_ZERO.name
+    docs = {m.name: {"description": m.description, "data": data, "n": n_seqs, "spec": m}
+            for m in (CAUSAL_SHARE_ZERO, CAUSAL_SHARE.expand("mean"), CAUSAL_SHARE.expand("resample"), CAUSAL_SHARE_EXACT,
+                      CAUSAL_SHARE_ATP)}
+    docs[CAUSALLY_IMPORTANT.name] = {"description": f"among the {n_compare} heads with the largest {zero} and a 95% CI above 0",
+                                     "data": data, "n": n_seqs, "spec": CAUSALLY_IMPORTANT}
+    for suffix, what in (("_lo", "lower"), ("_hi", "upper")):
+        docs[zero + suffix] = {"description": f"{what} bound of the 95% bootstrap CI (over sequences) of {zero}", "data": data, "n": n_seqs}
+    return docs

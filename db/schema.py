@@ -44,6 +44,19 @@ DDL: tuple[str, ...] = (
         n INTEGER, run_id VARCHAR,
         PRIMARY KEY (model_id, metric)
     )""",
+    # The metric's declaration (headwiki.spec.Metric), copied by the pass that wrote it (schema 1, idempotent).
+    *(f"ALTER TABLE metrics ADD COLUMN IF NOT EXISTS {c}" for c in (
+        "label VARCHAR", "family VARCHAR", "kind VARCHAR", "unit VARCHAR", "direction VARCHAR", "has_ci BOOLEAN",
+        "has_pq BOOLEAN", "heatmap BOOLEAN", "version VARCHAR", "sort_order INTEGER", "confound VARCHAR",
+        "strong_at DOUBLE", "control_for VARCHAR")),
+    # One row per (model, role): the role's declaration (headwiki.spec.Role) with the threshold the run used and the
+    # `heads` column that holds it (held_in: a list of roles, or one role's name as the value).
+    """CREATE TABLE IF NOT EXISTS roles (
+        model_id VARCHAR, role VARCHAR, label VARCHAR, family VARCHAR, metric VARCHAR, text VARCHAR, colour VARCHAR,
+        threshold DOUBLE, rule VARCHAR, control VARCHAR, consequence VARCHAR, signatures VARCHAR[],
+        no_signature VARCHAR, citation VARCHAR, version VARCHAR, sort_order INTEGER, held_in VARCHAR, run_id VARCHAR,
+        PRIMARY KEY (model_id, role)
+    )""",
     # Random-init control scores per architecture signature, used for role decisions.
     """CREATE TABLE IF NOT EXISTS controls (
         arch_key VARCHAR, metric VARCHAR, layer INTEGER, head INTEGER, value DOUBLE, run_id VARCHAR,
@@ -104,7 +117,7 @@ DDL: tuple[str, ...] = (
 # Tables whose rows belong to one model (cleared per model when a pass rewrites them).
 MODEL_TABLES: tuple[str, ...] = (
     "heads", "metrics", "head_examples", "negation_baselines", "negation_items",
-    "negation_item_effects", "negation_groups", "role_validation",
+    "negation_item_effects", "negation_groups", "role_validation", "roles",
 )
 
 LONG_VIEW = "head_metrics_long"

@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 
 from headwiki import __version__
+from headwiki.spec import STAT_SUFFIXES
 from headwiki.db.schema import DDL, HEAD_KEY_COLUMNS, LONG_VIEW, SCHEMA_VERSION
 from headwiki.errors import HeadwikiError
 
@@ -240,7 +241,8 @@ def write_head_metrics(
     if docs:
         rows = [
             {"model_id": model_id, "metric": m, "pass_name": pass_name, "run_id": run_id,
-             "description": d.get("description"), "data": d.get("data"), "n": d.get("n")}
+             "description": d.get("description"), "data": d.get("data"), "n": d.get("n"),
+             **(d["spec"].row() if d.get("spec") is not None else {})}
             for m, d in docs.items()
         ]
         doc_frame = pd.DataFrame(rows)
@@ -251,23 +253,37 @@ def write_head_metrics(
     refresh_long_view(con)
 
 
+def write_roles(con: duckdb.DuckDBPyConnection, model_id: str, rows: list[Mapping[str, Any]], family: str,
+                run_id: str | None) -> None:
+    """Replace the `roles` rows of one family (detector | negation) for a model: each a Role.row() plus the
+    threshold the run used."""
+    con.execute("DELETE FROM roles WHERE model_id = ? AND family = ?", [model_id, family])
+    if rows:
+        role_frame = pd.DataFrame([{**r, "model_id": model_id, "run_id": run_id} for r in rows])
+        con.execute("INSERT INTO roles BY NAME SELECT * FROM role_frame")
+
+
 def refresh_long_view(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)create the long view (model_id, label, layer, head, metric, value) over numeric head columns."""
-    cols = con.execute(
+    """(Re)create the long view: one row per (model, head, metric) with the metric's value and, where they exist,
+    its 95% CI (lo, hi) and test (p, q) — statistics are columns of the view, never metrics of their own."""
+    cols = [c[0] for c in con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'heads' "
         "AND data_type IN ('DOUBLE', 'BIGINT', 'INTEGER', 'FLOAT', 'BOOLEAN') ORDER BY ordinal_position"
-    ).fetchall()
-    metric_cols = [c[0] for c in cols if c[0] not in HEAD_KEY_COLUMNS]
-    if not metric_cols:
+    ).fetchall() if c[0] not in HEAD_KEY_COLUMNS]
+    present = set(cols)
+    metrics = [c for c in cols if not any(c.endswith(s) and c[: -len(s)] in present for s in STAT_SUFFIXES)]
+    stats = ("lo", "hi", "p", "q")
+    if not metrics:
+        none = ", ".join(f"NULL::DOUBLE AS {s}" for s in stats)
         con.execute(f"CREATE OR REPLACE VIEW {LONG_VIEW} AS SELECT model_id, label, layer, head, "
-                    "NULL::VARCHAR AS metric, NULL::DOUBLE AS value FROM heads WHERE false")
+                    f"NULL::VARCHAR AS metric, NULL::DOUBLE AS value, {none} FROM heads WHERE false")
         return
-    casts = ", ".join(f'CAST("{c}" AS DOUBLE) AS "{c}"' for c in metric_cols)
-    names = ", ".join(f'"{c}"' for c in metric_cols)
-    con.execute(
-        f"CREATE OR REPLACE VIEW {LONG_VIEW} AS UNPIVOT (SELECT model_id, label, layer, head, {casts} FROM heads) "
-        f"ON {names} INTO NAME metric VALUE value"
-    )
+    parts = []
+    for m in metrics:
+        extra = ", ".join(f'CAST("{m}_{s}" AS DOUBLE) AS {s}' if f"{m}_{s}" in present else f"NULL::DOUBLE AS {s}" for s in stats)
+        parts.append(f"SELECT model_id, label, layer, head, '{m}' AS metric, CAST(\"{m}\" AS DOUBLE) AS value, {extra} "
+                     f'FROM heads WHERE "{m}" IS NOT NULL')
+    con.execute(f"CREATE OR REPLACE VIEW {LONG_VIEW} AS " + " UNION ALL ".join(parts))
 
 
 def replace_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, where: Mapping[str, Any]) -> None:

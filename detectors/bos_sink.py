@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from headwiki.detectors.registry import BatchMeta, Detector, register
+from headwiki.spec import Metric
 
 
 def bos_sink_scores(patterns: torch.Tensor, tokens: torch.Tensor, meta: BatchMeta) -> torch.Tensor:
@@ -17,10 +18,10 @@ def bos_sink_scores(patterns: torch.Tensor, tokens: torch.Tensor, meta: BatchMet
     return patterns[..., 1:, 0].mean(-1)
 
 
-DETECTOR = register(Detector(
-    name="bos_sink",
-    version="1",
-    needs="text",
-    fn=bos_sink_scores,
-    description="mean attention mass on position 0 (BOS) over query positions i >= 1, natural text",
-))
+METRIC = Metric(
+    "bos_sink", "BOS sink", "detector", "score", "attention",
+    "mean attention mass on position 0 (BOS) over query positions i >= 1, natural text",
+    data="natural text windows", ci=True, heatmap=True, order=3,
+    confound="removing a near-constant attention-sink output", strong_at=0.5,
+)
+DETECTOR = register(Detector(name=METRIC.name, version=METRIC.version, needs="text", fn=bos_sink_scores, metrics=(METRIC,)))

@@ -10,15 +10,6 @@ import pandas as pd
 from headwiki.cli_options import db_option, emit, format_options, model_options
 from headwiki.errors import HeadwikiError
 
-TABLE_HEAD_COLUMNS: tuple[str, ...] = (
-    "label", "roles", "induction", "previous_token", "previous_token_random", "duplicate_token", "bos_sink",
-    "entropy", "positional_offset",
-)
-DEFAULT_HEAD_COLUMNS: tuple[str, ...] = (
-    "label", "roles", "induction", "induction_lo", "induction_hi", "previous_token", "previous_token_lo",
-    "previous_token_hi", "duplicate_token", "duplicate_token_lo", "duplicate_token_hi", "previous_token_random",
-    "bos_sink", "entropy", "positional_offset", "positional_mass", "multi_role",
-)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -67,60 +58,61 @@ def detect(
 @click.command()
 @click.option("--model", "model", required=True, help="model_id in the DB (see `headwiki query \"SELECT model_id FROM models\"`)")
 @db_option
-@click.option("--role", default=None, help="only heads holding this role: a detector role (in `roles`) or a negation role (`negation_role`)")
+@click.option("--role", default=None, help="only heads holding this role (any role the model's runs declared: see the `roles` table)")
 @click.option("--sort", "sort", default=None, help="column to sort by, descending unless --asc (default: layer, head; or the role's score)")
 @click.option("--asc", "ascending", is_flag=True, help="sort ascending")
 @click.option("--limit", type=int, default=None, help="at most N rows")
-@click.option("--columns", default=None, help="comma-separated columns to show (default: detector summary columns)")
+@click.option("--columns", default=None, help="comma-separated columns to show (default: the roles and every detector metric; with CIs for csv/json)")
 @format_options
 def heads(model: str, db_path: str, role: str | None, sort: str | None, ascending: bool, limit: int | None,
           columns: str | None, fmt: str) -> None:
     """List the heads of one model from the DB (read-only)."""
-    default = TABLE_HEAD_COLUMNS if fmt == "table" else DEFAULT_HEAD_COLUMNS
-    frame = list_heads(db_path, model, role=role, sort=sort, limit=limit, columns=columns, default_columns=default,
+    frame = list_heads(db_path, model, role=role, sort=sort, limit=limit, columns=columns, with_ci=fmt != "table",
                        ascending=ascending)
     emit(frame, fmt, title=f"heads of {model} ({db_path})")
 
 
 def list_heads(
     db_path: str, model: str, role: str | None = None, sort: str | None = None, limit: int | None = None,
-    columns: str | None = None, default_columns: tuple[str, ...] = DEFAULT_HEAD_COLUMNS, ascending: bool = False,
+    columns: str | None = None, with_ci: bool = True, ascending: bool = False,
 ) -> pd.DataFrame:
     """The heads of `model` as a DataFrame (read-only connection); bad names -> HeadwikiError.
 
-    role: a detector role (an element of `roles`) or a negation role (the value of `negation_role`); a role no
-    head of the model holds is reported with the roles it does hold."""
+    Everything comes from the database's own declarations: the `roles` table says which roles exist, which
+    column holds each (a list of detector roles, or a negation role's value) and which metric scores it; the
+    `metrics` table says which columns are detector metrics (the default columns) and which have a CI.
+    role: any declared role; one no head of the model holds is reported with the roles it does hold."""
     from headwiki.db.store import reading
 
     if limit is not None and limit < 1:
         raise HeadwikiError(f"--limit {limit} must be at least 1")
     with reading(db_path) as con:
-        available = [r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'heads' ORDER BY ordinal_position").fetchall()]
+        types = dict(con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'heads' ORDER BY ordinal_position").fetchall())
+        available = list(types)
         models = [r[0] for r in con.execute("SELECT DISTINCT model_id FROM heads ORDER BY 1").fetchall()]
         if model not in models:
             known = ", ".join(models) or "none yet"
             raise HeadwikiError(f"model {model!r} is not in {db_path} (models: {known}): run `headwiki detect --model ...` first")
-        wanted = [c.strip() for c in columns.split(",")] if columns else [c for c in default_columns if c in available]
+        declared = {r[0]: (r[1], r[2]) for r in con.execute(
+            "SELECT role, metric, held_in FROM roles WHERE model_id = ? ORDER BY sort_order, role", [model]).fetchall()}
+        holders = [c for c in dict.fromkeys(h for _, h in declared.values()) if c in types]
+        wanted = [c.strip() for c in columns.split(",")] if columns else _default_columns(con, model, holders, with_ci)
         for col in [*wanted, *([sort] if sort else [])]:
             if not _IDENT.match(col) or col not in available:
                 raise HeadwikiError(f"unknown column {col!r}: heads has {', '.join(available)}")
-        role_sql = " OR ".join(
-            [f"list_contains({c}, ?)" for c in ("roles",) if c in available]
-            + [f"{c} = ?" for c in ("negation_role",) if c in available])
+        role_sql = " OR ".join(f'list_contains("{c}", ?)' if types[c].endswith("[]") else f'"{c}" = ?' for c in holders)
         if role:
             if not role_sql:
                 raise HeadwikiError(f"{db_path} has no role results for {model!r}: run `headwiki detect --model {model}` first")
-            from headwiki.negation_rule import NEGATION_ROLES
-            from headwiki.detectors.roles import ROLES as DETECTOR_ROLES
-
-            held = _roles_held(con, model, available)
-            if role not in held and role not in (*DETECTOR_ROLES, *NEGATION_ROLES):
-                raise HeadwikiError(f"unknown role {role!r}: roles are {', '.join((*DETECTOR_ROLES, *NEGATION_ROLES))} "
+            held = _roles_held(con, model, holders, types)
+            if role not in held and role not in declared:
+                raise HeadwikiError(f"unknown role {role!r}: roles are {', '.join(declared)} "
                                     f"(held by heads of {model!r}: {', '.join(sorted(held)) or 'none'})")
         where = "model_id = ?" + (f" AND ({role_sql})" if role else "")
         params: list[object] = [model] + ([role] * role_sql.count("?") if role else [])
-        order_col = sort or (role if role in available else None)
+        score = declared.get(role, (None, None))[0] if role else None
+        order_col = sort or (score if score in available else None)
         direction = "ASC" if ascending else "DESC"
         order = f'"{order_col}" {direction} NULLS LAST, layer, head' if order_col else "layer, head"
         select = ", ".join(f'"{c}"' for c in wanted)
@@ -128,13 +120,21 @@ def list_heads(
         return con.execute(sql, params).fetchdf()
 
 
-def _roles_held(con: object, model: str, available: list[str]) -> set[str]:
-    """Every detector role and negation role some head of `model` holds."""
+def _default_columns(con: object, model: str, holders: list[str], with_ci: bool) -> list[str]:
+    """label, the role columns, then every detector metric in its declared order (with its CI bounds if asked)."""
+    rows = con.execute(  # type: ignore[attr-defined]
+        "SELECT metric, has_ci FROM metrics WHERE model_id = ? AND family = 'detector' ORDER BY sort_order, metric", [model]).fetchall()
+    out = ["label", *holders]
+    for metric, has_ci in rows:
+        out += [metric, *((f"{metric}_lo", f"{metric}_hi") if with_ci and has_ci else ())]
+    return out
+
+
+def _roles_held(con: object, model: str, holders: list[str], types: dict[str, str]) -> set[str]:
+    """Every role some head of `model` holds, from each column that holds roles."""
     held: set[str] = set()
-    if "roles" in available:
-        held |= {r[0] for r in con.execute(  # type: ignore[attr-defined]
-            "SELECT DISTINCT unnest(roles) FROM heads WHERE model_id = ?", [model]).fetchall() if r[0]}
-    if "negation_role" in available:
-        held |= {r[0] for r in con.execute(  # type: ignore[attr-defined]
-            "SELECT DISTINCT negation_role FROM heads WHERE model_id = ? AND negation_role IS NOT NULL", [model]).fetchall()}
+    for c in holders:
+        sql = (f'SELECT DISTINCT unnest("{c}") FROM heads WHERE model_id = ?' if types[c].endswith("[]")
+               else f'SELECT DISTINCT "{c}" FROM heads WHERE model_id = ? AND "{c}" IS NOT NULL')
+        held |= {r[0] for r in con.execute(sql, [model]).fetchall() if r[0]}  # type: ignore[attr-defined]
     return held

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from headwiki.detectors.registry import BatchMeta, InputKind, Registry
-from headwiki.detectors.roles import ROLES
+from headwiki.detectors.roles import control_metrics
 from headwiki.detectors.scoring import score_inputs
 
 # Config fields that name or version a checkpoint without changing the architecture.
@@ -79,13 +79,13 @@ def read_controls(db_path: str | Path, key: str, n_layers: int, n_heads: int) ->
             "SELECT metric, layer, head, value FROM controls WHERE arch_key = ?", [key]
         ).fetchdf()
     out: dict[str, torch.Tensor] = {}
-    for role in ROLES:
-        rows = frame[frame.metric == role]
+    for metric in control_metrics():
+        rows = frame[frame.metric == metric]
         if len(rows) != n_layers * n_heads:
             return None
         grid = torch.full((n_layers, n_heads), float("nan"), dtype=torch.float64)
         grid[torch.tensor(rows["layer"].to_numpy()), torch.tensor(rows["head"].to_numpy())] = torch.tensor(rows["value"].to_numpy(), dtype=torch.float64)
-        out[role] = grid
+        out[metric] = grid
     return out
 
 
@@ -97,9 +97,21 @@ def compute_controls(
     batch_size: int,
     on_batch: Callable[[], None] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Mean control score per role over the same sequences: {role: [n_layers, n_heads]} (float64)."""
-    per_seq = score_inputs(control_bridge, inputs, registry, meta, batch_size, on_batch, only=set(ROLES))
-    return {role: per_seq[role].double().mean(0) for role in ROLES}
+    """Mean control score of every role's metric over the same sequences: {metric: [n_layers, n_heads]} (float64)."""
+    wanted = control_metrics()
+    per_seq = score_inputs(control_bridge, inputs, registry, meta, batch_size, on_batch, only=control_detectors(registry))
+    out: dict[str, torch.Tensor] = {}
+    for det in registry:
+        if det.name in per_seq:
+            boot, _ = det.columns(per_seq[det.name])
+            out.update({m: v.double().mean(0) for m, v in boot.items() if m in wanted})
+    return out
+
+
+def control_detectors(registry: Registry) -> set[str]:
+    """The detectors that produce a role's metric (the only ones run on the control model)."""
+    wanted = set(control_metrics())
+    return {d.name for d in registry if any(m.name in wanted for m in d.metrics)}
 
 
 def controls_frame(key: str, controls: Mapping[str, torch.Tensor], run_id: str) -> pd.DataFrame:

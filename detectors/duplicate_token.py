@@ -11,6 +11,7 @@ import torch
 
 from headwiki.detectors.induction import attention_at_offset, second_copy_positions
 from headwiki.detectors.registry import BatchMeta, Detector, register
+from headwiki.spec import Metric, Role, role
 
 
 def duplicate_token_scores(patterns: torch.Tensor, tokens: torch.Tensor, meta: BatchMeta) -> torch.Tensor:
@@ -22,10 +23,20 @@ def duplicate_token_scores(patterns: torch.Tensor, tokens: torch.Tensor, meta: B
     return attention_at_offset(patterns, second_copy_positions(L), L)
 
 
-DETECTOR = register(Detector(
-    name="duplicate_token",
-    version="1",
-    needs="repeat",
-    fn=duplicate_token_scores,
-    description="mean attention from each second-copy position to its earlier copy (perfect = 1)",
+METRIC = Metric(
+    "duplicate_token", "duplicate-token", "detector", "score", "attention",
+    "mean attention from each second-copy position to its earlier copy (perfect = 1)",
+    data="repeated random tokens [BOS, x_1..x_L, x_1..x_L]", ci=True, heatmap=True, order=2, confound="lost repeated-token detection",
+)
+DETECTOR = register(Detector(name=METRIC.name, version=METRIC.version, needs="repeat", fn=duplicate_token_scores, metrics=(METRIC,)))
+# Threshold 0.3: duplicate heads typically split attention between the earlier copy, BOS and the current
+# token (GPT-2's 0.1/0.10/3.0 are weaker than its induction heads), so a lower bar than induction's.
+ROLE = role(Role(
+    METRIC.name, "duplicate-token", "detector", METRIC.name, text="attends to earlier copies of the current token",
+    colour="#d95f02", threshold=0.3, rule="score >= threshold AND 95% CI lower bound > the random-init control", control="the same head position in a random-initialized model of the same architecture, on the same sequences",
+    consequence="lost repeated-token detection",
+    no_signature=("no clean behavioural signature: attending to earlier copies of the current token has no "
+                  "single downstream behaviour to ablate (it feeds suppression and induction circuits alike), "
+                  "so the label rests on the attention pattern alone and is not causally validated"),
+    citation="Wang et al. 2022 (IOI: duplicate-token heads)", order=2,
 ))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from headwiki.detectors.registry import BatchMeta, Detector, register
+from headwiki.spec import Metric
 
 
 def normalized_entropy(patterns: torch.Tensor) -> torch.Tensor:
@@ -28,10 +29,9 @@ def entropy_scores(patterns: torch.Tensor, tokens: torch.Tensor, meta: BatchMeta
     return normalized_entropy(patterns).mean(-1)
 
 
-DETECTOR = register(Detector(
-    name="entropy",
-    version="1",
-    needs="text",
-    fn=entropy_scores,
-    description="mean normalized attention entropy (0 = one key, 1 = uniform) over query positions i >= 1, natural text",
-))
+METRIC = Metric(
+    "entropy", "attention entropy", "detector", "score", "entropy",
+    "mean normalized attention entropy (0 = one key, 1 = uniform) over query positions i >= 1, natural text",
+    data="natural text windows", ci=True, heatmap=True, order=4,
+)
+DETECTOR = register(Detector(name=METRIC.name, version=METRIC.version, needs="text", fn=entropy_scores, metrics=(METRIC,)))

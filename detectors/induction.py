@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from headwiki.detectors.registry import BatchMeta, Detector, register
+from headwiki.spec import Metric, Role, role
 
 
 def second_copy_positions(half_len: int) -> torch.Tensor:
@@ -39,10 +40,20 @@ def induction_scores(patterns: torch.Tensor, tokens: torch.Tensor, meta: BatchMe
     return attention_at_offset(patterns, second_copy_positions(L), L - 1)
 
 
-DETECTOR = register(Detector(
-    name="induction",
-    version="1",
-    needs="repeat",
-    fn=induction_scores,
-    description="mean attention from each second-copy position to the position after its earlier copy (perfect = 1)",
+METRIC = Metric(
+    "induction", "induction", "detector", "score", "attention",
+    "mean attention from each second-copy position to the position after its earlier copy (perfect = 1)",
+    data="repeated random tokens [BOS, x_1..x_L, x_1..x_L]", ci=True, heatmap=True, order=0,
+    confound="broken in-context copying (induction)",
+)
+DETECTOR = register(Detector(name=METRIC.name, version=METRIC.version, needs="repeat", fn=induction_scores, metrics=(METRIC,)))
+# Threshold 0.4: ARENA's threshold for repeated-random-token induction on the same perfect-is-1 scale; GPT-2
+# small's known induction heads (5.1, 5.5, 6.9, 7.2, 7.10) clear it while uniform causal attention on L = 31
+# scores ~0.03.
+ROLE = role(Role(
+    METRIC.name, "induction", "detector", METRIC.name,
+    text="attends to the token after an earlier copy of the current token", colour="#7b3294", threshold=0.4,
+    rule="score >= threshold AND 95% CI lower bound > the random-init control", control="the same head position in a random-initialized model of the same architecture, on the same sequences",
+    consequence="broken in-context copying (induction)", signatures=("in_context_loss_drop",),
+    citation="Olsson et al. 2022, In-context Learning and Induction Heads", order=0,
 ))

@@ -20,7 +20,9 @@ from typing import Literal
 
 import torch
 
-from headwiki.detectors.registry import BatchMeta, Detector, register
+from headwiki.detectors import duplicate_token, induction, previous_token
+from headwiki.detectors.registry import BatchMeta, Detector, InputKind, register
+from headwiki.spec import Metric
 
 TLHeadName = Literal["previous_token_head", "duplicate_token_head", "induction_head"]
 TL_HEAD_NAMES: tuple[TLHeadName, ...] = ("previous_token_head", "duplicate_token_head", "induction_head")
@@ -94,17 +96,19 @@ def tl_scores(patterns: torch.Tensor, tokens: torch.Tensor, head_name: TLHeadNam
     return mul_scores(patterns, detection_pattern(tokens, head_name, patterns.device), exclude_bos)
 
 
-def _detector(name: str, head_name: TLHeadName, needs: str, data: str) -> Detector:
+def _detector(of: Metric, head_name: TLHeadName, needs: InputKind, data: str) -> Detector:
+    """The TransformerLens-scale twin `<metric>_tl` of one of headwiki's detector metrics."""
     def fn(patterns: torch.Tensor, tokens: torch.Tensor, meta: BatchMeta) -> torch.Tensor:
         return tl_scores(patterns, tokens, head_name)
 
     fn.__doc__ = f"TransformerLens detect_head('{head_name}', error_measure='mul') per sequence: [b, L, H, s, s] -> [b, L, H]."
-    return register(Detector(
-        name=name, version="1", needs=needs, fn=fn,  # type: ignore[arg-type]
-        description=f"TransformerLens-compatible detect_head '{head_name}' (mul, exclude_bos=False) on {data}",
-    ))
+    metric = Metric(
+        f"{of.name}_tl", f"{of.label} (TransformerLens detect_head)", "peer", "score", of.unit,
+        f"TransformerLens-compatible detect_head '{head_name}' (mul, exclude_bos=False) on {data}",
+        data=data, ci=True, order=of.order)
+    return register(Detector(name=metric.name, version=metric.version, needs=needs, fn=fn, metrics=(metric,)))
 
 
-INDUCTION_TL = _detector("induction_tl", "induction_head", "repeat", "the repeat sequences")
-DUPLICATE_TL = _detector("duplicate_token_tl", "duplicate_token_head", "repeat", "the repeat sequences")
-PREVIOUS_TL = _detector("previous_token_tl", "previous_token_head", "text", "natural text")
+INDUCTION_TL = _detector(induction.METRIC, "induction_head", "repeat", "the repeat sequences")
+DUPLICATE_TL = _detector(duplicate_token.METRIC, "duplicate_token_head", "repeat", "the repeat sequences")
+PREVIOUS_TL = _detector(previous_token.METRIC, "previous_token_head", "text", "natural text")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from headwiki.detectors.registry import BatchMeta, Detector, register
+from headwiki.spec import Metric
 
 
 def offset_profile(patterns: torch.Tensor, tokens: torch.Tensor, meta: BatchMeta) -> torch.Tensor:
@@ -29,14 +30,18 @@ def dominant_offset(profile: torch.Tensor) -> tuple[dict[str, torch.Tensor], dic
     """profile: [n, n_layers, n_heads, k] -> ({positional_mass: [n, L, H]}, {positional_offset: [L, H]})."""
     offset = profile.mean(0).argmax(-1)  # [L, H]
     mass = profile.gather(-1, offset[None, ..., None].expand(profile.shape[0], -1, -1, 1)).squeeze(-1)
-    return {"positional_mass": mass}, {"positional_offset": offset}
+    return {MASS.name: mass}, {OFFSET.name: offset}
 
 
-DETECTOR = register(Detector(
-    name="positional",
-    version="1",
-    needs="text",
-    fn=offset_profile,
-    description="dominant relative offset (positional_offset) and its mean attention mass (positional_mass), BOS column excluded, natural text",
-    reduce=dominant_offset,
-))
+MASS = Metric(
+    "positional_mass", "positional mass", "detector", "score", "attention",
+    "mean attention mass at the head's dominant relative offset (positional_offset), BOS column excluded, natural text",
+    data="natural text windows", ci=True, heatmap=True, order=6,
+)
+OFFSET = Metric(
+    "positional_offset", "positional offset", "detector", "score", "positions",
+    "the head's dominant relative offset d (query i attends to key i-d most), BOS column excluded, natural text",
+    data="natural text windows", dtype="BIGINT", heatmap=True, order=7,
+)
+DETECTOR = register(Detector(name="positional", version="1", needs="text", fn=offset_profile, metrics=(MASS, OFFSET),
+                             reduce=dominant_offset))

@@ -13,6 +13,8 @@ from typing import Literal
 
 import torch
 
+from headwiki.spec import SPEC, Metric
+
 InputKind = Literal["repeat", "text", "random"]
 INPUT_KINDS: tuple[InputKind, ...] = ("repeat", "text", "random")
 
@@ -45,14 +47,20 @@ class Detector:
 
     fn(patterns [b, n_layers, n_heads, s, s], tokens [b, s], meta) -> per-sequence scores
     [b, n_layers, n_heads] (or [b, n_layers, n_heads, k] for profile detectors with a `reduce`).
+    metrics: the declarations (headwiki.spec.Metric) of the columns it produces — one named like the
+    detector without a `reduce`; with one, one per column the reduce returns.
     """
 
     name: str
     version: str
     needs: InputKind
     fn: ScoreFn
-    description: str
+    metrics: tuple[Metric, ...]
     reduce: ReduceFn | None = field(default=None, compare=False)
+
+    @property
+    def description(self) -> str:
+        return "; ".join(m.description for m in self.metrics)
 
     def columns(self, per_seq: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Named per-sequence columns (bootstrapped by the pass) and fixed columns (stored as is)."""
@@ -73,6 +81,10 @@ class Registry:
             raise ValueError(f"detector {detector.name!r}: needs must be one of {INPUT_KINDS}, got {detector.needs!r}")
         if detector.name in self._items:
             raise ValueError(f"a detector named {detector.name!r} is already registered")
+        if detector.reduce is None and [m.name for m in detector.metrics] != [detector.name]:
+            raise ValueError(f"detector {detector.name!r} must declare exactly one metric named {detector.name!r}")
+        for m in detector.metrics:
+            SPEC.add_metric(m)
         self._items[detector.name] = detector
         return detector
 
@@ -80,7 +92,10 @@ class Registry:
         """Remove and return the detector called `name` (tests and plugins that add one temporarily)."""
         if name not in self._items:
             raise KeyError(f"no detector named {name!r}; known: {', '.join(self._items)}")
-        return self._items.pop(name)
+        detector = self._items.pop(name)
+        for m in detector.metrics:
+            SPEC.remove(m.name)
+        return detector
 
     def get(self, name: str) -> Detector:
         if name not in self._items:
@@ -111,16 +126,37 @@ def register(detector: Detector) -> Detector:
     return REGISTRY.register(detector)
 
 
-def default_registry() -> Registry:
-    """The global registry with every built-in detector imported and registered."""
-    from headwiki.detectors import (  # noqa: F401  (imports register the detectors)
-        bos_sink,
-        duplicate_token,
-        entropy,
-        induction,
-        peer,
-        positional,
-        previous_token,
-    )
+PLUGINS_ENV = "HEADWIKI_PLUGINS"
+NOT_DETECTOR_MODULES = frozenset({"cli", "run"})  # the command and the pass: they use the registry, add nothing
 
+
+def default_registry() -> Registry:
+    """The global registry with every built-in detector and every plugin imported and registered.
+
+    Built-ins: every module of this package (a new detector is one new file here). Plugins: the modules
+    named in $HEADWIKI_PLUGINS (comma-separated, importable names) and the entry points of the group
+    ``headwiki.plugins``; each registers its detectors (and declares its metrics and roles) on import.
+    """
+    import importlib
+    import os
+    import pkgutil
+    from importlib.metadata import entry_points
+
+    import headwiki.detectors as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name in NOT_DETECTOR_MODULES:
+            continue
+        importlib.import_module(f"{package.__name__}.{info.name}")
+    names = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            from headwiki.errors import HeadwikiError
+
+            raise HeadwikiError(f"plugin {name!r} from ${PLUGINS_ENV} cannot be imported ({exc}): "
+                                "put its folder on PYTHONPATH or fix the name") from None
+    for ep in entry_points(group="headwiki.plugins"):
+        ep.load()
     return REGISTRY

@@ -1,23 +1,19 @@
-"""Role thresholds (the one place they live) and role assignment.
+"""The role rule (the one place it lives) and role assignment.
 
-A head gets a role when BOTH
+A head gets a detector role when BOTH
   1. its score >= the role's threshold, and
   2. the lower bound of its 95% bootstrap CI exceeds the same head position's score on a
      random-initialized model of the same architecture and the same data (the control).
+
+Each role is declared (headwiki.spec.Role: metric, threshold and why, text, colour, causal signature) in
+the file of the detector that scores it; this module reads those declarations and declares the columns
+the rule itself adds: ``<metric>_control`` per role, ``roles``, ``n_roles``, ``multi_role`` and, for a
+metric declared as another's random-token control, ``<metric>_positional``.
 
 Scale: headwiki's detector scores are normalized so that a perfect head scores 1.0 (induction and
 duplicate_token average only over second-copy positions; previous_token over positions i >= 2).
 This is NOT TransformerLens's detect_head "mul" scale, where rows without a target dilute the
 score (a perfect induction head scores ~0.5 on [BOS, x, x]); the ``*_tl`` columns carry that scale.
-
-Default thresholds:
-* induction 0.4 — ARENA's threshold for repeated-random-token induction on the same
-  perfect-is-1 scale; GPT-2 small's known induction heads (5.1, 5.5, 6.9, 7.2, 7.10) clear it while
-  uniform causal attention on L = 31 scores ~0.03.
-* previous_token 0.4 — same reasoning: a head putting less than 40% of its mass on i-1 is
-  mixing other behaviour; GPT-2's 4.11 scores ~0.9+.
-* duplicate_token 0.3 — duplicate heads typically split attention between the earlier copy, BOS
-  and the current token (GPT-2's 0.1/0.10/3.0 are weaker than its induction heads), so a lower bar.
 """
 
 from __future__ import annotations
@@ -26,44 +22,84 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from headwiki.errors import HeadwikiError
+from headwiki.spec import SPEC, Metric, Role
 
-if TYPE_CHECKING:  # annotations only: `heads --role` reads ROLES without importing torch
+if TYPE_CHECKING:  # annotations only
     import torch
 
-ROLES: tuple[str, ...] = ("induction", "previous_token", "duplicate_token")
+ROLES_COLUMN = Metric("roles", "roles", "label", "label", "", "detector roles held (rule: headwiki.detectors.roles)",
+                      dtype="VARCHAR[]", order=0)
+N_ROLES = Metric("n_roles", "number of roles", "label", "label", "count", "number of detector roles held", dtype="BIGINT", order=1)
+MULTI_ROLE = Metric("multi_role", "multi-role head", "label", "flag", "", "the head holds 2 or more detector roles",
+                    dtype="BOOLEAN", order=2)
+for _m in (ROLES_COLUMN, N_ROLES, MULTI_ROLE):
+    SPEC.add_metric(_m)
 
-DEFAULT_THRESHOLDS: dict[str, float] = {
-    "induction": 0.4,
-    "previous_token": 0.4,
-    "duplicate_token": 0.3,
-}
+
+def detector_roles() -> list[Role]:
+    """Every declared detector role (built-ins and plugins), in display order."""
+    from headwiki.detectors.registry import default_registry
+
+    default_registry()
+    return SPEC.roles_of("detector")
+
+
+def role_names() -> tuple[str, ...]:
+    return tuple(r.name for r in detector_roles())
+
+
+def control_metrics() -> tuple[str, ...]:
+    """The metrics that score a detector role (each gets a random-init control)."""
+    return tuple(dict.fromkeys(r.metric for r in detector_roles()))
+
+
+def default_thresholds() -> dict[str, float]:
+    return {r.name: float(r.threshold if r.threshold is not None else 0.0) for r in detector_roles()}
+
+
+def control_metric(role: Role) -> Metric:
+    """The declaration of a role's random-init control column, `<metric>_control`."""
+    return SPEC.add_metric(Metric(
+        f"{role.metric}_control", f"{SPEC.metrics[role.metric].label} (random-init control)", "control", "control",
+        SPEC.metrics[role.metric].unit,
+        f"{role.metric} score of the same head position in a random-initialized model of the same architecture",
+        data="the same sequences as the score", version=role.version))
+
+
+def positional_flag(metric: Metric) -> Metric:
+    """The flag of a metric declared as another's random-token control: `<metric>_positional`."""
+    return SPEC.add_metric(Metric(
+        f"{metric.control_for}_positional", f"{SPEC.metrics[metric.control_for].label}: positional", "label", "flag", "",
+        f"{metric.name} >= the {metric.control_for} threshold: the head does it whatever the tokens (positional)",
+        dtype="BOOLEAN", data=metric.data, version=metric.version))
 
 
 def parse_thresholds(items: Iterable[str]) -> dict[str, float]:
     """Parse CLI overrides like ["induction=0.5"] into {role: value}; bad input -> HeadwikiError."""
+    names = role_names()
     out: dict[str, float] = {}
     for item in items:
-        role, sep, value = item.partition("=")
-        role = role.strip()
-        if not sep or role not in ROLES:
-            raise HeadwikiError(f"bad --threshold {item!r}: use ROLE=VALUE with ROLE one of {', '.join(ROLES)}")
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in names:
+            raise HeadwikiError(f"bad --threshold {item!r}: use ROLE=VALUE with ROLE one of {', '.join(names)}")
         try:
             number = float(value)
         except ValueError:
-            raise HeadwikiError(f"bad --threshold {item!r}: {value!r} is not a number (e.g. induction=0.5)") from None
+            raise HeadwikiError(f"bad --threshold {item!r}: {value!r} is not a number (e.g. {names[0]}=0.5)") from None
         if not 0.0 <= number <= 1.0:
             raise HeadwikiError(f"bad --threshold {item!r}: thresholds are on a 0..1 scale")
-        out[role] = number
+        out[name] = number
     return out
 
 
 def resolve_thresholds(overrides: Mapping[str, float] | None) -> dict[str, float]:
-    """DEFAULT_THRESHOLDS updated with `overrides` (unknown roles rejected)."""
-    merged = dict(DEFAULT_THRESHOLDS)
-    for role, value in (overrides or {}).items():
-        if role not in ROLES:
-            raise HeadwikiError(f"unknown role {role!r} in thresholds: use one of {', '.join(ROLES)}")
-        merged[role] = float(value)
+    """The declared thresholds updated with `overrides` (unknown roles rejected)."""
+    merged = default_thresholds()
+    for name, value in (overrides or {}).items():
+        if name not in merged:
+            raise HeadwikiError(f"unknown role {name!r} in thresholds: use one of {', '.join(merged)}")
+        merged[name] = float(value)
     return merged
 
 
@@ -81,7 +117,11 @@ def assign_roles(
     controls: Mapping[str, torch.Tensor],
     thresholds: Mapping[str, float],
 ) -> list[list[list[str]]]:
-    """Roles per head: [n_layers][n_heads] -> list of role names in ROLES order."""
-    masks = {r: role_mask(scores[r], lows[r], controls[r], thresholds[r]) for r in ROLES}
-    n_layers, n_heads = scores[ROLES[0]].shape
-    return [[[r for r in ROLES if bool(masks[r][layer, head])] for head in range(n_heads)] for layer in range(n_layers)]
+    """Roles per head: [n_layers][n_heads] -> list of role names in `thresholds` order.
+
+    scores, lows, controls: {role: [n_layers, n_heads]} for every role in `thresholds`.
+    """
+    names = list(thresholds)
+    masks = {r: role_mask(scores[r], lows[r], controls[r], thresholds[r]) for r in names}
+    n_layers, n_heads = scores[names[0]].shape
+    return [[[r for r in names if bool(masks[r][layer, head])] for head in range(n_heads)] for layer in range(n_layers)]

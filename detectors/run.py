@@ -25,6 +25,7 @@ from headwiki.db.store import (
     transaction,
     utcnow,
     write_head_metrics,
+    write_roles,
     write_model,
 )
 from headwiki.db.lock import locked_pass
@@ -40,7 +41,16 @@ from headwiki.detectors.data import (
 )
 from headwiki.detectors.examples import example_frame, example_sequences
 from headwiki.detectors.registry import INPUT_DESCRIPTIONS, BatchMeta, InputKind, Registry, default_registry
-from headwiki.detectors.roles import ROLES, assign_roles, resolve_thresholds
+from headwiki.detectors.roles import (
+    MULTI_ROLE,
+    N_ROLES,
+    ROLES_COLUMN,
+    assign_roles,
+    control_metric,
+    detector_roles,
+    positional_flag,
+    resolve_thresholds,
+)
 from headwiki.detectors.scoring import _device, n_forward_batches, score_inputs
 from headwiki.errors import HeadwikiError
 from headwiki.hooks import pattern_hook, require_hooks
@@ -48,6 +58,7 @@ from headwiki.kernels import describe as describe_kernels
 from headwiki.models import LoadedModel
 from headwiki.progress import log, progress_task
 from headwiki.resume import SkippedPass, decide, file_digest, fingerprint_inputs, fingerprint_of, source_digest
+from headwiki.spec import SPEC
 from headwiki.stats import bootstrap_mean_ci
 
 PASS_NAME = "detect"
@@ -171,7 +182,7 @@ def compute_detections(
     with progress_task(f"detect {info.name}", n_forward_batches(inputs.tokens, registry, batch_size)) as bar:
         per_seq = score_inputs(bridge, inputs.tokens, registry, meta, batch_size, bar.advance)
     if stored is None:
-        n_control = n_forward_batches(inputs.tokens, registry, batch_size, only=set(ROLES))
+        n_control = n_forward_batches(inputs.tokens, registry, batch_size, only=control_mod.control_detectors(registry))
         gc.collect()
         with progress_task(f"control {info.name} (random init)", n_control) as bar:
             control_bridge = control_mod.build_control_bridge(
@@ -211,15 +222,20 @@ def _metric_frame(
         if det.needs == "text":
             data += f"; source {inputs.text_source}"
         boot_cols, fixed_cols = det.columns(per_seq[det.name])
+        specs = {m.name: m for m in det.metrics}
+        if set(boot_cols) | set(fixed_cols) != set(specs):
+            raise ValueError(f"detector {det.name!r} produced {sorted({*boot_cols, *fixed_cols})} but declares {sorted(specs)}")
         for name, values in boot_cols.items():
             mean, lo, hi = bootstrap_mean_ci(values, n_boot=n_boot, seed=seed)
             grid[name] = mean.reshape(-1).numpy()
             grid[f"{name}_lo"] = lo.reshape(-1).numpy()
             grid[f"{name}_hi"] = hi.reshape(-1).numpy()
-            docs[name] = {"description": det.description + f" [detector {det.name} v{det.version}; 95% bootstrap CI over sequences in {name}_lo/{name}_hi]", "data": data, "n": n}
+            docs[name] = {"description": specs[name].description + f" [detector {det.name} v{det.version}; 95% bootstrap CI over sequences in {name}_lo/{name}_hi]",
+                          "data": data, "n": n, "spec": specs[name]}
         for name, values in fixed_cols.items():
             grid[name] = values.reshape(-1).numpy().astype("int64")
-            docs[name] = {"description": det.description + f" [detector {det.name} v{det.version}]", "data": data, "n": n}
+            docs[name] = {"description": specs[name].description + f" [detector {det.name} v{det.version}]", "data": data, "n": n,
+                          "spec": specs[name]}
     return grid, docs
 
 
@@ -227,30 +243,40 @@ def _add_roles(
     frame: pd.DataFrame, ctrl: Mapping[str, torch.Tensor], limits: Mapping[str, float], n_layers: int, n_heads: int,
     n: int, key: str,
 ) -> dict[str, dict[str, Any]]:
-    """Add <role>_control, roles, n_roles, multi_role and previous_token_positional to `frame`; return their docs."""
+    """Add each role's <metric>_control, roles, n_roles, multi_role and each <metric>_positional flag to `frame`;
+    return their docs. limits: {role: threshold} for every detector role."""
     def grid(col: str) -> torch.Tensor:
         return torch.tensor(frame[col].to_numpy(), dtype=torch.float64).reshape(n_layers, n_heads)
 
-    scores = {r: grid(r) for r in ROLES}
-    lows = {r: grid(f"{r}_lo") for r in ROLES}
-    for r in ROLES:
-        frame[f"{r}_control"] = ctrl[r].double().reshape(-1).numpy()
-    roles = assign_roles(scores, lows, {r: ctrl[r].double() for r in ROLES}, limits)
-    frame["roles"] = [roles[layer][head] for layer, head in zip(frame["layer"], frame["head"])]
-    frame["n_roles"] = frame["roles"].map(len).astype("int64")
-    frame["multi_role"] = frame["n_roles"] >= 2
-    rule = ", ".join(f"{r} >= {limits[r]}" for r in ROLES)
-    docs: dict[str, dict[str, Any]] = {
-        f"{r}_control": {"description": f"{r} score of the same head position in a random-initialized model of the same architecture (control {key})", "data": "the same sequences as the score", "n": n}
-        for r in ROLES
-    }
-    docs["roles"] = {"description": f"roles held: score >= threshold ({rule}) AND 95% CI lower bound > the random-init control", "data": "detector scores", "n": n}
-    docs["n_roles"] = {"description": "number of roles held", "data": "roles", "n": n}
-    docs["multi_role"] = {"description": "head holds 2 or more roles", "data": "roles", "n": n}
-    if "previous_token_random" in frame:
-        frame["previous_token_positional"] = frame["previous_token_random"] >= limits["previous_token"]
-        docs["previous_token_positional"] = {"description": f"previous_token_random >= {limits['previous_token']}: attends to i-1 whatever the tokens (positional)", "data": "random-token sequences", "n": n}
+    declared = {r.name: r for r in detector_roles()}
+    docs: dict[str, dict[str, Any]] = {}
+    for r in declared.values():
+        spec = control_metric(r)
+        frame[spec.name] = ctrl[r.metric].double().reshape(-1).numpy()
+        docs[spec.name] = {"description": f"{spec.description} (control {key})", "data": spec.data, "n": n, "spec": spec}
+    roles = assign_roles({r: grid(declared[r].metric) for r in limits}, {r: grid(f"{declared[r].metric}_lo") for r in limits},
+                         {r: ctrl[declared[r].metric].double() for r in limits}, limits)
+    frame[ROLES_COLUMN.name] = [roles[layer][head] for layer, head in zip(frame["layer"], frame["head"])]
+    frame[N_ROLES.name] = frame[ROLES_COLUMN.name].map(len).astype("int64")
+    frame[MULTI_ROLE.name] = frame[N_ROLES.name] >= 2
+    rule = ", ".join(f"{declared[r].metric} >= {limits[r]}" for r in limits)
+    docs[ROLES_COLUMN.name] = {"description": f"roles held: score >= threshold ({rule}) AND 95% CI lower bound > the random-init control",
+                               "data": "detector scores", "n": n, "spec": ROLES_COLUMN}
+    docs[N_ROLES.name] = {"description": N_ROLES.description, "data": "roles", "n": n, "spec": N_ROLES}
+    docs[MULTI_ROLE.name] = {"description": MULTI_ROLE.description, "data": "roles", "n": n, "spec": MULTI_ROLE}
+    for m in list(SPEC.metrics.values()):
+        if m.control_for and m.name in frame and m.control_for in limits:
+            flag = positional_flag(m)
+            frame[flag.name] = frame[m.name] >= limits[m.control_for]
+            docs[flag.name] = {"description": f"{m.name} >= {limits[m.control_for]}: {m.control_for} whatever the tokens (positional)",
+                               "data": m.data, "n": n, "spec": flag}
     return docs
+
+
+def role_rows(limits: Mapping[str, float]) -> list[dict[str, Any]]:
+    """The `roles` table rows of the detector roles, with the thresholds this run used."""
+    return [{**r.row(), "threshold": float(limits.get(r.name, r.threshold or 0.0)), "held_in": ROLES_COLUMN.name}
+            for r in detector_roles()]
 
 
 def write_detections(
@@ -264,6 +290,7 @@ def write_detections(
         con.execute("DELETE FROM heads WHERE model_id = ? AND (layer >= ? OR head >= ?)", [info.name, info.n_layers, info.n_heads])
         ensure_head_rows(con, info.name, info.n_layers, info.n_heads)
         write_head_metrics(con, info.name, det.frame, docs=det.docs, run_id=run_id, pass_name=PASS_NAME)
+        write_roles(con, info.name, role_rows(det.params["thresholds"]), family="detector", run_id=run_id)
         replace_rows(con, "head_examples", det.examples, where={"model_id": info.name})
         if det.control_computed:
             replace_rows(con, "controls", control_mod.controls_frame(det.control_key, det.controls, run_id), where={"arch_key": det.control_key})
@@ -281,6 +308,8 @@ def code_versions(registry: Registry | None = None) -> dict[str, Any]:
     version and a digest of the pass's source (a new detector or an edited one re-runs the pass)."""
     registry = registry or default_registry()
     return {"detector registry": {d.name: d.version for d in registry},
+            "spec": {**{f"metric:{m.name}": m.version for d in registry for m in d.metrics},
+                     **{f"role:{r.name}": r.version for r in detector_roles()}},
             "detector pass source": source_digest("headwiki.detectors")}
 
 
@@ -332,19 +361,20 @@ def detect_model(
 
 
 def summary_frame(frame: pd.DataFrame, thresholds: Mapping[str, float], top: int = 5) -> pd.DataFrame:
-    """Top heads per role: role, rank, head, score, 95% CI, control, threshold, assigned, roles."""
+    """Top heads per detector role: role, rank, head, score, 95% CI, control, threshold, assigned, roles."""
     rows = []
-    for role in ROLES:
-        ranked = frame.sort_values(role, ascending=False).head(top)
-        for rank, row in enumerate(ranked.itertuples(index=False), start=1):
-            rec = row._asdict()
+    for r in detector_roles():
+        m = r.metric
+        ranked = frame.sort_values(m, ascending=False).head(top)
+        for rank, rec in enumerate(ranked.to_dict("records"), start=1):
+            held = list(rec[ROLES_COLUMN.name])
             rows.append({
-                "role": role, "rank": rank, "head": f"L{rec['layer']}H{rec['head']}",
-                "score": round(float(rec[role]), 4),
-                "ci95": f"[{rec[role + '_lo']:.3f}, {rec[role + '_hi']:.3f}]",
-                "control": round(float(rec[role + "_control"]), 4),
-                "threshold": thresholds[role],
-                "assigned": role in rec["roles"],
-                "roles": ",".join(rec["roles"]),
+                "role": r.name, "rank": rank, "head": f"L{rec['layer']}H{rec['head']}",
+                "score": round(float(rec[m]), 4),
+                "ci95": f"[{rec[m + '_lo']:.3f}, {rec[m + '_hi']:.3f}]",
+                "control": round(float(rec[control_metric(r).name]), 4),
+                "threshold": thresholds[r.name],
+                "assigned": r.name in held,
+                "roles": ",".join(held),
             })
     return pd.DataFrame(rows)

@@ -10,7 +10,6 @@ ALPHA = 0.05  # BH q-value below which an effect is significant
 MIN_ACC_DELTA = 0.05  # 5 points of accuracy: the seed's noise warning for sub-5-point deltas
 MIN_REVERSAL_DELTA = 0.05  # 5% of the control sentence's preference for the target
 CHANCE = 0.5  # two-alternative items
-NEGATION_ROLES: tuple[str, ...] = ("shortcut_promoter", "negation_supporter", "general_damage")
 
 RULE_TEXT = (
     "negation role from the negation-specific effect ΔR (R = -mean LD_neg / mean LD_ctrl, the fraction of the control "

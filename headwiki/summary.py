@@ -12,7 +12,6 @@ from headwiki.cli_options import emit
 from headwiki.db.store import reading
 from headwiki.stats import format_qvalue
 
-ROLE_COLUMNS = ("induction", "previous_token", "duplicate_token")
 
 
 def _columns(con: Any) -> set[str]:
@@ -23,12 +22,14 @@ def top_heads(con: Any, model_id: str, top: int = 3) -> pd.DataFrame:
     """Top heads per detector role: role, head, score [95% CI], whether the role was assigned."""
     cols = _columns(con)
     frames = []
-    for role in ROLE_COLUMNS:
-        if role not in cols:
+    declared = con.execute("SELECT role, metric, held_in FROM roles WHERE model_id = ? AND family = 'detector' "
+                           "ORDER BY sort_order, role", [model_id]).fetchall()
+    for role, metric, held_in in declared:
+        if not {metric, f"{metric}_lo", f"{metric}_hi", held_in} <= cols:
             continue
         frame = con.execute(
-            f'SELECT label, "{role}" AS score, "{role}_lo" AS lo, "{role}_hi" AS hi, list_contains(roles, ?) AS assigned '
-            f'FROM heads WHERE model_id = ? ORDER BY "{role}" DESC, layer, head LIMIT ?',
+            f'SELECT label, "{metric}" AS score, "{metric}_lo" AS lo, "{metric}_hi" AS hi, list_contains("{held_in}", ?) AS assigned '
+            f'FROM heads WHERE model_id = ? ORDER BY "{metric}" DESC, layer, head LIMIT ?',
             [role, model_id, top],
         ).fetchdf()
         frame.insert(0, "role", role)
@@ -70,17 +71,19 @@ def uninformative_notes(con: Any, model_id: str) -> list[str]:
 
 def significant_heads(con: Any, model_id: str, ablation: str = "zero", alpha: float = 0.05) -> pd.DataFrame:
     """Heads whose ablation moves the negation-specific reversal R or negated accuracy with q < alpha."""
+    from headwiki.ablation.effects import EFFECT_SPECS
+    from headwiki.ablation.negation_specific import REVERSAL
+    from headwiki.ablation.run import NEGATION_ROLE
+
     cols = _columns(con)
-    needed = {f"neg_acc_delta_{ablation}_q", f"reversal_delta_{ablation}_q", f"sens_delta_{ablation}"}
-    if not needed <= cols:
+    acc, rev, sens = (m.expand(ablation).name for m in (EFFECT_SPECS["neg_acc"], REVERSAL, EFFECT_SPECS["sens"]))
+    if not {f"{acc}_q", f"{rev}_q", sens, NEGATION_ROLE.name} <= cols:
         return pd.DataFrame()
+    role = NEGATION_ROLE.name
     frame = con.execute(
-        f"SELECT label, neg_acc_delta_{ablation} AS dneg, neg_acc_delta_{ablation}_lo AS lo, neg_acc_delta_{ablation}_hi AS hi, "
-        f"neg_acc_delta_{ablation}_q AS q_neg, reversal_delta_{ablation} AS drev, reversal_delta_{ablation}_lo AS rlo, "
-        f"reversal_delta_{ablation}_hi AS rhi, reversal_delta_{ablation}_q AS q_rev, sens_delta_{ablation} AS dsens, negation_role, "
-        f"neg_acc_delta_{ablation}_p AS p_neg, reversal_delta_{ablation}_p AS p_rev "
-        f"FROM heads WHERE model_id = ? AND (neg_acc_delta_{ablation}_q < ? OR reversal_delta_{ablation}_q < ?) "
-        f"ORDER BY negation_role IS NULL, abs(reversal_delta_{ablation}) DESC LIMIT 10",
+        f"SELECT label, {acc} AS dneg, {acc}_lo AS lo, {acc}_hi AS hi, {acc}_q AS q_neg, {rev} AS drev, {rev}_lo AS rlo, "
+        f"{rev}_hi AS rhi, {rev}_q AS q_rev, {sens} AS dsens, {role} AS role, {acc}_p AS p_neg, {rev}_p AS p_rev "
+        f"FROM heads WHERE model_id = ? AND ({acc}_q < ? OR {rev}_q < ?) ORDER BY {role} IS NULL, abs({rev}) DESC LIMIT 10",
         [model_id, alpha, alpha],
     ).fetchdf()
     if frame.empty:
@@ -95,7 +98,7 @@ def significant_heads(con: Any, model_id: str, ablation: str = "zero", alpha: fl
         "Δ negated acc [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in zip(frame["dneg"], frame["lo"], frame["hi"])],
         "q (acc)": [format_qvalue(q, p, floor, exact) for q, p in zip(frame["q_neg"], frame["p_neg"])],
         "Δ S (nats)": [f"{d:+.2f}" for d in frame["dsens"]],
-        "negation_role": frame["negation_role"].fillna(""),
+        role: frame["role"].fillna(""),
     })
 
 

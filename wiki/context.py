@@ -1,8 +1,9 @@
 """Read everything the site shows out of the database (read-only), once, into plain Python objects.
 
 Metric columns are discovered from the `heads` table (numeric columns; `<m>_lo/_hi/_p/_q` siblings are its
-CI and test statistics) and documented from the `metrics` table (description, data, n); a short list of
-known names only fixes their display order and labels.
+CI and test statistics) and described by the `metrics` table, where each pass copied the metric's declaration
+(headwiki.spec: label, unit, family, direction, order...); roles come from the `roles` table. No metric or role
+name is spelled here: a database written with a plugin detector renders the same way without the plugin.
 """
 
 from __future__ import annotations
@@ -15,42 +16,12 @@ from typing import Any
 import pandas as pd
 
 from headwiki.db.schema import HEAD_KEY_COLUMNS
+from headwiki.spec import FAMILY_ORDER, STAT_SUFFIXES
 from headwiki.db.store import reading
 from headwiki.errors import HeadwikiError
 from headwiki.wiki import urls
 
 NUMERIC_TYPES = ("DOUBLE", "BIGINT", "INTEGER", "FLOAT", "REAL", "SMALLINT", "HUGEINT", "DECIMAL", "UBIGINT")
-STAT_SUFFIXES = ("_lo", "_hi", "_p", "_q")
-# Bookkeeping columns: numeric but not a measurement of the head.
-NOT_METRICS = frozenset({"n_roles"})
-DETECTOR_ROLES = ("induction", "previous_token", "duplicate_token")
-NEGATION_PREFIXES = ("neg_", "aff_", "ctrl_", "sens_", "reversal_")
-PREFERRED = (
-    "induction", "previous_token", "duplicate_token", "bos_sink", "entropy", "previous_token_random",
-    "positional_mass", "positional_offset",
-    "reversal_delta_zero", "reversal_delta_mean", "neg_acc_delta_zero", "neg_acc_delta_mean", "sens_delta_zero", "sens_delta_mean",
-    "aff_acc_delta_zero", "aff_acc_delta_mean", "ctrl_acc_delta_zero", "ctrl_acc_delta_mean",
-    "neg_ld_delta_zero", "neg_ld_delta_mean",
-)
-KNOWN_LABELS = {
-    "induction": "induction",
-    "previous_token": "previous-token",
-    "previous_token_random": "previous-token (random tokens)",
-    "duplicate_token": "duplicate-token",
-    "bos_sink": "BOS sink",
-    "entropy": "attention entropy",
-    "positional_offset": "positional offset",
-    "positional_mass": "positional mass",
-    "neg": "negated accuracy",
-    "aff": "affirmative accuracy",
-    "ctrl": "control accuracy",
-    "sens": "negation sensitivity",
-    "reversal": "negation-specific reversal",
-    "causal_share_zero": "share of the in-context loss drop (zero ablation, alone)",
-    "causal_share_mean": "share of the in-context loss drop (mean ablation, alone)",
-    "causal_share_resample": "share of the in-context loss drop (resample ablation, alone)",
-}
-KIND_ORDER = {"detector": 0, "causal": 1, "negation": 2, "attribution": 3, "peer": 4, "control": 5}
 
 
 @dataclass(frozen=True)
@@ -59,19 +30,47 @@ class MetricDoc:
 
     name: str
     label: str
-    kind: str  # detector | causal | negation | attribution | peer | control
+    kind: str  # the declared family: detector | causal | negation | attribution | peer | control | label
     description: str
     data: str
     n: int | None
     has_ci: bool
     has_q: bool
-    is_accuracy_delta: bool  # a difference of accuracies (shown in points)
     integer: bool
+    unit: str = ""  # headwiki.spec.UNITS
+    direction: str = "up"  # up | signed
+    heatmap: bool = False  # shown as a layer x head heatmap on the model page
+    role_kind: str = ""  # the declared kind: score | delta | estimate | validation | control | flag | label
+    confound: str = ""  # what removing a head strong on it would break
+    strong_at: float | None = None
+    control_for: str = ""
+    order: int = 100
 
     @property
-    def heatmap(self) -> bool:
-        """Shown as a layer x head heatmap on the model page."""
-        return self.kind in ("detector", "negation") or self.name == "causal_share_zero"
+    def is_accuracy_delta(self) -> bool:
+        """A difference of accuracies (stored as a fraction, shown in points)."""
+        return self.unit == "points"
+
+
+@dataclass(frozen=True)
+class RoleDoc:
+    """One declared role (a `roles` row): what the wiki says and draws about it."""
+
+    name: str
+    label: str
+    family: str  # detector | negation
+    metric: str
+    text: str
+    colour: str
+    threshold: float | None
+    rule: str
+    control: str
+    consequence: str
+    signatures: tuple[str, ...]
+    no_signature: str
+    citation: str
+    held_in: str
+    order: int
 
 
 @dataclass
@@ -90,6 +89,7 @@ class ModelData:
     groups: pd.DataFrame
     runs: pd.DataFrame
     validation: pd.DataFrame = field(default_factory=pd.DataFrame)  # role_validation rows
+    roles: dict[str, RoleDoc] = field(default_factory=dict)  # declared roles, display order
 
     @property
     def n_layers(self) -> int:
@@ -106,6 +106,10 @@ class ModelData:
     def metric(self, name: str) -> MetricDoc | None:
         return next((m for m in self.metrics if m.name == name), None)
 
+    def metrics_where(self, **fields: Any) -> list[MetricDoc]:
+        """The metrics whose declared fields equal `fields` (e.g. kind="causal", role_kind="flag"), display order."""
+        return [m for m in self.metrics if all(getattr(m, k) == v for k, v in fields.items())]
+
 
 @dataclass
 class SiteData:
@@ -116,45 +120,35 @@ class SiteData:
     models: list[ModelData]
     runs: pd.DataFrame
     metric_columns: list[str] = field(default_factory=list)
+    column_types: dict[str, str] = field(default_factory=dict)  # `heads` column -> DuckDB type
     cache: dict[str, Any] = field(default_factory=dict)  # derived values computed once per render
 
-
-def metric_kind(name: str) -> str:
-    if name.startswith("causal_share"):
-        return "causal"
-    if "_atp_" in name or name.endswith("_atp"):
-        return "attribution"
-    if name.startswith(NEGATION_PREFIXES):
-        return "negation"
-    if name.endswith("_control"):
-        return "control"
-    if name.endswith("_tl"):
-        return "peer"
-    return "detector"
+    @property
+    def roles(self) -> dict[str, RoleDoc]:
+        """Every role declared for any model (first declaration wins), in display order."""
+        out: dict[str, RoleDoc] = {}
+        for m in self.models:
+            for name, r in m.roles.items():
+                out.setdefault(name, r)
+        return dict(sorted(out.items(), key=lambda kv: (kv[1].order, kv[0])))
 
 
-def metric_label(name: str) -> str:
-    """A readable label: 'neg_acc_delta_zero' -> 'negated accuracy Δ (zero ablation)'."""
-    if name in KNOWN_LABELS:
-        return KNOWN_LABELS[name]
-    parts = name.split("_")
-    if parts[0] in ("neg", "aff", "ctrl", "sens") and "delta" in parts:
-        ablation = parts[-1]
-        what = KNOWN_LABELS[parts[0]]
-        if parts[0] == "neg" and parts[1] == "ld":
-            what = "negated logit difference"
-        how = "attribution estimate, " if "atp" in parts else ""
-        return f"{what} Δ ({how}{ablation} ablation)"
-    if name.endswith("_control"):
-        return f"{metric_label(name[: -len('_control')])} (random-init control)"
-    if name.endswith("_tl"):
-        return f"{metric_label(name[: -len('_tl')])} (TransformerLens detect_head)"
+def _fallback_label(name: str) -> str:
+    """A readable label for a column whose writer declared none (a database from before declarations)."""
     return name.replace("_", " ")
 
 
 def _sort_key(doc: MetricDoc) -> tuple[int, int, str]:
-    pref = PREFERRED.index(doc.name) if doc.name in PREFERRED else len(PREFERRED)
-    return (KIND_ORDER.get(doc.kind, 9), pref, doc.name)
+    family = FAMILY_ORDER.index(doc.kind) if doc.kind in FAMILY_ORDER else len(FAMILY_ORDER)
+    return (family, doc.order, doc.name)
+
+
+def _text(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+
+
+def _opt_float(v: Any) -> float | None:
+    return None if v is None or pd.isna(v) else float(v)
 
 
 def discover_metrics(columns: list[tuple[str, str]], heads: pd.DataFrame, docs: pd.DataFrame) -> list[MetricDoc]:
@@ -168,23 +162,31 @@ def discover_metrics(columns: list[tuple[str, str]], heads: pd.DataFrame, docs: 
     out: list[MetricDoc] = []
     for col in numeric:
         base = next((col[: -len(s)] for s in STAT_SUFFIXES if col.endswith(s) and col[: -len(s)] in names), None)
-        if base is not None or col in NOT_METRICS:
+        doc = doc_by.get(col, {})
+        if base is not None or _text(doc.get("family")) == "label":
             continue
         if col not in heads.columns or heads[col].isna().all():
             continue
-        doc = doc_by.get(col, {})
         n = doc.get("n")
+        family = _text(doc.get("family")) or "detector"
         out.append(MetricDoc(
             name=col,
-            label=metric_label(col),
-            kind=metric_kind(col),
+            label=_text(doc.get("label")) or _fallback_label(col),
+            kind=family,
             description=str(doc.get("description") or ""),
             data=str(doc.get("data") or ""),
             n=None if n is None or pd.isna(n) else int(n),
             has_ci=f"{col}_lo" in names and f"{col}_hi" in names and heads[f"{col}_lo"].notna().any(),
             has_q=f"{col}_q" in names and heads[f"{col}_q"].notna().any(),
-            is_accuracy_delta="_acc_delta" in col,
             integer=dict(columns).get(col, "").upper() in ("BIGINT", "INTEGER", "SMALLINT", "HUGEINT"),
+            unit=_text(doc.get("unit")),
+            direction=_text(doc.get("direction")) or "up",
+            heatmap=bool(doc.get("heatmap")) if doc.get("heatmap") is not None and not pd.isna(doc.get("heatmap")) else family == "detector",
+            role_kind=_text(doc.get("kind")),
+            confound=_text(doc.get("confound")),
+            strong_at=_opt_float(doc.get("strong_at")),
+            control_for=_text(doc.get("control_for")),
+            order=int(doc["sort_order"]) if doc.get("sort_order") is not None and not pd.isna(doc.get("sort_order")) else 100,
         ))
     return sorted(out, key=_sort_key)
 
@@ -259,11 +261,26 @@ def load_site_data(db_path: str | Path) -> SiteData:
                 groups=side("negation_groups", "dataset, group_kind, group_name, k, ablation"),
                 runs=runs[runs["model_id"] == mid].reset_index(drop=True) if len(runs) else runs,
                 validation=side("role_validation", "role, signature, k, group_name"),
+                roles=_roles(side("roles", "sort_order, role")),
             ))
     if not models:
         raise HeadwikiError(f"database {db_path} has models but no head rows: run `headwiki detect --db {db_path}` first")
     return SiteData(db_name=db_path.name, meta=meta, models=models, runs=runs,
-                    metric_columns=[c for c, _ in columns])
+                    metric_columns=[c for c, _ in columns], column_types=dict(columns))
+
+
+def _roles(frame: pd.DataFrame) -> dict[str, RoleDoc]:
+    out: dict[str, RoleDoc] = {}
+    for r in ([] if frame.empty else frame.to_dict("records")):
+        sigs = r.get("signatures")
+        out[str(r["role"])] = RoleDoc(
+            name=str(r["role"]), label=_text(r.get("label")) or _fallback_label(str(r["role"])), family=_text(r.get("family")),
+            metric=_text(r.get("metric")), text=_text(r.get("text")), colour=_text(r.get("colour")),
+            threshold=_opt_float(r.get("threshold")), rule=_text(r.get("rule")), control=_text(r.get("control")),
+            consequence=_text(r.get("consequence")), signatures=tuple(str(x) for x in (sigs if sigs is not None else [])),
+            no_signature=_text(r.get("no_signature")), citation=_text(r.get("citation")), held_in=_text(r.get("held_in")),
+            order=int(r["sort_order"]) if r.get("sort_order") is not None and not pd.isna(r.get("sort_order")) else 100)
+    return out
 
 
 def parse_json(text: Any) -> Any:

@@ -8,7 +8,7 @@ hedged ("noisy") where the CI is wide or includes zero.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,13 +16,8 @@ import numpy as np
 import pandas as pd
 
 from headwiki.negation_rule import MIN_REVERSAL_DELTA
+from headwiki.wiki.context import MetricDoc, RoleDoc
 
-ROLE_PHRASES = {
-    "induction": ("induction", "broken in-context copying (induction)"),
-    "previous_token": ("previous-token", "lost token-order information"),
-    "duplicate_token": ("duplicate-token", "lost repeated-token detection"),
-    "bos_sink": ("BOS-sink", "removing a near-constant attention-sink output"),
-}
 EFFECTS = {  # effect metric stem -> (words, unit)
     "neg_acc_delta": ("negated accuracy", "points"),
     "reversal_delta": ("the negation-specific reversal R (share of the control preference that 'not' reverses)", "ratio"),
@@ -111,30 +106,45 @@ def _strength(row: Mapping[str, Any], heads: pd.DataFrame, metric: str) -> tuple
     return value, rank, _num(row, f"{metric}_lo"), _num(row, f"{metric}_hi")
 
 
-def other_functions(row: Mapping[str, Any], heads: pd.DataFrame) -> list[tuple[str, float, int, float | None, float | None]]:
-    """Detector functions this head has: listed in `roles`, or among the model's STRONG_RANK strongest
-    with a score >= STRONG_MIN (BOS sink counts when >= 0.5). -> [(role, value, rank, lo, hi)]."""
-    listed = set(_roles(row))
-    out = []
-    for role in ROLE_PHRASES:
-        s = _strength(row, heads, role)
-        if s is None:
-            continue
-        value, rank, lo, hi = s
-        if role == "bos_sink":
-            strong = value >= 0.5
-        else:
-            strong = role in listed or (rank <= STRONG_RANK and value >= STRONG_MIN)
-        if strong:
-            out.append((role, value, rank, lo, hi))
+@dataclass(frozen=True)
+class Function:
+    """A detector function the confound panel can name: a role (name = the role) or a metric declared with a
+    confound (name = the metric). phrase: what to call it; why: what removing it would break."""
+
+    name: str
+    metric: str
+    phrase: str
+    why: str
+    strong_at: float | None = None
+
+
+def functions(metrics: Sequence[MetricDoc], roles: Mapping[str, RoleDoc]) -> list[Function]:
+    """The functions of a model, from the declarations: each detector role, then each other detector metric
+    declared with a confound (e.g. an attention sink)."""
+    by_metric = {m.name: m for m in metrics}
+    out = [Function(r.name, r.metric, r.label, r.consequence or by_metric[r.metric].confound)
+           for r in roles.values() if r.family == "detector" and r.metric in by_metric]
+    scored = {f.metric for f in out}
+    out += [Function(m.name, m.name, m.label, m.confound, m.strong_at) for m in metrics
+            if m.kind == "detector" and m.confound and m.name not in scored]
     return out
 
 
-def _roles(row: Mapping[str, Any]) -> list[str]:
-    roles = row.get("roles")
-    if roles is None or isinstance(roles, float):
-        return []
-    return [str(r) for r in list(roles)]
+def other_functions(row: Mapping[str, Any], heads: pd.DataFrame, funcs: Sequence[Function],
+                    held: Sequence[str]) -> list[tuple[Function, float, int, float | None, float | None]]:
+    """The head's functions: a role it holds, or among the model's STRONG_RANK strongest with a score >=
+    STRONG_MIN; a function declared with `strong_at` counts at that value. -> [(function, value, rank, lo, hi)]."""
+    out = []
+    for f in funcs:
+        s = _strength(row, heads, f.metric)
+        if s is None:
+            continue
+        value, rank, lo, hi = s
+        strong = value >= f.strong_at if f.strong_at is not None else (
+            f.name in held or (rank <= STRONG_RANK and value >= STRONG_MIN))
+        if strong:
+            out.append((f, value, rank, lo, hi))
+    return out
 
 
 def _effect_phrase(metric: str, est: float, lo: float | None, hi: float | None) -> str:
@@ -148,9 +158,9 @@ def _effect_phrase(metric: str, est: float, lo: float | None, hi: float | None) 
     return f"{verb} {words} by {num(abs(est) * scale, digits)}{unit_text} ({ci})"
 
 
-def _function_phrase(role: str, value: float, rank: int, lo: float | None, hi: float | None, first: bool) -> str:
+def _function_phrase(f: Function, value: float, rank: int, lo: float | None, hi: float | None, first: bool) -> str:
     whose = "the model's" if first else "its"
-    return f"{whose} {ordinal(rank)}-strongest {ROLE_PHRASES[role][0]} head ({value:.2f} {fmt_ci(lo, hi)})"
+    return f"{whose} {ordinal(rank)}-strongest {f.phrase} head ({value:.2f} {fmt_ci(lo, hi)})"
 
 
 def _notable(row: Mapping[str, Any], heads: pd.DataFrame, metric: str) -> bool:
@@ -177,13 +187,15 @@ def ablations(row: Mapping[str, Any]) -> list[str]:
                   key=lambda a: (ABLATION_ORDER.index(a) if a in ABLATION_ORDER else len(ABLATION_ORDER), a))
 
 
-def cross_reference(row: Mapping[str, Any], heads: pd.DataFrame) -> list[Statement]:
+def cross_reference(row: Mapping[str, Any], heads: pd.DataFrame, metrics: Sequence[MetricDoc],
+                    roles: Mapping[str, RoleDoc], held: Sequence[str]) -> list[Statement]:
     """Every combination of this head's functions that could confound an ablation reading, in words.
 
-    row: the head's `heads` row; heads: all heads of the same model (one row per head).
+    row: the head's `heads` row; heads: all heads of the same model (one row per head); metrics, roles: the
+    model's declarations; held: the roles this head holds.
     """
     label = str(row.get("label"))
-    funcs = other_functions(row, heads)
+    funcs = other_functions(row, heads, functions(metrics, roles), held)
     out: list[Statement] = []
     for a in ablations(row):
         for stem in EFFECTS:
@@ -203,24 +215,24 @@ def cross_reference(row: Mapping[str, Any], heads: pd.DataFrame) -> list[Stateme
                           "for any measured detector, so none of them explains the effect."),
                     noisy=noisy))
             else:
-                what = _join([_function_phrase(r, v, k, l, h, i == 0) for i, (r, v, k, l, h) in enumerate(funcs)])
-                why = " or from ".join(ROLE_PHRASES[r][1] for r, *_ in funcs)
+                what = _join([_function_phrase(f, v, k, l, h, i == 0) for i, (f, v, k, l, h) in enumerate(funcs)])
+                why = " or from ".join(f.why for f, *_ in funcs)
                 out.append(Statement(
                     kind="confound",
                     text=(f"{effect[0].upper()}{effect[1:]}{hedge}, but {label} is also {what}: "
                           f"the effect may come from {why} rather than negation."),
-                    roles=tuple(r for r, *_ in funcs), noisy=noisy))
+                    roles=tuple(f.name for f, *_ in funcs), noisy=noisy))
             out.extend(_specificity(row, label, a, metric, est, noisy))
     out.extend(_kinds_disagree(row, label))
     if len(funcs) >= 2:
-        parts = [_function_phrase(r, v, k, lo, hi, i == 0) for i, (r, v, k, lo, hi) in enumerate(funcs)]
+        parts = [_function_phrase(f, v, k, lo, hi, i == 0) for i, (f, v, k, lo, hi) in enumerate(funcs)]
         out.append(Statement(
             kind="multi_role",
             text=(f"{label} is {_join(parts)}: ablating it removes all of these at once, so an ablation "
                   "effect cannot be attributed to one of them alone."),
-            roles=tuple(r for r, *_ in funcs)))
-    out.extend(_positional(row, label))
-    out.extend(_near_control(row, label))
+            roles=tuple(f.name for f, *_ in funcs)))
+    out.extend(_positional(row, label, metrics, roles))
+    out.extend(_near_control(row, label, roles, held))
     return out
 
 
@@ -266,30 +278,39 @@ def _kinds_disagree(row: Mapping[str, Any], label: str) -> list[Statement]:
               "distribution; resampling can insert misleading information), so no single number is the head's effect."))]
 
 
-def _positional(row: Mapping[str, Any], label: str) -> list[Statement]:
-    """A previous-token head that scores as high on random tokens attends by position, not content."""
-    text_v, rand_v = _num(row, "previous_token"), _num(row, "previous_token_random")
-    if text_v is None or rand_v is None or text_v < STRONG_MIN:
-        return []
-    if rand_v >= 0.8 * text_v:
-        return [Statement(
+def _positional(row: Mapping[str, Any], label: str, metrics: Sequence[MetricDoc], roles: Mapping[str, RoleDoc]) -> list[Statement]:
+    """A head that scores as high on random tokens as on text (a metric declared as another's random-token
+    control) attends by position, not content."""
+    out = []
+    labels = {m.name: m.label for m in metrics}
+    for m in metrics:
+        if not m.control_for:
+            continue
+        text_v, rand_v = _num(row, m.control_for), _num(row, m.name)
+        if text_v is None or rand_v is None or text_v < STRONG_MIN or rand_v < 0.8 * text_v:
+            continue
+        what = labels.get(m.control_for, m.control_for)
+        out.append(Statement(
             kind="positional",
-            text=(f"{label}'s previous-token score is {'as high' if rand_v >= 0.95 * text_v else 'nearly as high'} on "
+            text=(f"{label}'s {what} score is {'as high' if rand_v >= 0.95 * text_v else 'nearly as high'} on "
                   f"random tokens ({rand_v:.2f}) as on text ({text_v:.2f}): its attention is positional, so ablating "
                   "it removes token-order information for every later head, whatever the task."),
-            roles=("previous_token",))]
-    return []
+            roles=tuple(r.name for r in roles.values() if r.metric == m.control_for)))
+    return out
 
 
-def _near_control(row: Mapping[str, Any], label: str) -> list[Statement]:
-    """A listed role whose CI reaches down to the random-init control score is weakly supported."""
+def _near_control(row: Mapping[str, Any], label: str, roles: Mapping[str, RoleDoc], held: Sequence[str]) -> list[Statement]:
+    """A held role whose CI reaches down to the random-init control score is weakly supported."""
     out = []
-    for role in _roles(row):
-        lo, ctrl, v = _num(row, f"{role}_lo"), _num(row, f"{role}_control"), _num(row, role)
+    for name in held:
+        r = roles.get(name)
+        if r is None or r.family != "detector":
+            continue
+        lo, ctrl, v = _num(row, f"{r.metric}_lo"), _num(row, f"{r.metric}_control"), _num(row, r.metric)
         if lo is not None and ctrl is not None and v is not None and lo <= ctrl:
             out.append(Statement(
                 kind="noisy_role",
-                text=(f"{label}'s {ROLE_PHRASES.get(role, (role,))[0]} role is noisy: its CI lower bound ({lo:.2f}) "
+                text=(f"{label}'s {r.label} role is noisy: its CI lower bound ({lo:.2f}) "
                       f"does not clear the random-init control ({ctrl:.2f})."),
-                roles=(role,), noisy=True))
+                roles=(name,), noisy=True))
     return out

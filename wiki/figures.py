@@ -21,19 +21,17 @@ PLOT_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove
 
 
 def is_signed(doc: MetricDoc) -> bool:
-    """Deltas are centred on zero (diverging colours); scores are not."""
-    return "delta" in doc.name
+    """Metrics declared "signed" (effects) are centred on zero (diverging colours); scores are not."""
+    return doc.direction == "signed"
+
+
+COLORBAR_UNITS = {"points": "pts", "nats": "nats", "positions": "positions", "entropy": "entropy", "ratio": "ratio", "share": "share"}
 
 
 def colorbar_title(doc: MetricDoc) -> str:
-    """A short legend title (the figure caption carries the full label)."""
-    if doc.is_accuracy_delta:
-        return "Δ pts"
-    if "delta" in doc.name:
-        return "Δ"
-    if doc.name == "entropy":
-        return "nats"
-    return "offset" if doc.integer else "score"
+    """A short legend title from the declared unit (the figure caption carries the full label)."""
+    unit = COLORBAR_UNITS.get(doc.unit, "score")
+    return f"Δ {unit}" if doc.role_kind == "delta" else unit
 
 
 def heatmap_html(
@@ -60,7 +58,7 @@ def heatmap_html(
         text.append(row)
     finite = shown[~np.isnan(shown)]
     kwargs: dict = {"colorscale": SEQUENTIAL}
-    if finite.size and not doc.integer and doc.name != "entropy" and finite.min() >= 0 and finite.max() <= 1:
+    if finite.size and doc.unit in ("attention", "entropy") and finite.min() >= 0 and finite.max() <= 1:
         kwargs.update(zmin=0.0, zmax=1.0)  # scores on the 0..1 scale share one colour scale across models
     if is_signed(doc):
         m = float(np.max(np.abs(finite))) if finite.size else 1.0

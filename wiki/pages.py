@@ -10,52 +10,33 @@ import json
 import math
 import re
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from headwiki.negation_rule import NEGATION_ROLES, RULE_TEXT
 from headwiki.wiki import urls
-from headwiki.wiki.context import DETECTOR_ROLES, MetricDoc, ModelData, SiteData, parse_json
+from headwiki.wiki.context import MetricDoc, ModelData, RoleDoc, SiteData, parse_json
 from headwiki.wiki.crossref import as_float, ci_is_noisy, cross_reference, ordinal, percentile, rank_desc
 from headwiki.wiki.figures import distribution_svg, heatmap_html, is_signed, pattern_svg, validation_svg
 from headwiki.wiki.similarity import most_similar
 
-ROLE_COLORS = {  # one colour per role, used on every page (badges, tables, legends)
-    "induction": "#7b3294",
-    "bos_sink": "#4d4d4d",
-    "previous_token": "#1b7837",
-    "duplicate_token": "#d95f02",
-    "negation_supporter": "#2166ac",
-    "shortcut_promoter": "#b2182b",
-    "general_damage": "#6b6b6b",
-}
 _FALLBACK = ("#8c510a", "#01665e", "#c51b7d", "#4d9221", "#542788", "#35978f")
-ROLE_TEXT = {
-    "induction": "attends to the token after an earlier copy of the current token",
-    "previous_token": "attends to the previous token",
-    "duplicate_token": "attends to earlier copies of the current token",
-    "negation_supporter": ("ablating it weakens the reversal R that 'not' applies (ΔR < 0 and ΔS < 0, both q < 0.05) by at "
-                           "least 0.05 of the control preference or 5 points of negated accuracy: the model needs it to "
-                           "handle 'not', beyond any scaling of the evidence for the fact"),
-    "shortcut_promoter": ("ablating it strengthens the reversal R (ΔR > 0 and ΔS > 0, both q < 0.05) by at least 0.05 or 5 "
-                          "points of negated accuracy: it pushes the affirmative answer despite 'not'"),
-    "general_damage": ("ablating it lowers affirmative and negated accuracy alike (each by at least 5 points, q < 0.05): "
-                       "it is needed for the facts, not specifically for negation"),
-}
 TOP_K = 5
 
 
-def role_color(role: str) -> str:
-    if role in ROLE_COLORS:
-        return ROLE_COLORS[role]
+def role_color(role: str, roles: Mapping[str, RoleDoc] | None = None) -> str:
+    """The role's declared colour; a stable fallback colour for a role nobody declared."""
+    declared = (roles or {}).get(role)
+    if declared is not None and declared.colour:
+        return declared.colour
     return _FALLBACK[int(hashlib.sha256(role.encode()).hexdigest(), 16) % len(_FALLBACK)]
 
 
-def role_label(role: str) -> str:
-    return role.replace("_", "-")
+def role_label(role: str, roles: Mapping[str, RoleDoc] | None = None) -> str:
+    declared = (roles or {}).get(role)
+    return declared.label if declared is not None and declared.label else role.replace("_", "-")
 
 
 _num = as_float
@@ -96,30 +77,37 @@ def fmt_ci(lo: Any, hi: Any, doc: MetricDoc | None = None) -> str:
     return f"[{a:.3f}, {b:.3f}]"
 
 
-def head_roles(row: dict[str, Any]) -> list[str]:
-    """Detector roles (stored order) then the negation role, if any."""
-    roles = row.get("roles")
-    out = [] if roles is None or isinstance(roles, float) else [str(r) for r in list(roles)]
-    neg = row.get("negation_role")
-    if isinstance(neg, str) and neg:
-        out.append(neg)
+def head_roles(row: dict[str, Any], holders: Sequence[str]) -> list[str]:
+    """Every role the head holds, reading each column that holds roles (a list column, or one role as the value)."""
+    out: list[str] = []
+    for col in holders:
+        v = row.get(col)
+        if isinstance(v, str):
+            out += [v] if v else []
+        elif v is not None and not isinstance(v, float):
+            out += [str(r) for r in list(v)]
     return out
 
 
+def role_holders(roles: Mapping[str, RoleDoc]) -> list[str]:
+    """The `heads` columns that hold roles, in role order (from the declarations)."""
+    return list(dict.fromkeys(r.held_in for r in roles.values() if r.held_in))
+
+
+PRIMARY_ABLATIONS = ("zero", "mean", "resample")  # where a role's metric is per ablation, the one its rule read first
+
+
 def role_score_metric(model: ModelData, role: str) -> tuple[str | None, bool]:
-    """(metric column that scores a role, sort by magnitude?) — detector roles by their own score,
-    negation roles by the metric they were assigned on: the reversal delta (general_damage: the
-    negated-accuracy delta), by magnitude."""
-    if model.metric(role) is not None:
-        return role, False
-    stems = ("neg_acc_delta",) if role == "general_damage" else ("reversal_delta", "neg_acc_delta")
-    for stem in stems:
-        for a in ("zero", "mean"):
-            if model.metric(f"{stem}_{a}") is not None:
-                return f"{stem}_{a}", True
-    for a in ("zero", "mean"):
-        if model.metric(f"neg_acc_delta_{a}") is not None:
-            return f"neg_acc_delta_{a}", True
+    """(metric column that scores a role, sort by magnitude?) — the declared metric of the role: a detector score
+    (largest first), or a per-ablation effect read at the primary ablation present (by magnitude)."""
+    declared = model.roles.get(role)
+    if declared is None:
+        return None, False
+    if model.metric(declared.metric) is not None:
+        return declared.metric, model.metric(declared.metric).direction == "signed"  # type: ignore[union-attr]
+    for a in PRIMARY_ABLATIONS:
+        if model.metric(f"{declared.metric}_{a}") is not None:
+            return f"{declared.metric}_{a}", True
     return None, False
 
 
@@ -139,24 +127,24 @@ def common(page: str, title: str, site: SiteData) -> dict[str, Any]:
         "root": urls.root_prefix(page),
         "u": lambda target: urls.relative(page, target),
         "nav_models": [(m.model_id, urls.model_page(m.slug)) for m in site.models],
-        "role_color": role_color,
+        "role_color": lambda role: role_color(role, site.roles),
         "role_pages": frozenset(all_roles(site)),
-        "role_label": role_label,
+        "role_label": lambda role: role_label(role, site.roles),
         "urls": urls,
     }
 
 
 def role_counts(model: ModelData) -> dict[str, int]:
     counts: dict[str, int] = {}
+    holders = role_holders(model.roles)
     for row in model.heads.to_dict("records"):
-        for r in head_roles(row):
+        for r in head_roles(row, holders):
             counts[r] = counts.get(r, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: (_role_order(kv[0]), kv[0])))
+    return dict(sorted(counts.items(), key=lambda kv: (_role_order(model.roles, kv[0]), kv[0])))
 
 
-def _role_order(role: str) -> int:
-    order = list(ROLE_COLORS)
-    return order.index(role) if role in order else len(order)
+def _role_order(roles: Mapping[str, RoleDoc], role: str) -> int:
+    return roles[role].order if role in roles else 10**6
 
 
 def all_roles(site: SiteData) -> list[str]:
@@ -165,7 +153,7 @@ def all_roles(site: SiteData) -> list[str]:
         roles: set[str] = set()
         for m in site.models:
             roles.update(role_counts(m))
-        site.cache["roles"] = sorted(roles, key=lambda r: (_role_order(r), r))
+        site.cache["roles"] = sorted(roles, key=lambda r: (_role_order(site.roles, r), r))
     return site.cache["roles"]
 
 
@@ -217,20 +205,22 @@ def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
             "html": heatmap_html(doc, _grid(model, doc.name), lo, hi, links, div_id=f"heat-{doc.name}"),
         })
     rows = heads.to_dict("records")
+    holders = role_holders(model.roles)
     role_tables = []
     for role, count in role_counts(model).items():
         metric, by_mag = role_score_metric(model, role)
         doc = model.metric(metric) if metric else None
-        members = [r for r in rows if role in head_roles(r)]
+        members = [r for r in rows if role in head_roles(r, holders)]
         members.sort(key=lambda r: _sort_score(r, metric, by_mag))
         role_tables.append({
-            "role": role, "count": count, "metric": doc, "url": urls.role_page(role), "text": ROLE_TEXT.get(role, ""),
+            "role": role, "count": count, "metric": doc, "url": urls.role_page(role),
+            "text": model.roles[role].text if role in model.roles else "",
             "heads": [_head_ref(model, r, doc) for r in members],
         })
     top = []
     for doc in model.metrics:
-        if doc.kind != "detector" or doc.name not in (*DETECTOR_ROLES, "bos_sink"):
-            continue
+        if doc.kind != "detector" or not (doc.confound or doc.name in {r.metric for r in model.roles.values()}):
+            continue  # the top heads of each role's score and of each metric the confound panel names
         ordered = sorted(rows, key=lambda r: _sort_score(r, doc.name, False))[:TOP_K]
         top.append({"doc": doc, "heads": [_head_ref(model, r, doc) for r in ordered]})
     return {
@@ -277,7 +267,7 @@ def _head_ref(model: ModelData, row: dict[str, Any], doc: MetricDoc | None) -> d
         "value": fmt_value(row.get(doc.name), doc) if doc else "",
         "ci": fmt_ci(row.get(f"{doc.name}_lo"), row.get(f"{doc.name}_hi"), doc) if doc else "",
         "q": fmt_q(row.get(f"{doc.name}_q")) if doc and doc.has_q else "",
-        "roles": head_roles(row),
+        "roles": head_roles(row, role_holders(model.roles)),
     }
 
 
@@ -291,6 +281,7 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
         if profile_docs else np.zeros((len(rows), 0))
     columns = {d.name: pd.to_numeric(heads[d.name], errors="coerce").to_numpy(dtype=float) for d in model.metrics}
     moved = _moved_by_head(model)
+    holders = role_holders(model.roles)
     in_groups = _groups_by_head(model)
     templates = _templates_by_head(model)
     for i, row in enumerate(rows):
@@ -310,15 +301,15 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
                 "of": int(np.sum(~np.isnan(vals))),
                 "svg": "" if v is None else distribution_svg(vals, v, lo, hi, is_signed(doc)),
             })
-        roles = head_roles(row)
-        statements = cross_reference(row, heads)
+        roles = head_roles(row, holders)
+        statements = cross_reference(row, heads, model.metrics, model.roles, roles)
         linked_roles = sorted({r for s in statements for r in s.roles} | set(roles),
-                              key=lambda r: (_role_order(r), r))
+                              key=lambda r: (_role_order(model.roles, r), r))
         same_role = {}
         for r in linked_roles:
             metric, by_mag = role_score_metric(model, r)
             doc = model.metric(metric) if metric else None
-            members = [x for x in rows if r in head_roles(x) and x["label"] != row["label"]]
+            members = [x for x in rows if r in head_roles(x, holders) and x["label"] != row["label"]]
             if not members and r in columns:  # a strong-but-unlisted function: link the strongest heads instead
                 members = [x for x in sorted(rows, key=lambda x: _sort_score(x, r, False))[:TOP_K + 1]
                            if x["label"] != row["label"]][:TOP_K]
@@ -343,13 +334,13 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
             "moved": moved.get((L, H), []), "groups": in_groups.get(row["label"], []),
             "templates": templates.get((L, H), []), "profile_metrics": [d.label for d in profile_docs],
             "validation": [(r, b) for r in roles for b in validation_blocks(model, r)],
-            "causal": _head_causal(row, columns),
+            "causal": _head_causal(row, columns, bool(roles)),
             "exactness": _exactness(row),
             "prev": urls.head_page(model.slug, *_step(rows, i, -1)), "next": urls.head_page(model.slug, *_step(rows, i, 1)),
         }
 
 
-def _head_causal(row: dict[str, Any], columns: dict[str, np.ndarray]) -> str:
+def _head_causal(row: dict[str, Any], columns: dict[str, np.ndarray], labelled: bool) -> str:
     """One sentence on what ablating this head alone does to the in-context loss drop ('' when not measured)."""
     z = _num(row.get("causal_share_zero"))
     est = _num(row.get("causal_share_atp"))
@@ -366,7 +357,7 @@ def _head_causal(row: dict[str, Any], columns: dict[str, np.ndarray]) -> str:
     if m is not None or s is not None:
         text += f"; mean ablation: {_pct(m)}, resample ablation: {_pct(s)}"
     text += "."
-    if bool(row.get("causally_important")) and not head_roles(row):
+    if bool(row.get("causally_important")) and not labelled:
         text += " It is among the model's causally most important heads for in-context copying, yet carries no detector label."
     return text
 
@@ -454,9 +445,10 @@ def _templates_by_head(model: ModelData, k: int = TOP_K) -> dict[tuple[int, int]
     return out
 
 
-def _role_rule(role: str) -> str:
-    """The rule a negation role is assigned by (the pass's own text), '' for other roles."""
-    return RULE_TEXT if role in NEGATION_ROLES else ""
+def _role_rule(site: SiteData, role: str) -> str:
+    """The rule a role is assigned by, as its declaration words it."""
+    declared = site.roles.get(role)
+    return declared.rule if declared is not None else ""
 
 
 def role_context(site: SiteData, role: str) -> dict[str, Any]:
@@ -465,19 +457,21 @@ def role_context(site: SiteData, role: str) -> dict[str, Any]:
     for m in site.models:
         metric, by_mag = role_score_metric(m, role)
         doc = m.metric(metric) if metric else None
-        members = [r for r in m.heads.to_dict("records") if role in head_roles(r)]
+        members = [r for r in m.heads.to_dict("records") if role in head_roles(r, role_holders(m.roles))]
         members.sort(key=lambda r: _sort_score(r, metric, by_mag))
         if members:
             groups.append({"model": m.model_id, "model_url": urls.model_page(m.slug), "metric": doc,
                            "heads": [_head_ref(m, r, doc) for r in members],
                            "validation": validation_blocks(m, role),
-                           "causal": causal_heads(m) if role == "induction" else []})
-    return {**common(page, f"role: {role_label(role)} — headwiki", site), "role": role,
-            "text": ROLE_TEXT.get(role, ""), "groups": groups, "rule": _role_rule(role)}
+                           "causal": causal_heads(m) if role in m.roles and m.roles[role].signatures[:1] == (DROP_SIGNATURE,) else []})
+    declared = site.roles.get(role)
+    return {**common(page, f"role: {role_label(role, site.roles)} — headwiki", site), "role": role, "declared": declared,
+            "text": declared.text if declared else "", "groups": groups, "rule": _role_rule(site, role)}
 
 
+DROP_SIGNATURE = "in_context_loss_drop"  # the signature the per-head causal shares measure
 SIGNATURE_WORDS = {
-    "in_context_loss_drop": "the in-context loss drop on repeated random tokens (first-copy minus second-copy loss)",
+    DROP_SIGNATURE: "the in-context loss drop on repeated random tokens (first-copy minus second-copy loss)",
     "induction_heads_score": "the labelled induction heads' induction score (K-composition)",
 }
 GROUP_ORDER = {"top1": 0, "top3": 1, "top5": 2, "all": 3}
@@ -505,7 +499,7 @@ def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
         k = int(full["k"])
         what = SIGNATURE_WORDS.get(str(sig), str(sig))
         randoms = [float(x) for x in (full.get("random_effects") if full.get("random_effects") is not None else [])]
-        sentence = (f"{str(ablation).capitalize()}-ablating the {k} labelled {role_label(role)} head{'s' if k != 1 else ''} together removes "
+        sentence = (f"{str(ablation).capitalize()}-ablating the {k} labelled {role_label(role, model.roles)} head{'s' if k != 1 else ''} together removes "
                     f"{_pct(full['effect'])} [95% CI {_pct(full['effect_lo'])}, {_pct(full['effect_hi'])}] of {what}")
         if randoms:
             sentence += (f"; {len(randoms)} random {k}-head sets from the same layers remove {_pct(full['random_mean'])} on average "
@@ -530,7 +524,7 @@ def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
                   "significant": bool(r["significant"])} for r in recs]
         blocks.append({"signature": str(sig), "ablation": str(ablation), "what": what, "sentence": sentence, "note": full.get("note") or "",
                        "n_seqs": full.get("n_seqs"), "seq_len": full.get("seq_len"),
-                       "svg": validation_svg(groups, role_color(role), f"{role_label(role)}: fraction of {sig} removed ({ablation} ablation)"),
+                       "svg": validation_svg(groups, role_color(role, model.roles), f"{role_label(role, model.roles)}: fraction of {sig} removed ({ablation} ablation)"),
                        "rows": table})
     return blocks
 
@@ -553,39 +547,52 @@ def causal_heads(model: ModelData) -> list[dict[str, Any]]:
         else:
             agree = "partly: " + ("mean agrees, resample does not" if m is not None and m >= 0.5 * z else "resample agrees, mean does not")
         out.append({**_head_ref(model, r, None), "zero": f"{_pct(z)} [{_pct(r.get('causal_share_zero_lo'))}, {_pct(r.get('causal_share_zero_hi'))}]",
-                    "mean": _pct(m), "resample": _pct(s), "agree": agree, "labelled": bool(head_roles(r))})
+                    "mean": _pct(m), "resample": _pct(s), "agree": agree, "labelled": bool(head_roles(r, role_holders(model.roles)))})
     return out
 
 
 def sql_examples(site: SiteData) -> list[tuple[str, str]]:
-    """(title, SQL) pairs chosen for the columns this database actually has."""
+    """(title, SQL) pairs chosen for the columns and roles this database actually has (read from its declarations)."""
     cols = set(site.metric_columns)
+    roles = site.roles
+    holders = [c for c in dict.fromkeys(r.held_in for r in roles.values()) if c in cols]
     ex = [
         ("Models in the database", "SELECT model_id, architecture, n_layers, n_heads, n_params FROM models ORDER BY model_id"),
-        ("Heads per role, per model", "SELECT model_id, role, count(*) AS heads FROM (SELECT model_id, unnest(roles) AS role FROM heads) GROUP BY ALL ORDER BY ALL"),
-        ("What each metric means (data, n), for the first model",
-         "SELECT metric, description, data, n FROM metrics WHERE model_id = (SELECT min(model_id) FROM models) ORDER BY metric"),
+        ("Roles declared per model (metric, threshold, what they mean)",
+         "SELECT model_id, role, family, metric, threshold, text FROM roles ORDER BY model_id, sort_order"),
+        ("What each metric means (label, unit, data, n), for the first model",
+         "SELECT metric, label, unit, family, description, data, n FROM metrics "
+         "WHERE model_id = (SELECT min(model_id) FROM models) AND family IS NOT NULL ORDER BY family, sort_order"),
     ]
-    if "induction" in cols:
-        ex.append(("Top induction heads with their 95% CI",
-                   "SELECT model_id, label, round(induction, 3) AS induction, round(induction_lo, 3) AS lo, "
-                   "round(induction_hi, 3) AS hi FROM heads WHERE induction IS NOT NULL ORDER BY induction DESC LIMIT 10"))
-    if {"multi_role", "roles"} <= cols:
-        ex.append(("Heads with more than one role (possible confounds)",
-                   "SELECT model_id, label, roles FROM heads WHERE multi_role ORDER BY model_id, layer, head"))
-    if "neg_acc_delta_zero" in cols:
-        ex.append(("Heads whose zero ablation changes negated accuracy (BH q < 0.05)",
-                   "SELECT model_id, label, round(100 * neg_acc_delta_zero, 1) AS delta_pts, round(neg_acc_delta_zero_q, 4) AS q, "
-                   "roles FROM heads WHERE neg_acc_delta_zero_q < 0.05 ORDER BY neg_acc_delta_zero"))
-        if "previous_token" in cols:
-            ex.append(("Negation effect next to previous-token score (the confound the wiki flags)",
-                       "SELECT model_id, label, round(100 * neg_acc_delta_zero, 1) AS neg_delta_pts, round(previous_token, 3) AS prev_token "
-                       "FROM heads WHERE neg_acc_delta_zero IS NOT NULL ORDER BY neg_acc_delta_zero LIMIT 10"))
+    detector = [r for r in roles.values() if r.family == "detector" and r.metric in cols]
+    if detector:
+        m = detector[0].metric
+        ex.append((f"Top {detector[0].label} heads with their 95% CI",
+                   f"SELECT model_id, label, round({m}, 3) AS {m}, round({m}_lo, 3) AS lo, "
+                   f"round({m}_hi, 3) AS hi FROM heads WHERE {m} IS NOT NULL ORDER BY {m} DESC LIMIT 10"))
+    if holders:
+        count = " + ".join(f"coalesce(len({c}), 0)" if site.column_types.get(c, "").endswith("[]") else f"({c} IS NOT NULL)::INT"
+                           for c in holders)
+        ex.append(("Heads with more than one role, detector and negation alike (possible confounds)",
+                   f"SELECT model_id, label, {', '.join(holders)} FROM heads WHERE {count} >= 2 ORDER BY model_id, layer, head"))
+    negation = [r for r in roles.values() if r.family == "negation"]
+    effect = next((f"{r.metric}_zero" for r in negation if f"{r.metric}_zero" in cols and f"{r.metric}_zero_q" in cols), None)
+    if effect:
+        ex.append(("Heads whose zero ablation changes a negation role's metric (BH q < 0.05)",
+                   f"SELECT model_id, label, round({effect}, 3) AS delta, round({effect}_q, 4) AS q, {', '.join(holders)} "
+                   f"FROM heads WHERE {effect}_q < 0.05 ORDER BY abs({effect}) DESC"))
+        if detector:
+            m = detector[-1].metric
+            ex.append((f"Negation effect next to {detector[-1].label} score (the confound the wiki flags)",
+                       f"SELECT model_id, label, round({effect}, 3) AS delta, round({m}, 3) AS {m} "
+                       f"FROM heads WHERE {effect} IS NOT NULL ORDER BY abs({effect}) DESC LIMIT 10"))
         ex.append(("Negation baselines with CIs",
                    "SELECT model_id, dataset, condition, n_items, round(accuracy, 3) AS acc, round(accuracy_lo, 3) AS lo, "
                    "round(accuracy_hi, 3) AS hi FROM negation_baselines ORDER BY ALL"))
-    ex.append(("Any metric in long form", "SELECT model_id, label, metric, round(value, 4) AS value FROM head_metrics_long "
-               "WHERE metric = 'entropy' ORDER BY value DESC LIMIT 5"))
+    ex.append(("Any metric in long form, with its CI and q where it has them",
+               "SELECT model_id, label, metric, round(value, 4) AS value, round(lo, 4) AS lo, round(hi, 4) AS hi, q "
+               "FROM head_metrics_long WHERE metric = (SELECT min(metric) FROM metrics WHERE family = 'detector') "
+               "ORDER BY value DESC LIMIT 5"))
     ex.append(("Runs and their parameters", "SELECT run_id, model_id, pass_name, seed, n, status FROM runs ORDER BY started_at"))
     return ex
 
@@ -640,5 +647,5 @@ def search_index(site: SiteData) -> list[dict[str, Any]]:
         for r in m.heads.to_dict("records"):
             vals = {d.name: round(v, 4) for d in docs if (v := _num(r.get(d.name))) is not None}
             out.append({"m": m.model_id, "l": r["label"], "u": urls.head_page(m.slug, r["layer"], r["head"]),
-                        "r": head_roles(r), "v": vals})
+                        "r": head_roles(r, role_holders(m.roles)), "v": vals})
     return out
