@@ -107,8 +107,9 @@ def list_heads(
                 raise HeadwikiError(f"{db_path} has no role results for {model!r}: run `headwiki detect --model {model}` first")
             held = _roles_held(con, model, holders, types)
             if role not in held and role not in declared:
-                raise HeadwikiError(f"unknown role {role!r}: roles are {', '.join(declared)} "
-                                    f"(held by heads of {model!r}: {', '.join(sorted(held)) or 'none'})")
+                raise HeadwikiError(f"unknown role {role!r} for {model!r}: its runs declared {', '.join(declared) or 'none'} "
+                                    f"(held by its heads: {', '.join(sorted(held)) or 'none'}); a role is declared by the pass "
+                                    f"that assigns it, so run that pass first (negation roles: `headwiki ablate --model {model}`)")
         where = "model_id = ?" + (f" AND ({role_sql})" if role else "")
         params: list[object] = [model] + ([role] * role_sql.count("?") if role else [])
         score = declared.get(role, (None, None))[0] if role else None

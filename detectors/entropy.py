@@ -30,7 +30,7 @@ def entropy_scores(patterns: torch.Tensor, tokens: torch.Tensor, meta: BatchMeta
 
 
 METRIC = Metric(
-    "entropy", "attention entropy", "detector", "score", "entropy",
+    "entropy", "attention entropy", "detector", "score", "norm_entropy",
     "mean normalized attention entropy (0 = one key, 1 = uniform) over query positions i >= 1, natural text",
     data="natural text windows", ci=True, heatmap=True, order=4,
 )

@@ -13,7 +13,7 @@ MAX_EXAMPLE_POSITIONS = 24
 
 
 def example_sequences(repeat: torch.Tensor, text: torch.Tensor, max_positions: int = MAX_EXAMPLE_POSITIONS) -> dict[str, torch.Tensor]:
-    """{'induction': [1, s1], 'text': [1, s2]} with s <= max_positions.
+    """{'repeat': [1, s1], 'text': [1, s2]} (keyed by input kind) with s <= max_positions.
 
     repeat: [n, 2L+1] repeat sequences -> a shorter repeat [BOS, x_1..x_k, x_1..x_k] from the first
     one (k = min(L, (max_positions-1)//2)); text: [n, s] windows -> the first window's prefix.
@@ -23,7 +23,7 @@ def example_sequences(repeat: torch.Tensor, text: torch.Tensor, max_positions: i
         half = (repeat.shape[1] - 1) // 2
         k = min(half, (max_positions - 1) // 2)
         x = repeat[0, 1 : 1 + k]
-        out["induction"] = torch.cat([repeat[0, :1], x, x])[None]
+        out["repeat"] = torch.cat([repeat[0, :1], x, x])[None]
     if len(text):
         out["text"] = text[:1, :max_positions]
     return out

@@ -13,7 +13,7 @@ from typing import Literal
 
 import torch
 
-from headwiki.spec import SPEC, Metric
+from headwiki.spec import SPEC, Metric, Spec
 
 InputKind = Literal["repeat", "text", "random"]
 INPUT_KINDS: tuple[InputKind, ...] = ("repeat", "text", "random")
@@ -72,8 +72,9 @@ class Detector:
 class Registry:
     """An ordered set of detectors with unique names."""
 
-    def __init__(self) -> None:
+    def __init__(self, spec: Spec | None = None) -> None:
         self._items: dict[str, Detector] = {}
+        self._spec = spec  # where the detectors' metric declarations go (the global registry: headwiki.spec.SPEC)
 
     def register(self, detector: Detector) -> Detector:
         """Add `detector`; a second detector with the same name is an error."""
@@ -83,8 +84,9 @@ class Registry:
             raise ValueError(f"a detector named {detector.name!r} is already registered")
         if detector.reduce is None and [m.name for m in detector.metrics] != [detector.name]:
             raise ValueError(f"detector {detector.name!r} must declare exactly one metric named {detector.name!r}")
-        for m in detector.metrics:
-            SPEC.add_metric(m)
+        if self._spec is not None:
+            for m in detector.metrics:
+                self._spec.add_metric(m)
         self._items[detector.name] = detector
         return detector
 
@@ -93,8 +95,9 @@ class Registry:
         if name not in self._items:
             raise KeyError(f"no detector named {name!r}; known: {', '.join(self._items)}")
         detector = self._items.pop(name)
-        for m in detector.metrics:
-            SPEC.remove(m.name)
+        if self._spec is not None:
+            for m in detector.metrics:
+                self._spec.remove(m.name)
         return detector
 
     def get(self, name: str) -> Detector:
@@ -118,7 +121,7 @@ class Registry:
         return name in self._items
 
 
-REGISTRY = Registry()
+REGISTRY = Registry(SPEC)
 
 
 def register(detector: Detector) -> Detector:

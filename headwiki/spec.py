@@ -30,7 +30,7 @@ STAT_SUFFIXES: tuple[str, ...] = ("_lo", "_hi", "_p", "_q")
 # Units: how a value is read and shown. "points" are stored as fractions and shown x100.
 UNITS: dict[str, str] = {
     "attention": "fraction of attention mass (0-1)",
-    "entropy": "normalized entropy (0 = one key, 1 = uniform)",
+    "norm_entropy": "normalized entropy (0 = one key, 1 = uniform)",
     "positions": "token positions",
     "points": "percentage points of accuracy (stored as a fraction)",
     "nats": "nats (log-probability difference)",

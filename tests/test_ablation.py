@@ -24,7 +24,8 @@ from headwiki.ablation.run import ablate_model
 from headwiki.ablation.scoring import bridge_encoder, encode_items, metric_coefficients
 from headwiki.ablation.sweep import ABLATIONS, RESAMPLE_DRAWS, SELF, AblationRunner, skip_prefix
 from headwiki.ablation.synthetic import synthetic_items
-from headwiki.db.store import ensure_head_rows, transaction, write_head_metrics, write_model
+from headwiki.db.store import ensure_head_rows, transaction, write_head_metrics, write_model, write_roles
+from headwiki.detectors import induction, previous_token
 from headwiki.hooks import z_hook
 from headwiki.models import LoadedModel, load_model
 
@@ -183,6 +184,9 @@ def test_pass_writes_rows_next_to_detector_columns(stories: LoadedModel, tmp_pat
         write_model(con, info.as_dict())
         ensure_head_rows(con, info.name, info.n_layers, info.n_heads)
         write_head_metrics(con, info.name, detector, pass_name="detect")
+        # the roles the detect run would declare (role groups follow the declarations, not column names)
+        write_roles(con, info.name, [{**r.ROLE.row(), "held_in": "roles"} for r in (induction, previous_token)],
+                    family="detector", run_id=None)
 
     items = STORY_ITEMS[:8]
     result = ablate_model(stories, db, dataset=str(_write_items(tmp_path / "story.jsonl", items)),

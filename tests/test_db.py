@@ -51,7 +51,7 @@ def test_sql_over_two_models_in_one_file(two_model_db: Path) -> None:
         labels = con.execute("SELECT label FROM heads WHERE model_id = 'stories260k' AND layer = 4 AND head = 7").fetchall()
         assert labels == [("L4H7",)]
         ex = con.execute("SELECT kind, len(tokens), len(pattern), len(pattern[1]) FROM head_examples WHERE model_id = 'stories260k' AND layer = 0 AND head = 0 ORDER BY kind").fetchall()
-        assert ex == [("induction", 17, 17, 17), ("text", 17, 17, 17)]
+        assert ex == [("repeat", 17, 17, 17), ("text", 17, 17, 17)]
         metrics = dict(con.execute("SELECT metric, n FROM metrics WHERE model_id = 'stories260k'").fetchall())
         assert metrics["induction"] == 6 and metrics["roles"] == 6
         run = con.execute("SELECT params, data_hash, seed, n, status, transformer_lens_version FROM runs WHERE model_id = 'stories260k'").fetchall()

@@ -18,7 +18,10 @@ from headwiki.detectors.peer import tl_scores
 from headwiki.detectors.positional import dominant_offset, offset_profile
 from headwiki.detectors.previous_token import previous_token_scores
 from headwiki.detectors.registry import BatchMeta, Detector, Registry, default_registry
-from headwiki.detectors.roles import DEFAULT_THRESHOLDS, assign_roles, parse_thresholds, resolve_thresholds
+from headwiki.spec import Metric
+from headwiki.detectors.roles import assign_roles, default_thresholds, parse_thresholds, resolve_thresholds
+
+DEFAULT_THRESHOLDS = default_thresholds()
 from headwiki.errors import HeadwikiError
 
 torch.set_num_threads(1)  # 2 shared cores: one thread avoids oversubscription stalls
@@ -84,17 +87,22 @@ def test_entropy_is_zero_for_one_hot_and_one_for_uniform_rows() -> None:
 
 def test_registry_rejects_duplicate_names_and_bad_inputs() -> None:
     reg = Registry()
-    det = Detector("x", "1", "repeat", induction_scores, "test")
+    def metric(name: str) -> Metric:
+        return Metric(name, name, "detector", "score", "attention", "test")
+
+    det = Detector("x", "1", "repeat", induction_scores, (metric("x"),))
     reg.register(det)
     with pytest.raises(ValueError, match="already registered"):
-        reg.register(Detector("x", "2", "text", previous_token_scores, "other"))
+        reg.register(Detector("x", "2", "text", previous_token_scores, (metric("x"),)))
     with pytest.raises(ValueError, match="needs must be"):
-        reg.register(Detector("y", "1", "images", induction_scores, "bad"))  # type: ignore[arg-type]
+        reg.register(Detector("y", "1", "images", induction_scores, (metric("y"),)))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="exactly one metric named"):
+        reg.register(Detector("z", "1", "text", induction_scores, (metric("w"),)))
     full = default_registry()
     assert {"induction", "duplicate_token", "previous_token", "previous_token_random", "bos_sink", "entropy",
             "positional", "induction_tl", "duplicate_token_tl", "previous_token_tl"} <= set(full.names())
     with pytest.raises(ValueError, match="already registered"):
-        full.register(Detector("induction", "9", "repeat", induction_scores, "dup"))
+        full.register(Detector("induction", "9", "repeat", induction_scores, (metric("induction"),)))
 
 
 def test_repeat_and_random_sequences_are_seeded_and_well_formed(random_gpt2_dir: Path) -> None:
@@ -218,7 +226,9 @@ def test_toy_model_planted_heads_are_found_and_labelled() -> None:
     import torch
     from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    from headwiki.detectors.roles import DEFAULT_THRESHOLDS
+    from headwiki.detectors.roles import default_thresholds
+
+    DEFAULT_THRESHOLDS = default_thresholds()
     from headwiki.detectors.run import compute_detections
     from headwiki.models import load_model
     from headwiki.toy import MODEL_DIR, world_seed

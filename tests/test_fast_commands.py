@@ -58,7 +58,7 @@ def test_importtime_parser_sees_torch_when_it_is_imported() -> None:
     ("query", "SELECT 1 AS one", "--csv"),
     ("query", "SELECT label FROM heads ORDER BY layer, head LIMIT 2", "--json"),
     ("heads", "--model", "rand-gpt2", "--limit", "3"),
-    ("heads", "--model", "rand-gpt2", "--role", "negation_supporter", "--csv"),
+    ("heads", "--model", "rand-gpt2", "--role", "previous_token", "--csv"),
 ], ids=["help", "query-select-1", "query-heads", "heads", "heads-role"])
 def test_reading_commands_do_not_import_torch(db: Path, args: tuple[str, ...]) -> None:
     extra = () if args == ("--help",) else ("--db", str(db))

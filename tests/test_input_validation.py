@@ -85,6 +85,10 @@ def test_csv_writes_list_columns_joined_not_as_numpy_text(db: Path) -> None:
 def test_heads_role_names_what_the_database_holds(db: Path) -> None:
     from headwiki.detectors.cli import list_heads
 
-    with pytest.raises(HeadwikiError, match=r"unknown role 'negation_suporter': roles are .*negation_supporter"):
-        list_heads(str(db), "rand-gpt2", role="negation_suporter")
-    assert list_heads(str(db), "rand-gpt2", role="negation_supporter").empty  # declared, held by no head here
+    with pytest.raises(HeadwikiError, match=r"unknown role 'inducton' for 'rand-gpt2': its runs declared induction, previous_token, duplicate_token"):
+        list_heads(str(db), "rand-gpt2", role="inducton")
+    # a role of a pass that has not run on this model is not silently empty: the error says which pass declares it
+    with pytest.raises(HeadwikiError, match=r"unknown role 'negation_supporter'.*headwiki ablate --model rand-gpt2"):
+        list_heads(str(db), "rand-gpt2", role="negation_supporter")
+    held = list_heads(str(db), "rand-gpt2", role="duplicate_token")  # declared; held by some heads or none
+    assert all("duplicate_token" in list(r) for r in held["roles"])

@@ -13,6 +13,7 @@ from headwiki.db.store import reading
 from headwiki.detectors.registry import REGISTRY, BatchMeta, Detector, default_registry
 from headwiki.detectors.run import code_versions, detect_model
 from headwiki.models import load_model
+from headwiki.spec import Metric
 from headwiki.resume import SkippedPass, explain_change
 
 
@@ -33,8 +34,9 @@ def test_a_newly_registered_detector_makes_detect_rerun_and_say_why(
     assert "skipped" in capsys.readouterr().err
 
     default_registry()
-    REGISTRY.register(Detector(name="toy_max_attention", version="1", needs="text", fn=max_attention_scores,
-                               description="mean of each query row's largest attention weight (test detector)"))
+    REGISTRY.register(Detector(name="toy_max_attention", version="1", needs="text", fn=max_attention_scores, metrics=(
+        Metric("toy_max_attention", "max attention", "detector", "score", "attention",
+               "mean of each query row's largest attention weight (test detector)", ci=True),)))
     try:
         again = detect_model(loaded, db, **opts)
         err = capsys.readouterr().err

@@ -147,7 +147,7 @@ def test_screenshots_of_index_model_and_head(browser, site_dir: Path, site_db: P
     site = load_site_data(site_db)
     model = next((m for m in site.models if m.has_negation), site.models[0])
     rows = model.heads.to_dict("records")
-    kinds = [{st.kind for st in cross_reference(r, model.heads)} for r in rows]
+    kinds = [{st.kind for st in cross_reference(r, model.heads, model.metrics, model.roles, model.roles_of(r))} for r in rows]
     flagged = [r for r, k in zip(rows, kinds) if "confound" in k] or [r for r, k in zip(rows, kinds) if k]
     row = flagged[0] if flagged else model.heads.to_dict("records")[0]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -152,8 +152,8 @@ def test_head_page_states_confounds_from_numbers(real_site: Path, real_site_db: 
     site = load_site_data(real_site_db)
     m = next(m for m in site.models if m.has_negation)
     rows = m.heads.to_dict("records")
-    texts = {r["label"]: [s.text for s in cross_reference(r, m.heads)] for r in rows}
-    kinds = {r["label"]: {s.kind for s in cross_reference(r, m.heads)} for r in rows}
+    texts = {r["label"]: [s.text for s in cross_reference(r, m.heads, m.metrics, m.roles, m.roles_of(r))] for r in rows}
+    kinds = {r["label"]: {s.kind for s in cross_reference(r, m.heads, m.metrics, m.roles, m.roles_of(r))} for r in rows}
     flagged = [k for k, v in kinds.items() if "confound" in v] or [k for k, v in texts.items() if v]
     assert flagged, "the toy model has heads with several functions; the cross-reference panel must say so"
     label = flagged[0]
@@ -234,13 +234,29 @@ def _heads(prev: list[float], ind: list[float]) -> pd.DataFrame:
     return pd.DataFrame({"label": [f"L0H{i}" for i in range(len(prev))], "previous_token": prev, "induction": ind})
 
 
+def _declared() -> tuple[list, dict]:
+    """The real declarations of the induction and previous-token metrics and roles, as the wiki reads them."""
+    from headwiki.detectors import induction, previous_token
+    from headwiki.wiki.context import metric_doc, role_doc
+
+    metrics = [metric_doc(m.name, {**m.row(), "description": m.description}, has_ci=True, has_q=False)
+               for m in (induction.METRIC, previous_token.METRIC)]
+    roles = {r.name: role_doc({**r.row(), "held_in": "roles"}) for r in (induction.ROLE, previous_token.ROLE)}
+    return metrics, roles
+
+
+def _xref(row: dict, heads: pd.DataFrame) -> list:
+    metrics, roles = _declared()
+    return cross_reference(row, heads, metrics, roles, row.get("roles", []))
+
+
 def test_crossref_flags_a_strong_previous_token_head_with_a_negation_effect() -> None:
     heads = _heads([0.2, 0.64, 0.9, 0.1], [0.0, 0.1, 0.05, 0.0])
     row = {"label": "L0H1", "previous_token": 0.64, "previous_token_lo": 0.6, "previous_token_hi": 0.68,
            "induction": 0.1, "roles": ["previous_token"],
            "neg_acc_delta_zero": -0.12, "neg_acc_delta_zero_lo": -0.16, "neg_acc_delta_zero_hi": -0.08,
            "neg_acc_delta_zero_q": 0.01}
-    out = cross_reference(row, heads)
+    out = _xref(row, heads)
     confound = [s for s in out if s.kind == "confound"]
     assert len(confound) == 1
     text = confound[0].text
@@ -254,11 +270,11 @@ def test_crossref_hedges_wide_cis_and_is_silent_without_a_second_function() -> N
     heads = _heads([0.2, 0.64, 0.9, 0.1], [0.0, 0.1, 0.05, 0.0])
     noisy = {"label": "L0H2", "previous_token": 0.9, "induction": 0.05, "roles": ["previous_token"],
              "neg_acc_delta_zero": -0.10, "neg_acc_delta_zero_lo": -0.25, "neg_acc_delta_zero_hi": 0.02}
-    [s] = [s for s in cross_reference(noisy, heads) if s.kind == "confound"]
+    [s] = [s for s in _xref(noisy, heads) if s.kind == "confound"]
     assert s.noisy and "noisy" in s.text
     plain = {"label": "L0H3", "previous_token": 0.1, "induction": 0.0, "roles": [],
              "neg_acc_delta_zero": -0.01, "neg_acc_delta_zero_lo": -0.03, "neg_acc_delta_zero_hi": 0.01}
-    assert cross_reference(plain, heads) == []
+    assert _xref(plain, heads) == []
 
 
 def test_most_similar_is_nearest_in_zscored_space() -> None:

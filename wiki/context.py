@@ -9,6 +9,7 @@ name is spelled here: a database written with a plugin detector renders the same
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,15 @@ class ModelData:
     def metric(self, name: str) -> MetricDoc | None:
         return next((m for m in self.metrics if m.name == name), None)
 
+    @property
+    def role_holders(self) -> list[str]:
+        """The `heads` columns that hold roles (a list of roles, or one role as the value), from the declarations."""
+        return list(dict.fromkeys(r.held_in for r in self.roles.values() if r.held_in))
+
+    def roles_of(self, row: Mapping[str, Any]) -> list[str]:
+        """Every role one head (a `heads` row) holds, in holder order."""
+        return head_roles(row, self.role_holders)
+
     def metrics_where(self, **fields: Any) -> list[MetricDoc]:
         """The metrics whose declared fields equal `fields` (e.g. kind="causal", role_kind="flag"), display order."""
         return [m for m in self.metrics if all(getattr(m, k) == v for k, v in fields.items())]
@@ -151,6 +161,22 @@ def _opt_float(v: Any) -> float | None:
     return None if v is None or pd.isna(v) else float(v)
 
 
+def metric_doc(name: str, doc: Mapping[str, Any], *, has_ci: bool, has_q: bool, integer: bool = False) -> MetricDoc:
+    """A MetricDoc from a `metrics` row (or a headwiki.spec.Metric.row() with description, data, n)."""
+    n = doc.get("n")
+    family = _text(doc.get("family")) or "detector"
+    heat = doc.get("heatmap")
+    order = doc.get("sort_order")
+    return MetricDoc(
+        name=name, label=_text(doc.get("label")) or _fallback_label(name), kind=family,
+        description=_text(doc.get("description")), data=_text(doc.get("data")),
+        n=None if n is None or pd.isna(n) else int(n), has_ci=has_ci, has_q=has_q, integer=integer,
+        unit=_text(doc.get("unit")), direction=_text(doc.get("direction")) or "up",
+        heatmap=bool(heat) if heat is not None and not pd.isna(heat) else family == "detector",
+        role_kind=_text(doc.get("kind")), confound=_text(doc.get("confound")), strong_at=_opt_float(doc.get("strong_at")),
+        control_for=_text(doc.get("control_for")), order=int(order) if order is not None and not pd.isna(order) else 100)
+
+
 def discover_metrics(columns: list[tuple[str, str]], heads: pd.DataFrame, docs: pd.DataFrame) -> list[MetricDoc]:
     """Metric columns present for this model: numeric `heads` columns with at least one value.
 
@@ -167,27 +193,11 @@ def discover_metrics(columns: list[tuple[str, str]], heads: pd.DataFrame, docs: 
             continue
         if col not in heads.columns or heads[col].isna().all():
             continue
-        n = doc.get("n")
-        family = _text(doc.get("family")) or "detector"
-        out.append(MetricDoc(
-            name=col,
-            label=_text(doc.get("label")) or _fallback_label(col),
-            kind=family,
-            description=str(doc.get("description") or ""),
-            data=str(doc.get("data") or ""),
-            n=None if n is None or pd.isna(n) else int(n),
+        out.append(metric_doc(
+            col, doc,
             has_ci=f"{col}_lo" in names and f"{col}_hi" in names and heads[f"{col}_lo"].notna().any(),
             has_q=f"{col}_q" in names and heads[f"{col}_q"].notna().any(),
-            integer=dict(columns).get(col, "").upper() in ("BIGINT", "INTEGER", "SMALLINT", "HUGEINT"),
-            unit=_text(doc.get("unit")),
-            direction=_text(doc.get("direction")) or "up",
-            heatmap=bool(doc.get("heatmap")) if doc.get("heatmap") is not None and not pd.isna(doc.get("heatmap")) else family == "detector",
-            role_kind=_text(doc.get("kind")),
-            confound=_text(doc.get("confound")),
-            strong_at=_opt_float(doc.get("strong_at")),
-            control_for=_text(doc.get("control_for")),
-            order=int(doc["sort_order"]) if doc.get("sort_order") is not None and not pd.isna(doc.get("sort_order")) else 100,
-        ))
+            integer=dict(columns).get(col, "").upper() in ("BIGINT", "INTEGER", "SMALLINT", "HUGEINT")))
     return sorted(out, key=_sort_key)
 
 
@@ -269,18 +279,32 @@ def load_site_data(db_path: str | Path) -> SiteData:
                     metric_columns=[c for c, _ in columns], column_types=dict(columns))
 
 
+def head_roles(row: Mapping[str, Any], holders: Sequence[str]) -> list[str]:
+    """Every role a head holds, reading each column that holds roles (a list column, or one role as the value)."""
+    out: list[str] = []
+    for col in holders:
+        v = row.get(col)
+        if isinstance(v, str):
+            out += [v] if v else []
+        elif v is not None and not isinstance(v, float):
+            out += [str(r) for r in list(v)]
+    return out
+
+
 def _roles(frame: pd.DataFrame) -> dict[str, RoleDoc]:
-    out: dict[str, RoleDoc] = {}
-    for r in ([] if frame.empty else frame.to_dict("records")):
-        sigs = r.get("signatures")
-        out[str(r["role"])] = RoleDoc(
+    return {str(r["role"]): role_doc(r) for r in ([] if frame.empty else frame.to_dict("records"))}
+
+
+def role_doc(r: Mapping[str, Any]) -> RoleDoc:
+    """A RoleDoc from a `roles` row (or a headwiki.spec.Role.row() plus held_in)."""
+    sigs = r.get("signatures")
+    return RoleDoc(
             name=str(r["role"]), label=_text(r.get("label")) or _fallback_label(str(r["role"])), family=_text(r.get("family")),
             metric=_text(r.get("metric")), text=_text(r.get("text")), colour=_text(r.get("colour")),
             threshold=_opt_float(r.get("threshold")), rule=_text(r.get("rule")), control=_text(r.get("control")),
             consequence=_text(r.get("consequence")), signatures=tuple(str(x) for x in (sigs if sigs is not None else [])),
             no_signature=_text(r.get("no_signature")), citation=_text(r.get("citation")), held_in=_text(r.get("held_in")),
             order=int(r["sort_order"]) if r.get("sort_order") is not None and not pd.isna(r.get("sort_order")) else 100)
-    return out
 
 
 def parse_json(text: Any) -> Any:

@@ -25,7 +25,7 @@ def is_signed(doc: MetricDoc) -> bool:
     return doc.direction == "signed"
 
 
-COLORBAR_UNITS = {"points": "pts", "nats": "nats", "positions": "positions", "entropy": "entropy", "ratio": "ratio", "share": "share"}
+COLORBAR_UNITS = {"points": "pts", "nats": "nats", "positions": "positions", "norm_entropy": "norm. entropy", "ratio": "ratio", "share": "share"}
 
 
 def colorbar_title(doc: MetricDoc) -> str:
@@ -58,7 +58,7 @@ def heatmap_html(
         text.append(row)
     finite = shown[~np.isnan(shown)]
     kwargs: dict = {"colorscale": SEQUENTIAL}
-    if finite.size and doc.unit in ("attention", "entropy") and finite.min() >= 0 and finite.max() <= 1:
+    if finite.size and doc.unit in ("attention", "norm_entropy") and finite.min() >= 0 and finite.max() <= 1:
         kwargs.update(zmin=0.0, zmax=1.0)  # scores on the 0..1 scale share one colour scale across models
     if is_signed(doc):
         m = float(np.max(np.abs(finite))) if finite.size else 1.0

@@ -77,23 +77,6 @@ def fmt_ci(lo: Any, hi: Any, doc: MetricDoc | None = None) -> str:
     return f"[{a:.3f}, {b:.3f}]"
 
 
-def head_roles(row: dict[str, Any], holders: Sequence[str]) -> list[str]:
-    """Every role the head holds, reading each column that holds roles (a list column, or one role as the value)."""
-    out: list[str] = []
-    for col in holders:
-        v = row.get(col)
-        if isinstance(v, str):
-            out += [v] if v else []
-        elif v is not None and not isinstance(v, float):
-            out += [str(r) for r in list(v)]
-    return out
-
-
-def role_holders(roles: Mapping[str, RoleDoc]) -> list[str]:
-    """The `heads` columns that hold roles, in role order (from the declarations)."""
-    return list(dict.fromkeys(r.held_in for r in roles.values() if r.held_in))
-
-
 PRIMARY_ABLATIONS = ("zero", "mean", "resample")  # where a role's metric is per ablation, the one its rule read first
 
 
@@ -136,9 +119,8 @@ def common(page: str, title: str, site: SiteData) -> dict[str, Any]:
 
 def role_counts(model: ModelData) -> dict[str, int]:
     counts: dict[str, int] = {}
-    holders = role_holders(model.roles)
     for row in model.heads.to_dict("records"):
-        for r in head_roles(row, holders):
+        for r in model.roles_of(row):
             counts[r] = counts.get(r, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (_role_order(model.roles, kv[0]), kv[0])))
 
@@ -205,12 +187,11 @@ def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
             "html": heatmap_html(doc, _grid(model, doc.name), lo, hi, links, div_id=f"heat-{doc.name}"),
         })
     rows = heads.to_dict("records")
-    holders = role_holders(model.roles)
     role_tables = []
     for role, count in role_counts(model).items():
         metric, by_mag = role_score_metric(model, role)
         doc = model.metric(metric) if metric else None
-        members = [r for r in rows if role in head_roles(r, holders)]
+        members = [r for r in rows if role in model.roles_of(r)]
         members.sort(key=lambda r: _sort_score(r, metric, by_mag))
         role_tables.append({
             "role": role, "count": count, "metric": doc, "url": urls.role_page(role),
@@ -267,7 +248,7 @@ def _head_ref(model: ModelData, row: dict[str, Any], doc: MetricDoc | None) -> d
         "value": fmt_value(row.get(doc.name), doc) if doc else "",
         "ci": fmt_ci(row.get(f"{doc.name}_lo"), row.get(f"{doc.name}_hi"), doc) if doc else "",
         "q": fmt_q(row.get(f"{doc.name}_q")) if doc and doc.has_q else "",
-        "roles": head_roles(row, role_holders(model.roles)),
+        "roles": model.roles_of(row),
     }
 
 
@@ -281,7 +262,6 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
         if profile_docs else np.zeros((len(rows), 0))
     columns = {d.name: pd.to_numeric(heads[d.name], errors="coerce").to_numpy(dtype=float) for d in model.metrics}
     moved = _moved_by_head(model)
-    holders = role_holders(model.roles)
     in_groups = _groups_by_head(model)
     templates = _templates_by_head(model)
     for i, row in enumerate(rows):
@@ -301,7 +281,7 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
                 "of": int(np.sum(~np.isnan(vals))),
                 "svg": "" if v is None else distribution_svg(vals, v, lo, hi, is_signed(doc)),
             })
-        roles = head_roles(row, holders)
+        roles = model.roles_of(row)
         statements = cross_reference(row, heads, model.metrics, model.roles, roles)
         linked_roles = sorted({r for s in statements for r in s.roles} | set(roles),
                               key=lambda r: (_role_order(model.roles, r), r))
@@ -309,7 +289,7 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
         for r in linked_roles:
             metric, by_mag = role_score_metric(model, r)
             doc = model.metric(metric) if metric else None
-            members = [x for x in rows if r in head_roles(x, holders) and x["label"] != row["label"]]
+            members = [x for x in rows if r in model.roles_of(x) and x["label"] != row["label"]]
             if not members and r in columns:  # a strong-but-unlisted function: link the strongest heads instead
                 members = [x for x in sorted(rows, key=lambda x: _sort_score(x, r, False))[:TOP_K + 1]
                            if x["label"] != row["label"]][:TOP_K]
@@ -457,7 +437,7 @@ def role_context(site: SiteData, role: str) -> dict[str, Any]:
     for m in site.models:
         metric, by_mag = role_score_metric(m, role)
         doc = m.metric(metric) if metric else None
-        members = [r for r in m.heads.to_dict("records") if role in head_roles(r, role_holders(m.roles))]
+        members = [r for r in m.heads.to_dict("records") if role in m.roles_of(r)]
         members.sort(key=lambda r: _sort_score(r, metric, by_mag))
         if members:
             groups.append({"model": m.model_id, "model_url": urls.model_page(m.slug), "metric": doc,
@@ -547,7 +527,7 @@ def causal_heads(model: ModelData) -> list[dict[str, Any]]:
         else:
             agree = "partly: " + ("mean agrees, resample does not" if m is not None and m >= 0.5 * z else "resample agrees, mean does not")
         out.append({**_head_ref(model, r, None), "zero": f"{_pct(z)} [{_pct(r.get('causal_share_zero_lo'))}, {_pct(r.get('causal_share_zero_hi'))}]",
-                    "mean": _pct(m), "resample": _pct(s), "agree": agree, "labelled": bool(head_roles(r, role_holders(model.roles)))})
+                    "mean": _pct(m), "resample": _pct(s), "agree": agree, "labelled": bool(model.roles_of(r))})
     return out
 
 
@@ -647,5 +627,5 @@ def search_index(site: SiteData) -> list[dict[str, Any]]:
         for r in m.heads.to_dict("records"):
             vals = {d.name: round(v, 4) for d in docs if (v := _num(r.get(d.name))) is not None}
             out.append({"m": m.model_id, "l": r["label"], "u": urls.head_page(m.slug, r["layer"], r["head"]),
-                        "r": head_roles(r, role_holders(m.roles)), "v": vals})
+                        "r": m.roles_of(r), "v": vals})
     return out
