@@ -7,7 +7,6 @@ Bad files and numbers are refused before the model loads; broken model directori
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -118,15 +117,4 @@ def test_broken_model_directories_are_one_line_without_a_network_hint(random_gpt
     assert expected in message and "internet" not in message and "\n" not in message, message
 
 
-def test_a_read_only_database_is_refused_before_work(tmp_path: Path) -> None:
-    from headwiki.db.lock import check_db_target
-    from headwiki.db.store import transaction
-
-    if os.geteuid() == 0:
-        pytest.skip("running as root: file modes do not stop root, so a read-only file cannot be made here")
-    db = tmp_path / "ro.duckdb"
-    with transaction(db):
-        pass
-    db.chmod(0o444)
-    with pytest.raises(HeadwikiError, match="is read-only"):
-        check_db_target(db)
+# Read-only DB files and folders: tests/test_read_only_targets.py (the real CLI, as a user file modes stop).
