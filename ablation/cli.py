@@ -14,7 +14,7 @@ from headwiki.cli_options import db_option, emit, model_options
 @click.option("--dataset", default=None, help="english | toy | multinli | path to a JSONL item file  [default: toy for the toy model, english otherwise]")
 @click.option("--ablation", "ablation", default="zero,mean,resample", show_default=True,
               help="comma-separated: zero, mean, resample")
-@click.option("--seed", default=0, show_default=True, type=int, help="seed for subsetting, bootstrap and permutations")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="seed for subsetting, bootstrap and permutations")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="sequences per forward before head replication")
 @click.option("--max-items", default=None, type=click.IntRange(min=2), help="use a seeded random subset of this many items")
 @click.option("--n-boot", default=2000, show_default=True, type=click.IntRange(min=10), help="bootstrap resamples per CI")
@@ -23,7 +23,7 @@ from headwiki.cli_options import db_option, emit, model_options
 @click.option("--mode", default="auto", show_default=True, type=click.Choice(["auto", "exact", "prefilter"]),
               help="exact: ablate every head; prefilter: attribution patching for every head, exact ablation of the top-K "
                    "and K random others (64 items unless --max-items); auto: prefilter on CPU for models with > 128 heads")
-@click.option("--top-k", default=8, show_default=True, type=int, help="prefilter mode: heads ablated exactly by attribution rank (plus as many random)")
+@click.option("--top-k", default=8, show_default=True, type=click.IntRange(min=1), help="prefilter mode: heads ablated exactly by attribution rank (plus as many random)")
 def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str | None, ablation: str, seed: int, batch_size: int,
            max_items: int | None, n_boot: int, no_groups: bool, no_attribution: bool, mode: str, top_k: int) -> None:
     """Ablate every attention head (zero / mean / resample) on negation minimal pairs; write Δ accuracies with CIs and q-values."""
@@ -102,20 +102,22 @@ def _compact(frame: pd.DataFrame, k: str, perm: dict | None = None) -> pd.DataFr
 @click.command()
 @model_options
 @db_option
-@click.option("--n-seqs", default=16, show_default=True, type=int, help="repeated random-token sequences")
-@click.option("--seq-len", default=12, show_default=True, type=int, help="L: sequences are [BOS, x_1..x_L, x_1..x_L]")
+@click.option("--n-seqs", default=16, show_default=True, type=click.IntRange(min=2), help="repeated random-token sequences")
+@click.option("--seq-len", default=12, show_default=True, type=click.IntRange(min=3), help="L: sequences are [BOS, x_1..x_L, x_1..x_L]")
 @click.option("--mode", default="auto", show_default=True, type=click.Choice(["auto", "exact", "prefilter"]),
               help="single-head ablations: exact for every head, or attribution for all + exact for the top-K and K random; auto: prefilter on CPU for > 128 heads")
-@click.option("--top-k", default=24, show_default=True, type=int, help="prefilter mode: single heads ablated exactly by attribution rank (plus as many random)")
-@click.option("--n-random", default=10, show_default=True, type=int, help="matched random head sets per labelled group (>= 10)")
-@click.option("--seed", default=0, show_default=True, type=int, help="seed for sequences, random sets, bootstrap and permutations")
+@click.option("--top-k", default=24, show_default=True, type=click.IntRange(min=1), help="prefilter mode: single heads ablated exactly by attribution rank (plus as many random)")
+@click.option("--n-random", default=10, show_default=True, type=click.IntRange(min=10), help="matched random head sets per labelled group (>= 10)")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="seed for sequences, random sets, bootstrap and permutations")
 def validate(model: str, device: str, dtype: str, db_path: str, n_seqs: int, seq_len: int, mode: str, top_k: int,
              n_random: int, seed: int) -> None:
     """Causally validate detector roles: ablate the labelled heads vs matched random sets on each role's signature."""
     from headwiki.ablation.validation import CAUSAL_SHARE, CAUSALLY_IMPORTANT, ValidateResult, read_labelled, validate_model
+    from headwiki.db.lock import check_db_target
     from headwiki.models import load_model, resolve_source
 
     read_labelled(db_path, resolve_source(model)[0])  # no detector results: fail before the model loads
+    check_db_target(db_path)  # nor a database it cannot write
     loaded = load_model(model, device=device, dtype=dtype)
     result = validate_model(loaded, db_path, n_seqs=n_seqs, seq_len=seq_len, n_random=n_random, seed=seed, mode=mode, top_k=top_k)
     assert isinstance(result, ValidateResult)  # skip_if_done is off here

@@ -41,6 +41,7 @@ import torch
 from headwiki.ablation.prefilter import agreement, expand, resolve_mode, select_heads
 from headwiki.ablation.signature import SignatureRunner
 from headwiki.ablation.sweep import Replica, Spec
+from headwiki.db.lock import locked_pass
 from headwiki.db.store import (
     connect, ensure_head_rows, head_label, new_run_id, record_run, replace_rows, transaction, utcnow,
     write_head_metrics, write_model,
@@ -185,6 +186,7 @@ def group_sizes(n_labelled: int, ks: tuple[int, ...] = GROUP_KS) -> list[tuple[s
     return [(f"top{k}", k) for k in ks if k < n_labelled] + ([("all", n_labelled)] if n_labelled else [])
 
 
+@locked_pass(PASS_NAME)
 def validate_model(
     loaded: LoadedModel,
     db_path: str | Path,

@@ -64,7 +64,7 @@ def check_db_target(db_path: str | Path) -> None:
             raise HeadwikiError(f"--db {db_path} is not a DuckDB database: pass a headwiki database or a new file name")
         if not os.access(db, os.W_OK):
             raise HeadwikiError(f"--db {db_path} is read-only: make it writable, or pass another --db")
-    elif not os.access(parent, os.W_OK | os.X_OK):
+    if not os.access(parent, os.W_OK | os.X_OK):  # DuckDB also writes its journal (<db>.wal) beside the file
         raise HeadwikiError(f"--db {db_path}: cannot write in {parent} (permission denied): pass a --db in a writable folder")
 
 

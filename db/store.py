@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 
 from headwiki import __version__
+from headwiki.crashpoint import pause_point
 from headwiki.spec import STAT_SUFFIXES
 from headwiki.db.schema import DDL, HEAD_KEY_COLUMNS, LONG_VIEW, SCHEMA_VERSION
 from headwiki.errors import HeadwikiError
@@ -140,6 +141,7 @@ def transaction(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
         except BaseException:
             con.rollback()
             raise
+        pause_point("commit")  # a crash-safety test kills the process here (headwiki.crashpoint)
         con.commit()
     finally:
         con.close()

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from headwiki.crashpoint import pause_point
 from headwiki.errors import HeadwikiError
 
 MARKER = ".headwiki-written"
@@ -117,9 +118,11 @@ def replaced_dir(out: Path, option: str = "--out") -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     old = tmp.with_name(f"{tmp.name}.old")  # unique because tmp is
     try:
+        pause_point("tmp-dir")  # crash-safety tests kill the process here and at "swap" (headwiki.crashpoint)
         yield tmp
         (tmp / MARKER).write_text("written by headwiki; safe to delete and re-create\n")
         tmp.chmod(0o777 & ~_umask())
+        pause_point("swap")
         if out.exists() and _exchange(tmp, out):
             old = tmp  # tmp now holds the previous tree
         else:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from headwiki.atomic_dir import check_replaceable
 from headwiki.db.lock import check_db_target, write_lock
 from headwiki.models import load_model, resolve_source
 from headwiki.progress import log
@@ -52,6 +53,8 @@ def build(
     from headwiki.ablation.scoring import check_local_tokenizer_reads
 
     check_db_target(db_path)  # the cheapest check first
+    if site:
+        check_replaceable(Path(out_dir))  # a site it could not write would throw every pass's work away
     for spec in models:  # a bad --model or --dataset fails before any pass runs for any model
         name, source, path = resolve_source(spec)
         check_dataset_spec(_dataset_for(spec, dataset))

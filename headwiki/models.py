@@ -277,6 +277,7 @@ def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "
         ) from exc
     if source == "hub" and revision is None:
         revision = _cached_hub_revision(path) or "unknown"
+    check_tokenizer(bridge, path)
     speed_up(bridge)
     bridge.eval()
     info = describe(bridge, name or model_name, source, path, revision, dtype, device_str)
@@ -285,6 +286,20 @@ def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "
         info = dataclasses.replace(info, quantization=gguf_meta.quantization, file_sha256=gguf_meta.sha256,
                                    dequantized_dtype=dtype)
     return LoadedModel(bridge=bridge, info=info)
+
+
+def check_tokenizer(bridge: Any, path: str) -> None:
+    """Refuse a model without a usable tokenizer, or whose tokenizer can produce ids past its embedding
+    (a tokenizer from another model: such ids fail inside the first forward, or silently read other rows)."""
+    tokenizer = getattr(bridge, "tokenizer", None)
+    n_tokens = len(tokenizer) if tokenizer is not None else 0
+    d_vocab = int(bridge.cfg.d_vocab)
+    if n_tokens < 2:
+        raise HeadwikiError(f"the model in {path} has no usable tokenizer ({n_tokens} tokens): put its tokenizer files "
+                            "(tokenizer.json, or vocab.json and merges.txt) beside config.json")
+    if n_tokens > d_vocab:
+        raise HeadwikiError(f"the tokenizer in {path} has {n_tokens} tokens but the model's embedding has {d_vocab} rows: "
+                            "the tokenizer belongs to another model; put the model's own tokenizer files beside config.json")
 
 
 def describe(bridge: Any, name: str, source: str, path: str, revision: str, dtype: str, device: str) -> ModelInfo:

@@ -1,7 +1,12 @@
-"""Crash safety (issue 17): kill -9 during a pass or a site render never leaves a half state.
+"""Crash safety (issue 17): kill -9 during a pass, a site render or an export never leaves a half state.
 
-The DB opens and shows no run of the killed pass; the site folder is the old one, never half; a re-run
-completes and removes the killed render's temporary folder.
+The DB opens and shows no run of the killed pass (nor any of its rows); the site / export folder is the
+old one, never half; a re-run completes and removes the killed writer's temporary folder.
+
+Kill points: a fixed time into the compute (the lock file names the running pass), and the exact
+moments named in headwiki.crashpoint (HEADWIKI_PAUSE_AT): "commit" = inside the pass's one open
+transaction with every row written; "tmp-dir" / "swap" = the output's temporary folder just made /
+complete but not yet swapped in. (There is no `merge` command yet, so none is tested here.)
 """
 
 from __future__ import annotations
@@ -40,6 +45,32 @@ def _wait_for(condition, what: str, proc: subprocess.Popen, limit_s: float = 300
         time.sleep(0.02)
 
 
+def _snapshot(db: Path) -> dict[str, list[str]]:
+    """Every table's rows (as text, sorted): equal snapshots mean the killed process changed nothing."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
+                                            "WHERE table_schema = 'main' AND table_type = 'BASE TABLE'").fetchall()]
+        return {t: sorted(repr(row) for row in con.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables}
+    finally:
+        con.close()
+
+
+def _kill_at(point: str, args: list[str], tmp_path: Path) -> int:
+    """Run `headwiki *args` until it reaches pause point `point` (headwiki.crashpoint), kill -9 it there; its PID."""
+    flag = tmp_path / f"paused-{point}"
+    flag.unlink(missing_ok=True)
+    env = {**ENV, "HEADWIKI_PAUSE_AT": point, "HEADWIKI_PAUSE_FILE": str(flag)}
+    proc = subprocess.Popen([sys.executable, "-m", "headwiki.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    _wait_for(flag.exists, f"the pause point {point!r}", proc)
+    assert flag.read_text().split() == [str(proc.pid), point]
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL  # killed there, not finished
+    return proc.pid
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -57,7 +88,7 @@ def small_db(tmp_path_factory: pytest.TempPathFactory, random_gpt2_dir: Path) ->
 
 
 @pytest.mark.slow
-def test_kill_9_during_detect_compute(small_db: Path, random_gpt2_dir: Path, tmp_path: Path) -> None:
+def test_kill_9_during_detect_compute_and_inside_its_commit(small_db: Path, random_gpt2_dir: Path, tmp_path: Path) -> None:
     db = tmp_path / "hw.duckdb"
     db.write_bytes(small_db.read_bytes())
     before = _runs(db)
@@ -72,8 +103,11 @@ def test_kill_9_during_detect_compute(small_db: Path, random_gpt2_dir: Path, tmp
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert _runs(db) == before  # the DB opens; the killed run is not there, finished or otherwise
-    rerun = subprocess.run(args[:-4] + ["--n-seqs", "4", "--seq-len", "4", "--seed", "1"], capture_output=True,
-                           text=True, timeout=300, env=ENV)
+    tables = _snapshot(db)
+    small = args[:-4] + ["--n-seqs", "4", "--seq-len", "4", "--seed", "1"]
+    _kill_at("commit", small[3:], tmp_path)  # inside the pass's one transaction, every row written
+    assert _runs(db) == before and _snapshot(db) == tables
+    rerun = subprocess.run(small, capture_output=True, text=True, timeout=300, env=ENV)
     assert rerun.returncode == 0, rerun.stderr  # the dead holder's lock went with it
     assert _runs(db) == [*before, ("detect", "finished", 1)]
 
@@ -126,7 +160,7 @@ def test_the_next_run_heals_a_crash_between_two_renames_and_spares_live_and_fore
 
 
 @pytest.mark.slow
-def test_kill_9_during_ablate_compute(small_db: Path, random_gpt2_dir: Path, tmp_path: Path) -> None:
+def test_kill_9_during_ablate_compute_and_inside_its_commit(small_db: Path, random_gpt2_dir: Path, tmp_path: Path) -> None:
     import json
 
     from headwiki.ablation.synthetic import synthetic_items
@@ -149,7 +183,72 @@ def test_kill_9_during_ablate_compute(small_db: Path, random_gpt2_dir: Path, tmp
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*) FROM negation_items").fetchall() == [(0,)]
     con.close()
-    rerun = subprocess.run(args[:-4] + ["--dataset", str(items), "--max-items", "8", "--n-boot", "20", "--no-groups",
-                                        "--no-attribution"], capture_output=True, text=True, timeout=300, env=ENV)
+    tables = _snapshot(db)
+    small = args[:-4] + ["--dataset", str(items), "--max-items", "8", "--n-boot", "20", "--no-groups", "--no-attribution"]
+    _kill_at("commit", small[3:], tmp_path)  # inside the pass's one transaction, every row written
+    assert _runs(db) == before and _snapshot(db) == tables
+    rerun = subprocess.run(small, capture_output=True, text=True, timeout=300, env=ENV)
     assert rerun.returncode == 0, rerun.stderr
     assert [r[:2] for r in _runs(db)] == [("detect", "finished"), ("ablate", "finished")]
+
+
+def _hw(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "headwiki.cli", *args], capture_output=True, text=True, timeout=300,
+                          env=ENV, cwd=cwd)
+
+
+@pytest.mark.slow
+def test_kill_9_during_validate_compute_and_inside_its_commit(small_db: Path, random_gpt2_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "hw.duckdb"
+    db.write_bytes(small_db.read_bytes())
+    before, tables = _runs(db), _snapshot(db)
+    assert before == [("detect", "finished", 0)] and tables["role_validation"] == []
+    args = ["validate", "--model", str(random_gpt2_dir), "--db", str(db), "--device", "cpu"]
+    # 1. a fixed time into the compute: the pass holds the lock (it names the pass) and is ablating
+    proc = subprocess.Popen([sys.executable, "-m", "headwiki.cli", *args, "--n-seqs", "400", "--seq-len", "20"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    lock = Path(f"{db}.lock")
+    _wait_for(lambda: lock.exists() and "validate rand-gpt2" in lock.read_text(errors="replace"), "the pass start", proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert _runs(db) == before and _snapshot(db) == tables
+    # 2. inside the one transaction: role_validation rows, head columns and the runs row written, not committed
+    _kill_at("commit", args, tmp_path)
+    assert _runs(db) == before  # the DB opens; no run of the killed pass, finished or otherwise
+    assert _snapshot(db) == tables  # nor any row it wrote
+    rerun = _hw(*args)
+    assert rerun.returncode == 0, rerun.stderr  # the dead holders' lock went with them
+    assert _runs(db) == [*before, ("validate", "finished", 0)]
+    assert len(_snapshot(db)["role_validation"]) > 0
+
+
+@pytest.mark.parametrize("command, point", [("export", "tmp-dir"), ("export", "swap"), ("site", "tmp-dir"), ("site", "swap")])
+def test_kill_9_while_writing_an_output_folder_keeps_the_old_one(small_db: Path, tmp_path: Path, command: str, point: str) -> None:
+    from headwiki.atomic_dir import MARKER
+    from headwiki.export import export_parquet
+    from headwiki.wiki.render import render_site
+
+    db = tmp_path / "hw.duckdb"
+    db.write_bytes(small_db.read_bytes())
+    out = tmp_path / "out"
+    (export_parquet if command == "export" else render_site)(db, out)
+    (out / "previous-version.txt").write_text("only the old folder has this file")  # tells old from new apart
+    old, db_bytes, tables = _digest(out), db.read_bytes(), _snapshot(db)
+    args = [command, "--db", str(db), "--parquet" if command == "export" else "--out", str(out)]
+    pid = _kill_at(point, args, tmp_path)
+    assert _digest(out) == old  # the old folder, whole
+    assert db.read_bytes() == db_bytes and _snapshot(db) == tables  # it only read the DB
+    litter = [p for p in tmp_path.iterdir() if p.name.startswith(f".out.tmp-{pid}-")]
+    assert len(litter) == 1  # what the killed writer left ...
+    if point == "swap":  # ... complete, swapped in a moment later had it lived
+        assert (litter[0] / MARKER).exists() and _digest(litter[0]).keys() == old.keys() - {"previous-version.txt"}
+    else:
+        assert list(litter[0].iterdir()) == []
+    rerun = _hw(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert not litter[0].exists()  # ... the re-run removes
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    new = _digest(out)
+    assert new.keys() == old.keys() - {"previous-version.txt"}  # the new folder, whole

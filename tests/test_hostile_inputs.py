@@ -7,7 +7,6 @@ Bad files and numbers are refused before the model loads; broken model directori
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +59,19 @@ CASES = [
     (("query", "SELECT 1", "--db", "notdb.duckdb"), "notdb.duckdb"),
     (("serve", "--port", "-1"), "--port -1 is not a port"),
     (("serve", "--port", "70000"), "--port 70000 is not a port"),
+    # every numeric option of the passes and the trainer: a negative seed was a numpy traceback after the
+    # model loaded, validate's numbers were checked only after the load (or, --top-k, never)
+    (("ablate", "--seed", "-1", "--dataset", "toy"), "'--seed': -1 is not in the range x>=0"),
+    (("ablate", "--top-k", "0", "--dataset", "toy"), "'--top-k': 0 is not in the range x>=1"),
+    (("validate", "--seed", "-1"), "'--seed': -1 is not in the range x>=0"),
+    (("validate", "--top-k", "0"), "'--top-k': 0 is not in the range x>=1"),
+    (("validate", "--n-random", "5"), "'--n-random': 5 is not in the range x>=10"),
+    (("validate", "--n-seqs", "1"), "'--n-seqs': 1 is not in the range x>=2"),
+    (("validate", "--seq-len", "2"), "'--seq-len': 2 is not in the range x>=3"),
+    (("toy", "train", "--seed", "-1"), "'--seed': -1 is not in the range x>=0"),
+    (("toy", "train", "--time-budget", "0"), "'--time-budget': 0.0 is not in the range x>0"),
+    (("toy", "train", "--time-budget", "-5"), "'--time-budget': -5.0 is not in the range x>0"),
+    (("toy", "train", "--steps", "0"), "'--steps': 0 is not in the range x>=1"),
 ]
 
 
@@ -67,8 +79,8 @@ CASES = [
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(inputs: Path, random_gpt2_dir: Path, args: tuple[str, ...], expected: str) -> None:
     before = sorted(p.name for p in inputs.rglob("*"))
     command, *rest = args
-    extra = ["--model", str(random_gpt2_dir), "--device", "cpu"] if command in ("detect", "ablate", "build") else []
-    if command in ("detect", "ablate") and "--db" not in rest:
+    extra = ["--model", str(random_gpt2_dir), "--device", "cpu"] if command in ("detect", "ablate", "validate", "build") else []
+    if command in ("detect", "ablate", "validate") and "--db" not in rest:
         extra += ["--db", "new.duckdb"]
     if command == "serve":
         extra += ["--out", str(inputs)]
@@ -89,6 +101,10 @@ def _model_copy(src: Path, dst: Path) -> Path:
 @pytest.mark.parametrize("breakage, expected", [
     ("config_not_json", "config.json is not valid JSON"),
     ("no_model_type", "has no model_type"),
+    ("unknown_model_type", "model type `frobnicator`"),
+    ("tokenizer_not_json", "could not load the model in"),
+    ("no_tokenizer", "has no usable tokenizer"),
+    ("foreign_tokenizer", "has 600 tokens but the model's embedding has 256 rows: the tokenizer belongs to another model"),
     ("no_weights", "has no weight files"),
     ("empty_weights", "is empty"),
     ("truncated_weights", "could not load the model in"),
@@ -102,10 +118,22 @@ def test_broken_model_directories_are_one_line_without_a_network_hint(random_gpt
     config = model / "config.json"
     if breakage == "config_not_json":
         config.write_text('{"model_type": "gpt2", ')
-    elif breakage == "no_model_type":
+    elif breakage in ("no_model_type", "unknown_model_type"):
         data = json.loads(config.read_text())
-        del data["model_type"]
+        if breakage == "no_model_type":
+            del data["model_type"]
+        else:
+            data["model_type"] = "frobnicator"
         config.write_text(json.dumps(data))
+    elif breakage == "tokenizer_not_json":
+        (model / "tokenizer.json").write_text('{"version": "1.0", "model": ')
+    elif breakage == "no_tokenizer":  # was: a 1-token stand-in tokenizer, then an IndexError traceback in detect
+        for path in model.glob("tokenizer*"):
+            path.unlink()
+    elif breakage == "foreign_tokenizer":  # was: accepted; ids past the embedding fail in the first forward
+        from headwiki.random_models import build_word_tokenizer, word_vocab
+
+        build_word_tokenizer(word_vocab(600)).save_pretrained(str(model))
     elif breakage == "no_weights":
         weights.unlink()
     elif breakage == "empty_weights":
@@ -118,15 +146,57 @@ def test_broken_model_directories_are_one_line_without_a_network_hint(random_gpt
     assert expected in message and "internet" not in message and "\n" not in message, message
 
 
-def test_a_read_only_database_is_refused_before_work(tmp_path: Path) -> None:
-    from headwiki.db.lock import check_db_target
+# Read-only DB files and folders: tests/test_read_only_targets.py (the real CLI, as a user file modes stop).
+
+
+def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_database_from_a_newer_headwiki_is_one_line_and_left_as_it_was(random_gpt2_dir: Path, tmp_path: Path) -> None:
+    """Schema version above this headwiki's: writing and reading commands refuse in one line; nothing changes."""
+    import duckdb
+
     from headwiki.db.store import transaction
 
-    if os.geteuid() == 0:
-        pytest.skip("running as root: file modes do not stop root, so a read-only file cannot be made here")
-    db = tmp_path / "ro.duckdb"
-    with transaction(db):
-        pass
-    db.chmod(0o444)
-    with pytest.raises(HeadwikiError, match="is read-only"):
-        check_db_target(db)
+    db = tmp_path / "newer.duckdb"
+    with transaction(db) as con:
+        con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    before = _tree(tmp_path)
+    for args in (["detect", "--model", str(random_gpt2_dir), "--device", "cpu", "--db", "newer.duckdb"],
+                 ["query", "SELECT count(*) FROM heads", "--db", "newer.duckdb"],
+                 ["export", "--db", "newer.duckdb", "--parquet", "pq"]):
+        proc = _run(tmp_path, *args)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        assert len(lines) == 1 and lines[0].startswith("headwiki: error: ") and "schema version 99, newer than this headwiki" \
+            in lines[0] and "upgrade headwiki" in lines[0], (args, proc.stderr[-2000:])
+    after = _tree(tmp_path)
+    after.pop("newer.duckdb.lock", None)  # the write lock's file (empty, left in place by design: db/lock.py)
+    assert after == before  # the DB's bytes and mtime unchanged; no WAL, no export folder
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["newer.duckdb"], ["newer.duckdb", "newer.duckdb.lock"])
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [("99",)]
+    con.close()
+
+
+def test_a_15_mb_dataset_line_is_refused_without_reading_it_whole(inputs: Path, random_gpt2_dir: Path, tmp_path: Path) -> None:
+    """The refused line must not cost gigabytes first (it did: 5 GB of RAM for one 15 MB line): peak RSS of
+    the CLI process, read from getrusage in a fresh parent that runs nothing else."""
+    huge = tmp_path / "huge15.jsonl"
+    huge.write_text(json.dumps({"id": "x" * (15 << 20)}) + "\n")
+    parent = (
+        "import resource, subprocess, sys\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "sys.stderr.write(p.stderr)\n"
+        "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", parent, sys.executable, "-m", "headwiki.cli", "ablate", "--model",
+                           str(random_gpt2_dir), "--device", "cpu", "--db", "new.duckdb", "--dataset", str(huge)],
+                          capture_output=True, text=True, timeout=300, env=ENV, cwd=tmp_path)
+    code, max_rss_kib = (int(x) for x in proc.stdout.split())
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "line longer than 64 KB" in lines[0], proc.stderr[-2000:]
+    assert max_rss_kib < 1024 * 1024, f"peak RSS {max_rss_kib / 1024:.0f} MiB to refuse one 15 MB line"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge15.jsonl"]

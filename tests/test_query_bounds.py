@@ -72,6 +72,49 @@ def test_nothing_is_written_into_the_duckdb_temp_directory(db: Path) -> None:
         tmp_dir.rmdir()
 
 
+@pytest.mark.parametrize("sql, expected", [
+    ("INSTALL httpfs", "external access is disabled"),
+    ("FORCE INSTALL httpfs", "external access is disabled"),
+    ("LOAD httpfs", "external access is disabled"),
+    ("SELECT * FROM read_text('/etc/passwd')", "external access is disabled"),
+    ("SELECT * FROM read_blob('/etc/passwd')", "external access is disabled"),
+    ("SELECT * FROM glob('/etc/*')", "external access is disabled"),
+    ("SELECT * FROM sniff_csv('/etc/passwd')", "external access is disabled"),
+    ("SELECT * FROM read_csv('{beside}')", "external access is disabled"),
+    ("SELECT * FROM '{beside}'", "external access is disabled"),
+    ("SELECT * FROM read_text('{beside}.lock')", "external access is disabled"),
+    ("SELECT * FROM 'https://example.com/x.csv'", "external access is disabled"),
+    ("SELECT * FROM read_parquet('s3://bucket/x.parquet')", "external access is disabled"),
+    ("COPY (SELECT 1) TO '{dir}/out.csv'", "external access is disabled"),
+    ("EXPORT DATABASE '{dir}/exp'", "external access is disabled"),
+    ("INSERT INTO heads (model_id, layer, head, label) VALUES ('x', 9, 9, 'L9H9')", "query is read-only"),
+    ("ALTER TABLE heads ADD COLUMN evil INTEGER", "query is read-only"),
+    ("CREATE VIEW v AS SELECT 1", "query is read-only"),
+    ("ATTACH ':memory:' AS m", "query is read-only"),
+    ("SET allowed_directories = ['/']", "cannot change settings"),
+    ("CALL enable_logging()", "cannot change settings"),
+])
+def test_the_other_escape_attempts_are_refused_and_write_nothing(db: Path, sql: str, expected: str) -> None:
+    """The rest of the issue's escape list: extensions, file readers on system files and on files beside the
+    DB, remote URLs, writes through DML/DDL/ATTACH, settings through other statements."""
+    beside = db.parent / "beside.csv"
+    beside.write_text("a,b\n1,2\n")
+    Path(f"{beside}.lock").write_text("PID 1: detect m [headwiki detect --model /home/me/private]\n")
+    listing = sorted(p.name for p in db.parent.iterdir())
+    assert expected in refused(db, sql.format(beside=beside, db=db, dir=db.parent))
+    assert sorted(p.name for p in db.parent.iterdir()) == listing  # no out.csv, no exp/, no .tmp
+
+
+def test_the_default_memory_limit_is_the_documented_one_not_80_percent_of_ram(db: Path) -> None:
+    from headwiki.db.cli import DEFAULT_MEMORY_LIMIT, run_query
+
+    frame = run_query(str(db), "SELECT current_setting('memory_limit') AS m, current_setting('temp_directory') AS t")
+    assert DEFAULT_MEMORY_LIMIT == "1GB" and frame.iloc[0]["m"] == "953.6 MiB"  # DuckDB shows 1GB (10^9 B) in MiB
+    assert frame.iloc[0]["t"] == ""  # and no spill: no temp directory at all
+    help_text = hw("query", "--help").stdout
+    assert "--memory-limit" in help_text and "default: 1GB" in help_text and "no spill to disk" in help_text
+
+
 @pytest.mark.parametrize("sql", [
     "SET memory_limit = '100GB'", "SET max_expression_depth = 100000", "SET threads = 64",
     "SET temp_directory = '/tmp'", "SET lock_configuration = false", "RESET memory_limit",

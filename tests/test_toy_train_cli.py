@@ -44,3 +44,14 @@ def test_toy_train_default_is_a_new_folder_not_the_installed_model(tmp_path: Pat
     assert [p.name for p in tmp_path.iterdir()] == ["toy-run-seed3"]  # no temporary sibling left behind
     assert json.loads((out / "metrics.json").read_text())["config"]["seed"] == 3
     assert {p.name: p.stat().st_mtime_ns for p in MODEL_DIR.iterdir()} == before
+
+
+@pytest.mark.slow
+def test_a_time_budget_spent_before_the_first_step_still_trains_one_step() -> None:
+    """A budget shorter than one step stopped before any step and died reading the loss (UnboundLocalError)."""
+    from headwiki.toy.config import TrainConfig
+    from headwiki.toy.train import train
+
+    metrics = train(TrainConfig(steps=3, time_budget_s=1e-9, eval_every=0))
+    assert metrics["steps_done"] == 1 and metrics["stopped_early_by_time_budget"] is True
+    assert metrics["final_train_loss"] > 0

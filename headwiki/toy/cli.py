@@ -20,13 +20,13 @@ def toy() -> None:
 
 
 @toy.command(name="train")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of world, data and init.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of world, data and init.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output HF model directory (written whole; an existing folder only if headwiki wrote it)  "
                    "[default: ./toy-run-seed<SEED>]")
 @click.option("--steps", type=click.IntRange(min=1), default=TrainConfig.steps, show_default=True,
               help="Optimizer steps.")
-@click.option("--time-budget", type=float, default=TrainConfig.time_budget_s, show_default=True,
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.time_budget_s, show_default=True,
               help="Stop training after this many seconds (guard for slow machines).")
 def train_cmd(seed: int, out: Path, steps: int, time_budget: float) -> None:
     """Train the toy GPT-2 from its generated corpus and save it to OUT (progress on stderr).

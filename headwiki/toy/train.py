@@ -259,7 +259,7 @@ def train(cfg: TrainConfig, out: Path | None = None) -> dict[str, object]:
     bar = tqdm(total=cfg.steps, file=sys.stderr, desc="toy train", dynamic_ncols=True,
                mininterval=2.0)
     for step in range(cfg.steps):
-        if time.perf_counter() - t0 > cfg.time_budget_s:
+        if step and time.perf_counter() - t0 > cfg.time_budget_s:  # at least one step: a loss to report
             stopped_early = True
             break
         for g in opt.param_groups:
