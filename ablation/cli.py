@@ -66,7 +66,7 @@ def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str | Non
             f"{k}: S {v['sens']:+.2f}, LD_neg {v['neg_ld']:+.2f}" for k, v in rho.items()))
     pre = result.provenance.get("prefilter")
     if pre:
-        from headwiki.ablation.run import ABLATION_EXACT
+        from headwiki.negation_spec import ABLATION_EXACT
 
         n_exact = int(result.heads[ABLATION_EXACT.name].sum())
         click.echo(f"prefilter mode on {pre['max_items']} items: {n_exact} heads exact ({', '.join(pre['top'])} by attribution; "
@@ -78,9 +78,7 @@ def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str | Non
 def _compact(frame: pd.DataFrame, k: str, perm: dict | None = None) -> pd.DataFrame:
     """label, ΔR [CI] q p, ΔS, Δ negated / affirmative accuracy, role — one line per head. A q whose p is a
     Monte-Carlo p at the permutation floor (no null draw reached the observed effect) is an upper bound: '≤ q'."""
-    from headwiki.ablation.effects import EFFECT_SPECS
-    from headwiki.ablation.negation_specific import REVERSAL
-    from headwiki.ablation.run import NEGATION_ROLE
+    from headwiki.negation_spec import EFFECT_SPECS, NEGATION_ROLE, REVERSAL
     from headwiki.stats import format_pvalue, format_qvalue
 
     col = REVERSAL.expand(k).name
@@ -112,7 +110,8 @@ def _compact(frame: pd.DataFrame, k: str, perm: dict | None = None) -> pd.DataFr
 def validate(model: str, device: str, dtype: str, db_path: str, n_seqs: int, seq_len: int, mode: str, top_k: int,
              n_random: int, seed: int) -> None:
     """Causally validate detector roles: ablate the labelled heads vs matched random sets on each role's signature."""
-    from headwiki.ablation.validation import CAUSAL_SHARE, CAUSALLY_IMPORTANT, ValidateResult, read_labelled, validate_model
+    from headwiki.ablation.validation import ValidateResult, read_labelled, validate_model
+    from headwiki.causal_spec import CAUSAL_SHARE, CAUSALLY_IMPORTANT
     from headwiki.db.lock import check_db_target
     from headwiki.models import load_model, resolve_source
 

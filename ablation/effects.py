@@ -19,28 +19,10 @@ import torch
 
 from headwiki.ablation.scoring import correctness, logit_diffs, sensitivity
 from headwiki.negation_rule import ALPHA  # re-exported: the pass's significance level
-from headwiki.spec import Metric
-from headwiki.spec import metric as spec_metric
+from headwiki.negation_spec import EFFECT_SPECS  # noqa: F401 (re-exported: the declarations of the effect columns)
 from headwiki.stats import benjamini_hochberg, cluster_bootstrap_mean_ci, signflip_pvalue
 
-METRICS: tuple[str, ...] = ("neg_acc", "aff_acc", "ctrl_acc", "sens", "neg_ld", "aff_ld", "ctrl_ld")
-# item metric -> (label, unit, what it measures): the declaration of each `<metric>_delta_<ablation>` column
-_ITEM_METRICS: dict[str, tuple[str, str, str]] = {
-    "neg_acc": ("negated accuracy Δ", "points", "negated accuracy (foil preferred after the negated prompt)"),
-    "aff_acc": ("affirmative accuracy Δ", "points", "affirmative accuracy (target preferred after the affirmative prompt)"),
-    "ctrl_acc": ("control accuracy Δ", "points", "control accuracy (target preferred after the control prompt)"),
-    "sens": ("negation sensitivity Δ", "nats",
-             "mean sensitivity S = LD_ctrl - LD_neg (LD = logprob(target) - logprob(foil), summed over candidate tokens)"),
-    "neg_ld": ("negated logit difference Δ", "nats", "mean LD_neg (raw logit difference on the negated prompt, nats)"),
-    "aff_ld": ("affirmative logit difference Δ", "nats", "mean LD_aff (raw logit difference on the affirmative prompt, nats)"),
-    "ctrl_ld": ("control logit difference Δ", "nats", "mean LD_ctrl (raw logit difference on the control prompt, nats)"),
-}
-EFFECT_SPECS: dict[str, Metric] = {
-    m: spec_metric(Metric(
-        f"{m}_delta", label, "negation", "delta", unit, f"change in {what} when the head is ablated (ablated - clean, mean over items)",
-        data="negation items", direction="signed", ci=True, pq=True, heatmap=True, per_ablation=True, order=10 + i))
-    for i, (m, (label, unit, what)) in enumerate(_ITEM_METRICS.items())
-}
+METRICS: tuple[str, ...] = tuple(EFFECT_SPECS)  # the item metrics, in item_values' column order
 MIN_TEMPLATES_FOR_CLUSTERING = 10
 
 

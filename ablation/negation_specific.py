@@ -51,34 +51,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from headwiki.negation_rule import ALPHA, MIN_ACC_DELTA, MIN_REVERSAL_DELTA, RULE_TEXT  # noqa: F401 (re-exported)
-from headwiki.ablation.effects import EFFECT_SPECS
-from headwiki.spec import Metric, Role, role
-from headwiki.spec import metric as spec_metric
+from headwiki.negation_spec import DAMAGE, PROMOTER, REVERSAL, SUPPORTER, EFFECT_SPECS  # noqa: F401 (re-exported)
 from headwiki.stats import CI_LEVEL, benjamini_hochberg
-
-REVERSAL = spec_metric(Metric(
-    "reversal_delta", "negation-specific reversal Δ", "negation", "delta", "ratio",
-    "change in reversal R = -mean LD_neg / mean LD_ctrl (the fraction of the control preference that 'not' reverses; "
-    "the negation-specific effect, unchanged when every LD is scaled alike) when the head is ablated",
-    data="negation items", direction="signed", ci=True, pq=True, heatmap=True, per_ablation=True, order=9))
-_NEG_ACC = EFFECT_SPECS["neg_acc"]
-SUPPORTER = role(Role(
-    "negation_supporter", "negation supporter", "negation", REVERSAL.name, colour="#2166ac", rule=RULE_TEXT,
-    text=("ablating it weakens the reversal R that 'not' applies (ΔR < 0 and ΔS < 0, both q < 0.05) by at "
-          f"least {MIN_REVERSAL_DELTA} of the control preference or {MIN_ACC_DELTA * 100:.0f} points of negated accuracy: the model "
-          "needs it to handle 'not', beyond any scaling of the evidence for the fact"),
-    control="the clean model on the same items (paired), BH across heads", consequence="weaker handling of 'not'", order=10))
-PROMOTER = role(Role(
-    "shortcut_promoter", "shortcut promoter", "negation", REVERSAL.name, colour="#b2182b", rule=RULE_TEXT,
-    text=(f"ablating it strengthens the reversal R (ΔR > 0 and ΔS > 0, both q < 0.05) by at least {MIN_REVERSAL_DELTA} or "
-          f"{MIN_ACC_DELTA * 100:.0f} points of negated accuracy: it pushes the affirmative answer despite 'not'"),
-    control="the clean model on the same items (paired), BH across heads", consequence="a stronger affirmative shortcut",
-    order=11))
-DAMAGE = role(Role(
-    "general_damage", "general damage", "negation", _NEG_ACC.name, colour="#6b6b6b", rule=RULE_TEXT,
-    text=(f"ablating it lowers affirmative and negated accuracy alike (each by at least {MIN_ACC_DELTA * 100:.0f} points, "
-          "q < 0.05): it is needed for the facts, not specifically for negation"),
-    control="the clean model on the same items (paired), BH across heads", consequence="lost facts", order=12))
 
 I_NEG, I_CTRL = 1, 2  # condition columns of an LD array [.., n_items, 3] (affirmative, negated, control)
 
@@ -188,7 +162,7 @@ def negation_roles(d_rev: np.ndarray, q_rev: np.ndarray, d_sens: np.ndarray, q_s
 
 
 
-DISAGREEMENT_STEMS: dict[str, float] = {REVERSAL.name: MIN_REVERSAL_DELTA, _NEG_ACC.name: MIN_ACC_DELTA}  # stem -> size
+DISAGREEMENT_STEMS: dict[str, float] = {REVERSAL.name: MIN_REVERSAL_DELTA, EFFECT_SPECS["neg_acc"].name: MIN_ACC_DELTA}  # stem -> size
 
 
 def kinds_disagree(frame: "pd.DataFrame", kinds: tuple[str, ...], alpha: float = ALPHA) -> tuple[list[bool], list[str | None]]:

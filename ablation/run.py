@@ -43,8 +43,15 @@ from headwiki.models import LoadedModel
 from headwiki.negation_rule import CHANCE
 from headwiki.progress import log, progress_task
 from headwiki.resume import SkippedPass, decide, fingerprint_inputs, fingerprint_of, source_digest
+from headwiki.negation_spec import (  # noqa: F401 (re-exported: the label columns this pass writes)
+    ABLATION_EXACT,
+    DISAGREEMENT,
+    KINDS_DISAGREE,
+    NEGATION_DATASET,
+    NEGATION_ROLE,
+    SELECTED_BY,
+)
 from headwiki.spec import SPEC, Metric
-from headwiki.spec import metric as spec_metric
 from headwiki.stats import spearman, wilson_interval
 
 PASS_NAME = "ablate"
@@ -62,29 +69,6 @@ RESAMPLE_DEFINITION = (
     f"mean-ablation value); the slot log-probs of {RESAMPLE_DRAWS} donor draws are averaged"
 )
 DEFINITIONS = {"zero": ZERO_DEFINITION, "mean": MEAN_DEFINITION, RESAMPLE: RESAMPLE_DEFINITION}
-
-# The label columns the pass adds beside the effects (their metrics are declared in effects.py,
-# negation_specific.py and attribution.py).
-NEGATION_ROLE = spec_metric(Metric("negation_role", "negation role", "label", "label", "",
-                                   f"{RULE_TEXT}; from zero ablation (the first ablation run when zero was not)", dtype="VARCHAR"))
-KINDS_DISAGREE = spec_metric(Metric(
-    "ablation_kinds_disagree", "ablation kinds disagree", "label", "flag", "",
-    "TRUE when two ablation kinds (zero, mean, resample) disagree on the head's negation-specific reversal Δ or "
-    "negated-accuracy Δ: both significant (q < 0.05) with opposite signs, or non-overlapping 95% CIs", dtype="BOOLEAN"))
-DISAGREEMENT = spec_metric(Metric("ablation_disagreement", "ablation disagreement", "label", "label", "",
-                                  "which ablation kinds disagree on which effect, in words (NULL when they agree)", dtype="VARCHAR"))
-NEGATION_DATASET = spec_metric(Metric("negation_dataset", "negation dataset", "label", "label", "",
-                                      "the dataset the negation columns were computed on", dtype="VARCHAR"))
-ABLATION_EXACT = spec_metric(Metric(
-    "ablation_exact", "exact ablation", "label", "flag", "",
-    "true: this head's negation columns come from exact ablations; false: it was not ablated exactly "
-    "(prefilter mode) and only its attribution estimates (_atp_ columns) exist", dtype="BOOLEAN"))
-SELECTED_BY = spec_metric(Metric(
-    "ablation_selected_by", "why ablated exactly", "label", "label", "",
-    "why the head was ablated exactly: all (exact mode), attribution_top_k (top-K by |attribution estimate of "
-    "delta S|), random_check (a random head measured to check what the prefilter misses), NULL (estimate only)",
-    dtype="VARCHAR"))
-
 
 def column_spec(col: str) -> Metric | None:
     """The declaration of one column this pass writes (None for CI/test columns, described by their metric's)."""

@@ -48,8 +48,15 @@ from headwiki.db.store import (
 )
 from headwiki.detectors.data import bos_id, ordinary_token_ids, repeat_sequences, tokens_hash
 from headwiki.detectors.induction import ROLE as INDUCTION
-from headwiki.spec import Metric
-from headwiki.spec import metric as spec_metric
+from headwiki.causal_spec import (  # noqa: F401 (re-exported)
+    CAUSAL_SHARE,
+    CAUSAL_SHARE_ATP,
+    CAUSAL_SHARE_EXACT,
+    CAUSAL_SHARE_ZERO,
+    CAUSALLY_IMPORTANT,
+    DROP,
+    IND_SCORE,
+)
 from headwiki.errors import HeadwikiError
 from headwiki.models import LoadedModel
 from headwiki.progress import log, progress_task
@@ -70,30 +77,10 @@ DEFAULT_N_RANDOM = 10
 DEFAULT_N_COMPARE = 10
 SEED_OFFSET = 7919  # validation sequences never coincide with the detector's (seed, seed + 1)
 
-DROP = "in_context_loss_drop"
-IND_SCORE = "induction_heads_score"
 SIGNATURE_TEXT = {
     DROP: "in-context loss drop on repeated random tokens: mean loss on the first copy minus the second copy (nats)",
     IND_SCORE: "mean induction score of the labelled induction heads on the same repeated random tokens",
 }
-_SHARE_DATA = "repeated random-token sequences [BOS, x_1..x_L, x_1..x_L] (validation seed)"
-CAUSAL_SHARE = spec_metric(Metric(
-    "causal_share", "share of the in-context loss drop", "causal", "validation", "share",
-    "fraction of the in-context loss drop (copy-1 minus copy-2 loss) removed when this head alone is ablated; ratio of "
-    "means over sequences (mean and resample: only for the labelled induction heads and the causally important heads)",
-    data=_SHARE_DATA, direction="signed", per_ablation=True, order=0))
-CAUSAL_SHARE_ZERO = spec_metric(dataclasses.replace(CAUSAL_SHARE.expand("zero"), ci=True, heatmap=True))
-CAUSAL_SHARE_EXACT = spec_metric(Metric(
-    "causal_share_exact", "causal share measured exactly", "label", "flag", "",
-    f"true: {CAUSAL_SHARE_ZERO.name} was measured by an exact single-head ablation; false: only its attribution estimate "
-    "exists (CPU prefilter mode)", data=_SHARE_DATA, dtype="BOOLEAN"))
-CAUSAL_SHARE_ATP = spec_metric(Metric(
-    "causal_share_atp", "share of the in-context loss drop (attribution estimate)", "attribution", "estimate", "share",
-    f"attribution-patching estimate (gradient x activation, one forward + backward) of {CAUSAL_SHARE_ZERO.name}, for every head",
-    data=_SHARE_DATA, direction="signed"))
-CAUSALLY_IMPORTANT = spec_metric(Metric(
-    "causally_important", "causally important", "causal", "flag", "",
-    f"among the heads with the largest {CAUSAL_SHARE_ZERO.name} and a 95% CI above 0", data=_SHARE_DATA, dtype="BOOLEAN"))
 SIGNATURES: tuple[str, ...] = (DROP, IND_SCORE)  # what this pass can measure; each role declares its own (headwiki.spec.Role)
 
 

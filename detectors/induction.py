@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from headwiki.detectors.registry import BatchMeta, Detector, register
+from headwiki.causal_spec import DROP
 from headwiki.spec import Metric, Role, role
 
 
@@ -54,6 +55,6 @@ ROLE = role(Role(
     METRIC.name, "induction", "detector", METRIC.name,
     text="attends to the token after an earlier copy of the current token", colour="#7b3294", threshold=0.4,
     rule="score >= threshold AND 95% CI lower bound > the random-init control", control="the same head position in a random-initialized model of the same architecture, on the same sequences",
-    consequence="broken in-context copying (induction)", signatures=("in_context_loss_drop",),
+    consequence="broken in-context copying (induction)", signatures=(DROP,),
     citation="Olsson et al. 2022, In-context Learning and Induction Heads", order=0,
 ))

@@ -15,6 +15,7 @@ import torch
 
 from headwiki.detectors.induction import attention_at_offset
 from headwiki.detectors.registry import BatchMeta, Detector, register
+from headwiki.causal_spec import DROP, IND_SCORE
 from headwiki.spec import Metric, Role, role
 
 
@@ -45,6 +46,6 @@ RANDOM_DETECTOR = register(Detector(name=RANDOM_METRIC.name, version=RANDOM_METR
 ROLE = role(Role(
     METRIC.name, "previous-token", "detector", METRIC.name, text="attends to the previous token", colour="#1b7837",
     threshold=0.4, rule="score >= threshold AND 95% CI lower bound > the random-init control", control="the same head position in a random-initialized model of the same architecture, on the same sequences",
-    consequence="lost token-order information", signatures=("in_context_loss_drop", "induction_heads_score"),
+    consequence="lost token-order information", signatures=(DROP, IND_SCORE),
     citation="Olsson et al. 2022 (K-composition with induction heads)", order=1,
 ))

@@ -71,9 +71,7 @@ def uninformative_notes(con: Any, model_id: str) -> list[str]:
 
 def significant_heads(con: Any, model_id: str, ablation: str = "zero", alpha: float = 0.05) -> pd.DataFrame:
     """Heads whose ablation moves the negation-specific reversal R or negated accuracy with q < alpha."""
-    from headwiki.ablation.effects import EFFECT_SPECS
-    from headwiki.ablation.negation_specific import REVERSAL
-    from headwiki.ablation.run import NEGATION_ROLE
+    from headwiki.negation_spec import EFFECT_SPECS, NEGATION_ROLE, REVERSAL
 
     cols = _columns(con)
     acc, rev, sens = (m.expand(ablation).name for m in (EFFECT_SPECS["neg_acc"], REVERSAL, EFFECT_SPECS["sens"]))

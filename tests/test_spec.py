@@ -102,15 +102,20 @@ def test_plugin_detector_in_one_file_appears_in_db_wiki_heads_and_fingerprint(tm
 
 
 def _declared_names() -> set[str]:
-    """Every role and every detector-family metric (built-in) the registry declares."""
+    """Every declared role and metric name — per-ablation metrics expanded for every ablation kind — except
+    names that are also a table's (the `roles` column and table share one)."""
+    from headwiki.ablation.sweep import ABLATIONS
+    from headwiki.db.schema import MODEL_TABLES
     from headwiki.detectors.registry import default_registry
     from headwiki.spec import SPEC
+    import headwiki.ablation.run  # noqa: F401  (declares the ablation metrics and the negation roles)
+    import headwiki.ablation.validation  # noqa: F401  (declares the causal columns)
 
     default_registry()
-    metrics = {m.name for m in SPEC.metrics.values() if m.family in ("detector", "peer")}
-    import headwiki.ablation.negation_specific  # noqa: F401  (declares the negation roles)
-
-    return metrics | set(SPEC.roles)
+    names = set(SPEC.roles)
+    for m in SPEC.metrics.values():
+        names |= {m.name, *(m.expand(a).name for a in ABLATIONS)} if m.per_ablation else {m.name}
+    return names - set(MODEL_TABLES)
 
 
 def _declaration_literals(tree: ast.AST) -> set[int]:
@@ -124,7 +129,8 @@ def _declaration_literals(tree: ast.AST) -> set[int]:
 
 def test_no_role_or_detector_metric_name_is_spelled_outside_its_declaration() -> None:
     names = _declared_names()
-    assert {"induction", "previous_token", "duplicate_token", "negation_supporter"} <= names  # the scan has teeth
+    assert {"induction", "previous_token", "duplicate_token", "negation_supporter", "neg_acc_delta_zero", "causal_share_zero",
+            "reversal_delta"} <= names  # the scan has teeth
     offenders = []
     for folder in PACKAGE_DIRS:
         for path in sorted((ROOT / folder).rglob("*.py")):
