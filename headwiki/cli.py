@@ -76,8 +76,10 @@ def info(model: str, device: str, dtype: str, fmt: str) -> None:
 @click.option("--shard", default=None, metavar="I/N",
               help="build only every N-th --model starting at I (0 <= I < N), e.g. $SLURM_ARRAY_TASK_ID/8, each into its own "
                    "--db; then `headwiki merge SHARDS... --db ALL`")
+@click.option("--executor", type=click.Choice(["serial", "ray"]), default="serial", show_default=True,
+              help="ray: one Ray task per model ($RAY_ADDRESS or a local instance; needs headwiki[ray]), shards merged")
 def build(models: tuple[str, ...], db_path: str, out_dir: str, dataset: str | None, device: str, dtype: str, force: bool,
-          shard: str | None) -> None:
+          shard: str | None, executor: str) -> None:
     """Detect -> ablate -> site for every --model, into one database and one site (resumable)."""
     from headwiki.build import build as run_build
     from headwiki.summary import print_build_summary
@@ -88,7 +90,12 @@ def build(models: tuple[str, ...], db_path: str, out_dir: str, dataset: str | No
             click.echo(f"shard {shard}: no model falls in this shard; nothing to do", err=True)
             return
 
-    report = run_build(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force)
+    if executor == "ray":
+        from headwiki.executors import build_with_ray
+
+        report = build_with_ray(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force)
+    else:
+        report = run_build(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force)
     print_build_summary(report)
 
 
