@@ -7,7 +7,6 @@ hedged ("noisy") where the CI is wide or includes zero.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from headwiki.negation_rule import MIN_REVERSAL_DELTA
+from headwiki.wiki import format as fmt
 
 ROLE_PHRASES = {
     "induction": ("induction", "broken in-context copying (induction)"),
@@ -32,6 +32,7 @@ NOTABLE_POINTS = 0.05  # an accuracy change of 5 points or more is worth a sente
 NOTABLE_Q = 0.05
 STRONG_RANK = 3  # "among the model's strongest" = rank <= 3 ...
 STRONG_MIN = 0.3  # ... with a score of at least 0.3
+SCORE_DECIMALS = 2  # detector scores in sentences: '0.96 [0.94, 0.98]'
 
 
 @dataclass(frozen=True)
@@ -44,31 +45,26 @@ class Statement:
     noisy: bool = False
 
 
-def as_float(v: Any) -> float | None:
-    """A finite float, or None for None / NaN / non-numbers (DB cells may be any of these)."""
-    if v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
+as_float = fmt.as_float
+ordinal = fmt.ordinal
 
 
 def _num(row: Mapping[str, Any], key: str) -> float | None:
     return as_float(row.get(key))
 
 
-def ordinal(k: int) -> str:
-    """1 -> '1st', 2 -> '2nd', 11 -> '11th'."""
-    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
-    return f"{k}{suffix}"
-
-
 def rank_desc(values: np.ndarray, value: float) -> int:
     """1 + number of (non-NaN) values strictly greater than `value`. values: [n_heads]."""
     v = values[~np.isnan(values)]
     return int(1 + np.sum(v > value))
+
+
+def rank_shown(values: np.ndarray, value: float, decimals: int = SCORE_DECIMALS) -> tuple[int, int]:
+    """(rank, heads tied) as a reader sees them: values compared at the `decimals` they are printed with, so three
+    heads all shown as 0.96 are a three-way tie, not 1st, 2nd and 3rd. values: [n_heads]."""
+    v = np.round(values[~np.isnan(values)], decimals)
+    x = round(value, decimals)
+    return int(1 + np.sum(v > x)), int(max(1, np.sum(v == x)))
 
 
 def percentile(values: np.ndarray, value: float) -> float:
@@ -88,45 +84,49 @@ def ci_is_noisy(est: float, lo: float | None, hi: float | None) -> bool:
     return (hi - lo) / 2.0 > 0.5 * abs(est)
 
 
-def num(x: float, digits: int = 2, sign: bool = False) -> str:
-    """Fixed-point text without a negative zero ('-0' -> '0')."""
-    text = f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
-    if float(text) == 0.0:
-        text = text.lstrip("+-")
-    return text
-
-
-def fmt_ci(lo: float | None, hi: float | None, scale: float = 1.0, digits: int = 2) -> str:
-    if lo is None or hi is None:
-        return "[no CI]"
-    return f"[{num(lo * scale, digits)}, {num(hi * scale, digits)}]"
-
-
-def _strength(row: Mapping[str, Any], heads: pd.DataFrame, metric: str) -> tuple[float, int, float | None, float | None] | None:
-    """(value, rank, lo, hi) of a detector metric for this head, or None when absent."""
+def _strength(row: Mapping[str, Any], heads: pd.DataFrame, metric: str) -> Function | None:
+    """This head's value of a detector metric with its rank as shown (ties at the printed precision), or None."""
     value = _num(row, metric)
     if value is None or metric not in heads.columns:
         return None
-    rank = rank_desc(heads[metric].to_numpy(dtype=float), value)
-    return value, rank, _num(row, f"{metric}_lo"), _num(row, f"{metric}_hi")
+    rank, tied = rank_shown(heads[metric].to_numpy(dtype=float), value)
+    return Function(metric, value, rank, tied, _num(row, f"{metric}_lo"), _num(row, f"{metric}_hi"))
 
 
-def other_functions(row: Mapping[str, Any], heads: pd.DataFrame) -> list[tuple[str, float, int, float | None, float | None]]:
+@dataclass(frozen=True)
+class Function:
+    """A detector function a head has: its score, rank among the model's heads (as printed) and 95% CI."""
+
+    role: str
+    value: float
+    rank: int
+    tied: int
+    lo: float | None
+    hi: float | None
+
+    def phrase(self, first: bool) -> str:
+        """"the model's strongest induction head (0.96 [0.94, 0.98])"; a tie says so inside the parentheses."""
+        whose = "the model's" if first else "its"
+        tie = f"; {fmt.tie_note(self.tied)}" if self.tied > 1 else ""
+        est = fmt.estimate(self.value, self.lo, self.hi, sig=SCORE_DECIMALS)
+        return f"{whose} {fmt.rank_phrase(self.rank, self.tied)} {ROLE_PHRASES[self.role][0]} head ({est}{tie})"
+
+
+def other_functions(row: Mapping[str, Any], heads: pd.DataFrame) -> list[Function]:
     """Detector functions this head has: listed in `roles`, or among the model's STRONG_RANK strongest
-    with a score >= STRONG_MIN (BOS sink counts when >= 0.5). -> [(role, value, rank, lo, hi)]."""
+    with a score >= STRONG_MIN (BOS sink counts when >= 0.5)."""
     listed = set(_roles(row))
     out = []
     for role in ROLE_PHRASES:
-        s = _strength(row, heads, role)
-        if s is None:
+        f = _strength(row, heads, role)
+        if f is None:
             continue
-        value, rank, lo, hi = s
         if role == "bos_sink":
-            strong = value >= 0.5
+            strong = f.value >= 0.5
         else:
-            strong = role in listed or (rank <= STRONG_RANK and value >= STRONG_MIN)
+            strong = role in listed or (f.rank <= STRONG_RANK and f.value >= STRONG_MIN)
         if strong:
-            out.append((role, value, rank, lo, hi))
+            out.append(f)
     return out
 
 
@@ -137,20 +137,20 @@ def _roles(row: Mapping[str, Any]) -> list[str]:
     return [str(r) for r in list(roles)]
 
 
-def _effect_phrase(metric: str, est: float, lo: float | None, hi: float | None) -> str:
-    """'lowers negated accuracy by 12 points (95% CI 8 to 16)': the CI is given for the magnitude."""
-    words, unit = EFFECTS[metric.rsplit("_", 1)[0]]
-    if est < 0 and lo is not None and hi is not None:
-        lo, hi = -hi, -lo
-    scale, digits, unit_text = (100.0, 0, " points") if unit == "points" else (1.0, 3, "")
-    ci = "no CI" if lo is None or hi is None else f"95% CI {num(lo * scale, digits)} to {num(hi * scale, digits)}"
-    verb = "lowers" if est < 0 else "raises"
-    return f"{verb} {words} by {num(abs(est) * scale, digits)}{unit_text} ({ci})"
+def listed_roles(row: Mapping[str, Any]) -> list[str]:
+    """The head's roles as the wiki badges them: detector roles (stored order), then the negation role if any.
+    A head with two or more is multi-role (the SQL page's example counts the same columns)."""
+    out = _roles(row)
+    neg = row.get("negation_role")
+    if isinstance(neg, str) and neg:
+        out.append(neg)
+    return out
 
 
-def _function_phrase(role: str, value: float, rank: int, lo: float | None, hi: float | None, first: bool) -> str:
-    whose = "the model's" if first else "its"
-    return f"{whose} {ordinal(rank)}-strongest {ROLE_PHRASES[role][0]} head ({value:.2f} {fmt_ci(lo, hi)})"
+def effect_text(metric: str, est: float, lo: float | None, hi: float | None) -> str:
+    """'-12 points [-16, -8]': a signed effect and its signed 95% CI in the metric's unit."""
+    unit = EFFECTS[metric.rsplit("_", 1)[0]][1]
+    return fmt.estimate(est, lo, hi, unit, signed=True, sig=2, prose=True)
 
 
 def _notable(row: Mapping[str, Any], heads: pd.DataFrame, metric: str) -> bool:
@@ -177,16 +177,19 @@ def ablations(row: Mapping[str, Any]) -> list[str]:
                   key=lambda a: (ABLATION_ORDER.index(a) if a in ABLATION_ORDER else len(ABLATION_ORDER), a))
 
 
-def cross_reference(row: Mapping[str, Any], heads: pd.DataFrame) -> list[Statement]:
-    """Every combination of this head's functions that could confound an ablation reading, in words.
+NOISY = "noisy: the CI is wide or includes zero"
 
-    row: the head's `heads` row; heads: all heads of the same model (one row per head).
-    """
-    label = str(row.get("label"))
-    funcs = other_functions(row, heads)
-    out: list[Statement] = []
-    for a in ablations(row):
-        for stem in EFFECTS:
+
+def _effects_sentence(row: Mapping[str, Any], heads: pd.DataFrame, label: str) -> tuple[str, bool, list[tuple[str, float]]]:
+    """All notable negation effects of ablating this head, grouped by what they measure, in one clause:
+    'Ablating L1H3 changes negated accuracy by -10 points [-21, -2] (mean ablation; noisy ...) and by -35 points
+    [-48, -23] (resample ablation)'. -> (clause, every effect noisy?, [(ablation, negated-accuracy change)])."""
+    groups: list[str] = []
+    noisy_all = True
+    acc: list[tuple[str, float]] = []
+    for stem, (words, _unit) in EFFECTS.items():
+        parts = []
+        for a in ablations(row):
             metric = f"{stem}_{a}"
             if not _notable(row, heads, metric):
                 continue
@@ -194,62 +197,86 @@ def cross_reference(row: Mapping[str, Any], heads: pd.DataFrame) -> list[Stateme
             assert est is not None
             lo, hi = _num(row, f"{metric}_lo"), _num(row, f"{metric}_hi")
             noisy = ci_is_noisy(est, lo, hi)
-            effect = f"ablating {label} ({a} ablation) {_effect_phrase(metric, est, lo, hi)}"
-            hedge = " (noisy: the CI is wide or includes zero)" if noisy else ""
-            if not funcs:
-                out.append(Statement(
-                    kind="no_confound",
-                    text=(f"{effect[0].upper()}{effect[1:]}{hedge}; {label} is not among the model's strongest heads "
-                          "for any measured detector, so none of them explains the effect."),
-                    noisy=noisy))
-            else:
-                what = _join([_function_phrase(r, v, k, l, h, i == 0) for i, (r, v, k, l, h) in enumerate(funcs)])
-                why = " or from ".join(ROLE_PHRASES[r][1] for r, *_ in funcs)
-                out.append(Statement(
-                    kind="confound",
-                    text=(f"{effect[0].upper()}{effect[1:]}{hedge}, but {label} is also {what}: "
-                          f"the effect may come from {why} rather than negation."),
-                    roles=tuple(r for r, *_ in funcs), noisy=noisy))
-            out.extend(_specificity(row, label, a, metric, est, noisy))
+            noisy_all &= noisy
+            parts.append(f"by {effect_text(metric, est, lo, hi)} ({a} ablation{'; ' + NOISY if noisy else ''})")
+            if stem == "neg_acc_delta":
+                acc.append((a, est))
+        if parts:
+            groups.append(f"{words} {fmt.join(parts)}")
+    if not groups:
+        return "", True, []
+    return f"Ablating {label} changes {'; and '.join(groups)}", noisy_all, acc
+
+
+def cross_reference(row: Mapping[str, Any], heads: pd.DataFrame) -> list[Statement]:
+    """Every combination of this head's functions that could confound an ablation reading, in words, each
+    distinct point once (all ablation kinds and effect measures of one point in one sentence).
+
+    row: the head's `heads` row; heads: all heads of the same model (one row per head).
+    """
+    label = str(row.get("label"))
+    funcs = other_functions(row, heads)
+    out: list[Statement] = []
+    effect, noisy, acc = _effects_sentence(row, heads, label)
+    if effect:
+        if not funcs:
+            out.append(Statement(
+                kind="no_confound",
+                text=(f"{effect}; {label} is not among the model's strongest heads for any measured detector, so none "
+                      "of them explains the effect."),
+                noisy=noisy))
+        else:
+            what = fmt.join([f.phrase(i == 0) for i, f in enumerate(funcs)])
+            why = " or from ".join(ROLE_PHRASES[f.role][1] for f in funcs)
+            out.append(Statement(
+                kind="confound",
+                text=(f"{effect}, but {label} is also {what}: the effect may come from {why} rather than negation."),
+                roles=tuple(f.role for f in funcs), noisy=noisy))
+        out.extend(_specificity(row, label, acc, noisy))
     out.extend(_kinds_disagree(row, label))
-    if len(funcs) >= 2:
-        parts = [_function_phrase(r, v, k, lo, hi, i == 0) for i, (r, v, k, lo, hi) in enumerate(funcs)]
+    roles = listed_roles(row)
+    if len(roles) >= 2:
         out.append(Statement(
             kind="multi_role",
-            text=(f"{label} is {_join(parts)}: ablating it removes all of these at once, so an ablation "
-                  "effect cannot be attributed to one of them alone."),
-            roles=tuple(r for r, *_ in funcs)))
+            text=(f"{label} holds {fmt.plural(len(roles), 'role')} at once "
+                  f"({fmt.join([r.replace('_', '-') for r in roles])}): ablating it removes all of them together, so an "
+                  "ablation effect cannot be attributed to one of them alone."),
+            roles=tuple(roles)))
+    unlisted = [f for f in funcs if f.role not in roles]
+    if unlisted and (roles or len(funcs) >= 2):
+        out.append(Statement(
+            kind="other_function",
+            text=(f"{label} is also {fmt.join([f.phrase(i == 0) for i, f in enumerate(unlisted)])}, though that is not a "
+                  "role it is labelled with: ablating it removes that function too."),
+            roles=tuple(f.role for f in unlisted)))
     out.extend(_positional(row, label))
     out.extend(_near_control(row, label))
-    return out
+    seen: set[str] = set()
+    return [s for s in out if not (s.text in seen or seen.add(s.text))]
 
 
-def _join(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
-def _ci_words(lo: float | None, hi: float | None) -> str:
-    return "no CI" if lo is None or hi is None else f"95% CI {num(lo * 100, 0)} to {num(hi * 100, 0)}"
-
-
-def _specificity(row: Mapping[str, Any], label: str, a: str, metric: str, est: float, noisy: bool) -> list[Statement]:
-    """Does ablation also hurt the affirmative / control sentences? Then the effect is not negation-specific."""
-    if not metric.startswith("neg_acc") or est >= 0:
-        return []
+def _specificity(row: Mapping[str, Any], label: str, acc: list[tuple[str, float]], noisy: bool) -> list[Statement]:
+    """Does ablation also hurt the affirmative / control sentences? Then a drop in negated accuracy is not
+    negation-specific. One sentence for every ablation kind that lowered negated accuracy."""
     hits = []
-    for stem, words in (("aff_acc_delta", "affirmative"), ("ctrl_acc_delta", "control")):
-        v = _num(row, f"{stem}_{a}")
-        lo, hi = _num(row, f"{stem}_{a}_lo"), _num(row, f"{stem}_{a}_hi")
-        if v is not None and v < 0 and (hi is not None and hi < 0 or abs(v) >= 0.5 * abs(est)):
-            shaky = "" if hi is not None and hi < 0 else ", noisy"
-            mag_lo, mag_hi = (None, None) if lo is None or hi is None else (-hi, -lo)  # the CI of the drop's size
-            hits.append(f"{words} accuracy by {num(abs(v) * 100, 0)} points ({_ci_words(mag_lo, mag_hi)}{shaky})")
+    kinds = []
+    for a, est in acc:
+        if est >= 0:
+            continue
+        for stem, words in (("aff_acc_delta", "affirmative"), ("ctrl_acc_delta", "control")):
+            v = _num(row, f"{stem}_{a}")
+            lo, hi = _num(row, f"{stem}_{a}_lo"), _num(row, f"{stem}_{a}_hi")
+            if v is not None and v < 0 and (hi is not None and hi < 0 or abs(v) >= 0.5 * abs(est)):
+                shaky = "" if hi is not None and hi < 0 else f"; {NOISY}"
+                text = fmt.estimate(v, lo, hi, "points", signed=True, sig=2, prose=True)
+                hits.append(f"{words} accuracy by {text} ({a} ablation{shaky})")
+                kinds.append(a)
     if not hits:
         return []
     return [Statement(
         kind="specificity",
-        text=(f"Ablating {label} ({a} ablation) also lowers {_join(hits)}: the drop in negated accuracy is "
-              "not specific to negation and may be general damage."),
+        text=(f"Ablating {label} also changes {fmt.join(hits)}: the drop in negated accuracy is not specific to "
+              "negation and may be general damage."),
         noisy=noisy)]
 
 
@@ -275,7 +302,7 @@ def _positional(row: Mapping[str, Any], label: str) -> list[Statement]:
         return [Statement(
             kind="positional",
             text=(f"{label}'s previous-token score is {'as high' if rand_v >= 0.95 * text_v else 'nearly as high'} on "
-                  f"random tokens ({rand_v:.2f}) as on text ({text_v:.2f}): its attention is positional, so ablating "
+                  f"random tokens ({fmt.number(rand_v, 2)}) as on text ({fmt.number(text_v, 2)}): its attention is positional, so ablating "
                   "it removes token-order information for every later head, whatever the task."),
             roles=("previous_token",))]
     return []
@@ -289,7 +316,7 @@ def _near_control(row: Mapping[str, Any], label: str) -> list[Statement]:
         if lo is not None and ctrl is not None and v is not None and lo <= ctrl:
             out.append(Statement(
                 kind="noisy_role",
-                text=(f"{label}'s {ROLE_PHRASES.get(role, (role,))[0]} role is noisy: its CI lower bound ({lo:.2f}) "
-                      f"does not clear the random-init control ({ctrl:.2f})."),
+                text=(f"{label}'s {ROLE_PHRASES.get(role, (role,))[0]} role is noisy: its CI lower bound ({fmt.number(lo, 2)}) "
+                      f"does not clear the random-init control ({fmt.number(ctrl, 2)})."),
                 roles=(role,), noisy=True))
     return out

@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from headwiki.wiki import format as fmt
 from headwiki.wiki.context import MetricDoc
 
 SEQUENTIAL = "Viridis"
@@ -26,14 +27,11 @@ def is_signed(doc: MetricDoc) -> bool:
 
 
 def colorbar_title(doc: MetricDoc) -> str:
-    """A short legend title (the figure caption carries the full label)."""
-    if doc.is_accuracy_delta:
-        return "Δ pts"
+    """A short legend title (the figure caption carries the full label): the unit, Δ for differences."""
+    unit = fmt.unit_info(fmt.metric_unit(doc)).short
     if "delta" in doc.name:
-        return "Δ"
-    if doc.name == "entropy":
-        return "nats"
-    return "offset" if doc.integer else "score"
+        return f"Δ {unit}".strip()
+    return unit or ("offset" if doc.integer else "score")
 
 
 def heatmap_html(
@@ -45,18 +43,20 @@ def heatmap_html(
     Returns an HTML fragment (no plotly.js inside); a click handler is attached by assets/site.js.
     """
     n_layers, n_heads = z.shape
-    scale = 100.0 if doc.is_accuracy_delta else 1.0
-    unit = " pts" if doc.is_accuracy_delta else ""
+    unit = fmt.metric_unit(doc)
+    scale = fmt.unit_info(unit).scale
+    signed = is_signed(doc)
     shown = z * scale
     text = []
     for L in range(n_layers):
         row = []
         for H in range(n_heads):
-            v = shown[L, H]
-            ci = ""
-            if lo is not None and hi is not None and not (math.isnan(lo[L, H]) or math.isnan(hi[L, H])):
-                ci = f" [{lo[L, H] * scale:.2f}, {hi[L, H] * scale:.2f}]"
-            row.append("n/a" if math.isnan(v) else f"{v:.3f}{unit}{ci}")
+            if math.isnan(z[L, H]):
+                row.append("n/a")
+            elif lo is not None and hi is not None:
+                row.append(fmt.estimate(z[L, H], lo[L, H], hi[L, H], unit, signed))
+            else:
+                row.append(fmt.value(z[L, H], unit, signed))
         text.append(row)
     finite = shown[~np.isnan(shown)]
     kwargs: dict = {"colorscale": SEQUENTIAL}

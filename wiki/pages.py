@@ -19,7 +19,9 @@ import pandas as pd
 from headwiki.negation_rule import NEGATION_ROLES, RULE_TEXT
 from headwiki.wiki import urls
 from headwiki.wiki.context import DETECTOR_ROLES, MetricDoc, ModelData, SiteData, parse_json
-from headwiki.wiki.crossref import as_float, ci_is_noisy, cross_reference, ordinal, percentile, rank_desc
+from headwiki.wiki import format as fmt
+from headwiki.wiki.crossref import NOTABLE_Q, as_float, ci_is_noisy, cross_reference, listed_roles, ordinal, percentile, rank_desc, rank_shown
+from headwiki.wiki.headline import Effect, RoleEvidence, head_summary
 from headwiki.wiki.figures import distribution_svg, heatmap_html, is_signed, pattern_svg, validation_svg
 from headwiki.wiki.similarity import most_similar
 
@@ -62,48 +64,58 @@ _num = as_float
 
 
 def fmt_number(v: Any, spec: str = ".3f", scale: float = 1.0) -> str:
-    """Template filter: `x|num(".3f")`, '–' for NULL/NaN."""
+    """Template filter `num` for values that are not metrics (counts, baseline accuracies): `x|num(".3f")`; the
+    decimals of `spec`, '+' when it starts with '+', never '-0', '–' for NULL/NaN."""
     f = _num(v)
-    return "–" if f is None else format(f * scale, spec)
+    decimals = int(spec.split(".", 1)[1].rstrip("fg") or 0) if "." in spec else None
+    return fmt.DASH if f is None else fmt.number(f * scale, decimals, signed=spec.startswith("+"))
 
 
-def fmt_q(q: Any) -> str:
-    """A q-value for display: two significant figures, '< 0.001' below that."""
-    f = _num(q)
-    return "–" if f is None else ("< 0.001" if f < 0.001 else f"{f:.2g}")
+def fmt_value(v: Any, doc: MetricDoc | None = None, sig: int = fmt.SIG) -> str:
+    """A metric value for display in its unit (accuracy deltas in signed points, log-prob deltas in nats)."""
+    if doc is None:
+        return fmt.value(v, sig=sig)
+    if doc.integer:
+        f = _num(v)
+        return fmt.DASH if f is None else str(int(round(f)))
+    return fmt.value(v, fmt.metric_unit(doc), signed=is_signed(doc), sig=sig)
 
 
-def fmt_value(v: Any, doc: MetricDoc | None = None) -> str:
-    """A metric value for display (accuracy deltas in signed points)."""
-    f = _num(v)
-    if f is None:
-        return "–"
-    if doc is not None and doc.is_accuracy_delta:
-        return f"{f * 100:+.1f} pts"
-    if doc is not None and doc.integer:
-        return f"{int(round(f))}"
-    if doc is not None and "delta" in doc.name:
-        return f"{f:+.3f}"
-    return f"{f:.3f}"
+def fmt_ci(lo: Any, hi: Any, doc: MetricDoc | None = None, ref: Any = None) -> str:
+    """A metric's 95% CI with the decimals of its estimate `ref`, in the metric's unit (no suffix)."""
+    unit = fmt.metric_unit(doc) if doc is not None else ""
+    return fmt.ci(lo, hi, unit, signed=doc is not None and is_signed(doc), ref=ref)
 
 
-def fmt_ci(lo: Any, hi: Any, doc: MetricDoc | None = None) -> str:
-    a, b = _num(lo), _num(hi)
-    if a is None or b is None:
-        return ""
-    if doc is not None and doc.is_accuracy_delta:
-        return f"[{a * 100:+.1f}, {b * 100:+.1f}]"
-    return f"[{a:.3f}, {b:.3f}]"
+def fmt_estimate(v: Any, lo: Any, hi: Any, doc: MetricDoc, sig: int = fmt.SIG, prose: bool = False) -> str:
+    """'0.96 [0.94, 0.98]', '-12 pts [-16, -8]': a metric value and its CI, one sign convention, one set of decimals."""
+    return fmt.estimate(v, lo, hi, fmt.metric_unit(doc), signed=is_signed(doc), sig=sig, prose=prose)
 
 
-def head_roles(row: dict[str, Any]) -> list[str]:
-    """Detector roles (stored order) then the negation role, if any."""
-    roles = row.get("roles")
-    out = [] if roles is None or isinstance(roles, float) else [str(r) for r in list(roles)]
-    neg = row.get("negation_role")
-    if isinstance(neg, str) and neg:
-        out.append(neg)
+def permutation_floors(model: ModelData) -> dict[str, dict[str, Any]]:
+    """The latest finished ablate run's permutation tests (provenance 'permutation' per ablation kind, and
+    'reversal_permutation' under the key 'reversal'): where each p-value's Monte-Carlo floor lies. {} when none."""
+    runs = model.runs
+    if runs is None or runs.empty or "pass_name" not in runs:
+        return {}
+    done = runs[(runs["pass_name"] == "ablate") & (runs["status"] == "finished")]
+    if done.empty:
+        return {}
+    prov = parse_json(done.sort_values("finished_at").iloc[-1].get("provenance"))
+    out = {str(k): v for k, v in (prov.get("permutation") or {}).items() if isinstance(v, dict)}
+    if isinstance(prov.get("reversal_permutation"), dict):
+        out["reversal"] = prov["reversal_permutation"]
     return out
+
+
+def q_text(perm: dict[str, dict[str, Any]], row: dict[str, Any], metric: str) -> str:
+    """A metric's BH q for display: '< 0.001', two significant figures, or '≤ q' when its p sits at the
+    permutation floor (then q is an upper bound). perm: :func:`permutation_floors` of the head's model."""
+    test = perm.get("reversal" if metric.startswith("reversal_") else metric.rsplit("_", 1)[-1], {})
+    return fmt.qvalue(row.get(f"{metric}_q"), row.get(f"{metric}_p"), test.get("p_floor"), bool(test.get("exact")))
+
+
+head_roles = listed_roles  # one definition: the crossref panel and the SQL page count the same roles
 
 
 def role_score_metric(model: ModelData, role: str) -> tuple[str | None, bool]:
@@ -276,7 +288,7 @@ def _head_ref(model: ModelData, row: dict[str, Any], doc: MetricDoc | None) -> d
         "label": row["label"], "model": model.model_id, "url": urls.head_page(model.slug, row["layer"], row["head"]),
         "value": fmt_value(row.get(doc.name), doc) if doc else "",
         "ci": fmt_ci(row.get(f"{doc.name}_lo"), row.get(f"{doc.name}_hi"), doc) if doc else "",
-        "q": fmt_q(row.get(f"{doc.name}_q")) if doc and doc.has_q else "",
+        "q": q_text(permutation_floors(model), row, doc.name) if doc and doc.has_q else "",
         "roles": head_roles(row),
     }
 
@@ -293,6 +305,7 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
     moved = _moved_by_head(model)
     in_groups = _groups_by_head(model)
     templates = _templates_by_head(model)
+    perm = permutation_floors(model)
     for i, row in enumerate(rows):
         L, H = int(row["layer"]), int(row["head"])
         page = urls.head_page(model.slug, L, H)
@@ -301,17 +314,21 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
             v = _num(row.get(doc.name))
             lo, hi = _num(row.get(f"{doc.name}_lo")), _num(row.get(f"{doc.name}_hi"))
             vals = columns[doc.name]
+            value_text, ci_text = (fmt_value(v, doc), "") if doc.integer else \
+                fmt.estimate_parts(v, lo, hi, fmt.metric_unit(doc), signed=is_signed(doc))
             metric_rows.append({
-                "doc": doc, "value": fmt_value(v, doc), "ci": fmt_ci(lo, hi, doc),
+                "doc": doc, "value": value_text, "ci": ci_text,
                 "noisy": v is not None and doc.has_ci and "delta" in doc.name and ci_is_noisy(v, lo, hi),
-                "q": _num(row.get(f"{doc.name}_q")),
+                "q": q_text(perm, row, doc.name) if doc.has_q and _num(row.get(f"{doc.name}_q")) is not None else None,
                 "pct": None if v is None else percentile(vals, v),
-                "rank": None if v is None else ordinal(rank_desc(vals, v)),
+                "rank": None if v is None else _rank_text(vals, v, doc),
                 "of": int(np.sum(~np.isnan(vals))),
                 "svg": "" if v is None else distribution_svg(vals, v, lo, hi, is_signed(doc)),
             })
         roles = head_roles(row)
         statements = cross_reference(row, heads)
+        summary = head_summary(row["label"], _role_evidence(model, row, roles, columns, perm),
+                               _distinctive_effect(model, row, columns, perm), _ablated(model), statements)
         linked_roles = sorted({r for s in statements for r in s.roles} | set(roles),
                               key=lambda r: (_role_order(r), r))
         same_role = {}
@@ -338,7 +355,7 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
         yield page, {
             **common(page, f"{row['label']} · {model.model_id} — headwiki", site),
             "model": model, "row": row, "label": row["label"], "layer": L, "head": H, "roles": roles,
-            "metric_rows": metric_rows, "statements": statements, "same_role": same_role,
+            "metric_rows": metric_rows, "statements": statements, "summary": summary, "same_role": same_role,
             "neighbours": neighbours, "similar": similar, "examples": examples,
             "moved": moved.get((L, H), []), "groups": in_groups.get(row["label"], []),
             "templates": templates.get((L, H), []), "profile_metrics": [d.label for d in profile_docs],
@@ -347,6 +364,65 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
             "exactness": _exactness(row),
             "prev": urls.head_page(model.slug, *_step(rows, i, -1)), "next": urls.head_page(model.slug, *_step(rows, i, 1)),
         }
+
+
+def _role_evidence(model: ModelData, row: dict[str, Any], roles: list[str], columns: dict[str, np.ndarray],
+                   perm: dict[str, dict[str, Any]]) -> list[RoleEvidence]:
+    """Each listed role of the head with the number it was assigned on (score or effect, CI, q, rank as shown)."""
+    out = []
+    for role in roles:
+        metric, by_mag = role_score_metric(model, role)
+        doc = model.metric(metric) if metric else None
+        if doc is None:
+            out.append(RoleEvidence(role, role_label(role), "score", fmt.DASH))
+            continue
+        v = _num(row.get(doc.name))
+        est = fmt_estimate(v, row.get(f"{doc.name}_lo"), row.get(f"{doc.name}_hi"), doc, sig=fmt.SIG_PROSE, prose=True)
+        rank = ""
+        if v is not None and not by_mag:
+            rank_, tied = rank_shown(columns[doc.name], v, fmt.decimals_for(v, sig=fmt.SIG_PROSE))
+            rank = f"{fmt.rank_phrase(rank_, tied)} of {int(np.sum(~np.isnan(columns[doc.name])))}"
+            if tied > 1:
+                rank += f", {fmt.tie_note(tied)}"
+        measure = f"{doc.label} score" if doc.name == role else doc.label
+        out.append(RoleEvidence(role, role_label(role), measure, est,
+                                q_text(perm, row, doc.name) if doc.has_q else "", rank))
+    return out
+
+
+def _ablated(model: ModelData) -> bool:
+    return any(d.kind in ("causal", "negation") for d in model.metrics)
+
+
+def _distinctive_effect(model: ModelData, row: dict[str, Any], columns: dict[str, np.ndarray],
+                        perm: dict[str, dict[str, Any]]) -> Effect | None:
+    """The head's ablation effect (exact ablations only; 95% CI excluding zero and, where tested, BH q < 0.05) that
+    ranks highest by magnitude among the model's heads; ties go to the metric listed first. None when none qualifies."""
+    best: tuple[float, int, Effect] | None = None
+    for order, doc in enumerate(model.metrics):
+        if doc.kind not in ("causal", "negation") or not doc.has_ci:
+            continue
+        v, lo, hi = _num(row.get(doc.name)), _num(row.get(f"{doc.name}_lo")), _num(row.get(f"{doc.name}_hi"))
+        q = _num(row.get(f"{doc.name}_q"))
+        if v is None or lo is None or hi is None or lo <= 0.0 <= hi or (q is not None and q >= NOTABLE_Q):
+            continue
+        mags = np.abs(columns[doc.name])
+        standing = percentile(mags, abs(v))
+        scale = fmt.unit_info(fmt.metric_unit(doc)).scale
+        rank, tied = rank_shown(mags * scale, abs(v) * scale, fmt.decimals_for(v * scale, lo * scale, hi * scale, sig=fmt.SIG_PROSE))
+        effect = Effect(doc.label, fmt_estimate(v, lo, hi, doc, sig=fmt.SIG_PROSE, prose=True),
+                        q_text(perm, row, doc.name) if doc.has_q else "", rank, tied, int(np.sum(~np.isnan(mags))))
+        if best is None or standing > best[0]:
+            best = (standing, order, effect)
+    return None if best is None else best[2]
+
+
+def _rank_text(vals: np.ndarray, v: float, doc: MetricDoc) -> str:
+    """'3rd', or '=1st (3 tied)' when other heads show the same value at the printed precision. vals: [n_heads]."""
+    scale = fmt.unit_info(fmt.metric_unit(doc)).scale
+    decimals = 0 if doc.integer else fmt.decimals_for(v * scale)
+    rank, tied = rank_shown(vals * scale, v * scale, decimals)
+    return ordinal(rank) if tied == 1 else f"={ordinal(rank)} ({tied} tied)"
 
 
 def _head_causal(row: dict[str, Any], columns: dict[str, np.ndarray]) -> str:
@@ -483,9 +559,7 @@ SIGNATURE_WORDS = {
 GROUP_ORDER = {"top1": 0, "top3": 1, "top5": 2, "all": 3}
 
 
-def _pct(v: Any) -> str:
-    f = _num(v)
-    return "–" if f is None else f"{f:.0%}" if abs(f) >= 0.1 else f"{f:.1%}"
+_pct = fmt.percent
 
 
 def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
@@ -511,9 +585,9 @@ def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
             sentence += (f"; {len(randoms)} random {k}-head sets from the same layers remove {_pct(full['random_mean'])} on average "
                          f"[range {_pct(full['random_min'])} to {_pct(full['random_max'])}]. ")
             sentence += ("Significant: the labelled heads beat every random set "
-                         f"(paired permutation p ≤ {_num(full['p_paired']):.2g} against each, rank p = {_num(full['p_rank']):.2g})."
+                         f"(paired permutation p ≤ {fmt.pvalue(full['p_paired'])} against each, rank p = {fmt.pvalue(full['p_rank'])})."
                          if bool(full["significant"]) else
-                         f"Not significant (rank p = {_num(full['p_rank']):.2g}, largest paired p = {_num(full['p_paired']):.2g}): "
+                         f"Not significant (rank p = {fmt.pvalue(full['p_rank'])}, largest paired p = {fmt.pvalue(full['p_paired'])}): "
                          "the labelled heads do not carry this behaviour more than random heads of the same layers.")
         else:
             sentence += ". No matched random set exists (the group fills its layers), so nothing is claimed."
@@ -526,7 +600,7 @@ def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
                   "effect": f"{_pct(r['effect'])} [{_pct(r['effect_lo'])}, {_pct(r['effect_hi'])}]",
                   "random": (f"{_pct(r['random_mean'])} [{_pct(r['random_min'])}, {_pct(r['random_max'])}]"
                              if _num(r.get("random_mean")) is not None else "no matched set"),
-                  "p": (f"{_num(r['p_rank']):.2g} / {_num(r['p_paired']):.2g}" if _num(r.get("p_rank")) is not None else "–"),
+                  "p": (f"{fmt.pvalue(r['p_rank'])} / {fmt.pvalue(r['p_paired'])}" if _num(r.get("p_rank")) is not None else fmt.DASH),
                   "significant": bool(r["significant"])} for r in recs]
         blocks.append({"signature": str(sig), "ablation": str(ablation), "what": what, "sentence": sentence, "note": full.get("note") or "",
                        "n_seqs": full.get("n_seqs"), "seq_len": full.get("seq_len"),
@@ -632,13 +706,19 @@ def provenance_context(site: SiteData) -> dict[str, Any]:
             "models": [m.info for m in site.models], "db_name": site.db_name}
 
 
-def search_index(site: SiteData) -> list[dict[str, Any]]:
-    """One compact entry per head for the client-side search (URLs relative to the site root)."""
+def search_index(site: SiteData) -> dict[str, Any]:
+    """The client-side search's data: one compact entry per head (URLs relative to the site root) with its heatmap
+    metrics IN THE UNITS THE PAGES SHOW (accuracy deltas in points), and each metric's unit per model, so that
+    `neg_acc_delta_zero<-5` means -5 points and the box can say why nothing matched."""
     out = []
+    units: dict[str, dict[str, dict[str, str]]] = {}
     for m in site.models:
         docs = [d for d in m.metrics if d.heatmap]
+        scale = {d.name: fmt.unit_info(fmt.metric_unit(d)).scale for d in docs}
+        units[m.model_id] = {d.name: {"unit": fmt.metric_unit(d), "short": fmt.unit_info(fmt.metric_unit(d)).short,
+                                      "label": d.label} for d in docs}
         for r in m.heads.to_dict("records"):
-            vals = {d.name: round(v, 4) for d in docs if (v := _num(r.get(d.name))) is not None}
+            vals = {d.name: round(v * scale[d.name], 4) for d in docs if (v := _num(r.get(d.name))) is not None}
             out.append({"m": m.model_id, "l": r["label"], "u": urls.head_page(m.slug, r["layer"], r["head"]),
                         "r": head_roles(r), "v": vals})
-    return out
+    return {"entries": out, "units": units}

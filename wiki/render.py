@@ -18,6 +18,7 @@ from headwiki.atomic_dir import MARKER, check_replaceable, replaced_dir
 from headwiki.db.store import reading
 from headwiki.errors import HeadwikiError
 from headwiki.progress import log, progress_task
+from headwiki.wiki import format as fmt
 from headwiki.wiki import pages, urls
 from headwiki.wiki.context import load_site_data
 
@@ -51,6 +52,10 @@ def make_env() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["num"] = pages.fmt_number
+    env.filters["val"] = fmt.value  # x|val("points", True) -> '+12.0 pts'
+    env.filters["est"] = fmt.estimate  # x|est(lo, hi, "nats", True) -> '+0.12 nats [+0.05, +0.20]'
+    env.filters["with_article"] = fmt.with_article  # 'induction head' -> 'an induction head'
+    env.filters["capitalize_first"] = fmt.capitalize  # unlike Jinja's capitalize, keeps 'BOS'
     return env
 
 
@@ -87,7 +92,7 @@ def _build(db_path: Path, db_arg: str, tmp: Path) -> tuple[int, int, int, int, i
         static = resources.files("headwiki.wiki") / "static"
         for name, rel in sorted(STATIC_FILES.items()):
             written += _write(tmp, rel, static.joinpath(name).read_text(encoding="utf-8"))
-        written += _write(tmp, urls.SEARCH_JS, env.get_template("search_index.js").render(entries=pages.search_index(site)))
+        written += _write(tmp, urls.SEARCH_JS, env.get_template("search_index.js").render(**pages.search_index(site)))
         render("index.html", urls.INDEX, pages.index_context(site))
         bar.advance()
         with reading(db_path) as con:
