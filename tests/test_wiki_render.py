@@ -244,7 +244,7 @@ def test_crossref_flags_a_strong_previous_token_head_with_a_negation_effect() ->
     confound = [s for s in out if s.kind == "confound"]
     assert len(confound) == 1
     text = confound[0].text
-    assert "lowers negated accuracy by 12 points (95% CI 8 to 16)" in text
+    assert "changes negated accuracy by -12 points [-16, -8] (zero ablation)" in text  # the CI of the signed value
     assert "2nd-strongest previous-token head (0.64 [0.60, 0.68])" in text
     assert "token-order" in text and not confound[0].noisy
     assert confound[0].roles == ("previous_token",)

@@ -81,8 +81,8 @@ def metric_unit(doc: Any) -> str:
 
 def as_float(v: Any) -> float | None:
     """A finite float, or None for None / NaN / infinities / non-numbers (DB cells may be any of these)."""
-    if v is None or isinstance(v, bool):
-        return None if v is None else float(v)
+    if v is None:
+        return None
     try:
         f = float(v)
     except (TypeError, ValueError):
@@ -119,7 +119,7 @@ def suffix(text: str, unit: str | None, prose: bool = False) -> str:
     if not prose:
         s = u.short
     else:
-        s = u.singular if text.lstrip("+-") in ("1", "1.0") else u.plural
+        s = u.singular if text.lstrip("+-") == "1" else u.plural  # '1 point', '1.0 points', '-1 point'
     if not s or text == DASH:
         return text
     return f"{text}{s}" if s == "%" else f"{text} {s}"

@@ -631,6 +631,20 @@ def causal_heads(model: ModelData) -> list[dict[str, Any]]:
     return out
 
 
+MULTI_ROLE_TITLE = "Heads with more than one role (possible confounds)"
+
+
+def multi_role_sql(cols: set[str]) -> str:
+    """The heads the wiki calls multi-role (crossref.listed_roles: detector roles plus the negation role, two or
+    more), in SQL over the `heads` columns this database has."""
+    if "negation_role" in cols:
+        return ("SELECT model_id, label, list_concat(coalesce(roles, []), CASE WHEN negation_role IS NULL THEN [] "
+                "ELSE [negation_role] END) AS all_roles FROM heads WHERE coalesce(len(roles), 0) + "
+                "CASE WHEN negation_role IS NULL THEN 0 ELSE 1 END >= 2 ORDER BY model_id, layer, head")
+    return ("SELECT model_id, label, roles AS all_roles FROM heads WHERE coalesce(len(roles), 0) >= 2 "
+            "ORDER BY model_id, layer, head")
+
+
 def sql_examples(site: SiteData) -> list[tuple[str, str]]:
     """(title, SQL) pairs chosen for the columns this database actually has."""
     cols = set(site.metric_columns)
@@ -644,9 +658,8 @@ def sql_examples(site: SiteData) -> list[tuple[str, str]]:
         ex.append(("Top induction heads with their 95% CI",
                    "SELECT model_id, label, round(induction, 3) AS induction, round(induction_lo, 3) AS lo, "
                    "round(induction_hi, 3) AS hi FROM heads WHERE induction IS NOT NULL ORDER BY induction DESC LIMIT 10"))
-    if {"multi_role", "roles"} <= cols:
-        ex.append(("Heads with more than one role (possible confounds)",
-                   "SELECT model_id, label, roles FROM heads WHERE multi_role ORDER BY model_id, layer, head"))
+    if "roles" in cols:
+        ex.append((MULTI_ROLE_TITLE, multi_role_sql(cols)))
     if "neg_acc_delta_zero" in cols:
         ex.append(("Heads whose zero ablation changes negated accuracy (BH q < 0.05)",
                    "SELECT model_id, label, round(100 * neg_acc_delta_zero, 1) AS delta_pts, round(neg_acc_delta_zero_q, 4) AS q, "
