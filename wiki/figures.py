@@ -82,10 +82,21 @@ def heatmap_html(
         font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
         paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#eef0f3",
     )
-    return pio.to_html(
-        fig, include_plotlyjs=False, full_html=False, div_id=div_id, config=PLOT_CONFIG,
-        post_script="window.headwikiHeatmap && window.headwikiHeatmap('{plot_id}');",
-    )
+    return lazy_plot_html(fig, div_id, height=int(fig.layout.height))
+
+
+_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "/": "\\u002f"}
+
+
+def lazy_plot_html(fig: go.Figure, div_id: str, height: int) -> str:
+    """A placeholder of the figure's height plus its spec as inert JSON; site.js draws it with Plotly when it comes
+    near the viewport (IntersectionObserver), loading plotly.js on the first one, so the page paints before the
+    4.6 MB library is parsed and only on-screen heatmaps cost time. The JSON escapes '<', '>', '&' and '/'."""
+    spec = pio.to_json({"data": fig.to_plotly_json()["data"], "layout": fig.to_plotly_json()["layout"],
+                        "config": PLOT_CONFIG}, validate=False)
+    spec = "".join(_JSON_ESCAPES.get(c, c) for c in spec)
+    return (f'<div id="{div_id}" class="lazy-plot" style="height:{height}px" data-spec="{div_id}-spec" role="img" '
+            f'aria-label="heatmap"></div><script type="application/json" id="{div_id}-spec">{spec}</script>')
 
 
 def distribution_svg(values: np.ndarray, value: float, lo: float | None, hi: float | None, signed: bool,

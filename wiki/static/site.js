@@ -150,6 +150,44 @@
     render();
   }
 
+  // Heatmaps are inert JSON until they come near the viewport; plotly.js (4.6 MB) is loaded on the first one, so the
+  // page paints and scrolls before the library is parsed (figures.lazy_plot_html writes the placeholders).
+  var plotlyQueue = null;
+  function withPlotly(src, fn) {
+    if (window.Plotly) { fn(); return; }
+    if (plotlyQueue) { plotlyQueue.push(fn); return; }
+    plotlyQueue = [fn];
+    var s = document.createElement("script");
+    s.src = src;
+    s.onload = function () { var q = plotlyQueue; plotlyQueue = []; q.forEach(function (f) { f(); }); };
+    document.head.appendChild(s);
+  }
+
+  function drawPlot(el) {
+    if (!el.classList.contains("lazy-plot")) { return; }
+    el.classList.remove("lazy-plot");
+    var spec = JSON.parse(document.getElementById(el.getAttribute("data-spec")).textContent);
+    window.Plotly.newPlot(el, spec.data, spec.layout, spec.config).then(function () {
+      el.style.height = "";
+      window.headwikiHeatmap(el.id);
+    });
+  }
+
+  function setupLazyPlots() {
+    var host = document.querySelector("[data-plotly]");
+    var plots = Array.prototype.slice.call(document.querySelectorAll(".lazy-plot"));
+    if (!host || !plots.length) { return; }
+    var src = host.getAttribute("data-plotly");
+    var draw = function (el) { withPlotly(src, function () { drawPlot(el); }); };
+    if (!("IntersectionObserver" in window)) { plots.forEach(draw); return; }
+    var io = new IntersectionObserver(function (entries) {
+      entries.forEach(function (en) {
+        if (en.isIntersecting) { io.unobserve(en.target); draw(en.target); }
+      });
+    }, { rootMargin: "400px 0px" });
+    plots.forEach(function (el) { io.observe(el); });
+  }
+
   // Plots drawn while the page was still loading may have measured a different width: refit once laid out.
   function refit() {
     if (!window.Plotly) { return; }
@@ -159,5 +197,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", setupSearch);
+  document.addEventListener("DOMContentLoaded", setupLazyPlots);
   window.addEventListener("load", refit);
 })();
