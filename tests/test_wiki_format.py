@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from headwiki.stats import format_qvalue
+from headwiki.stats import format_qvalue  # the stats module's own rule (re-exported from headwiki.pvalues)
 from headwiki.wiki import format as fmt
 
 

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from headwiki.stats import format_pvalue, format_qvalue
+from headwiki.pvalues import format_pvalue, format_qvalue
 
 DASH = "–"  # a missing value
 SMALLEST_P = 0.001  # p / q below this print as "< 0.001"
