@@ -205,7 +205,7 @@ def _effects_sentence(row: Mapping[str, Any], heads: pd.DataFrame, label: str) -
             groups.append(f"{words} {fmt.join(parts)}")
     if not groups:
         return "", True, []
-    return f"Ablating {label} changes {'; and '.join(groups)}", noisy_all, acc
+    return f"Ablating {label} changes {'; it also changes '.join(groups)}", noisy_all, acc
 
 
 def cross_reference(row: Mapping[str, Any], heads: pd.DataFrame) -> list[Statement]:

@@ -81,12 +81,6 @@ def fmt_value(v: Any, doc: MetricDoc | None = None, sig: int = fmt.SIG) -> str:
     return fmt.value(v, fmt.metric_unit(doc), signed=is_signed(doc), sig=sig)
 
 
-def fmt_ci(lo: Any, hi: Any, doc: MetricDoc | None = None, ref: Any = None) -> str:
-    """A metric's 95% CI with the decimals of its estimate `ref`, in the metric's unit (no suffix)."""
-    unit = fmt.metric_unit(doc) if doc is not None else ""
-    return fmt.ci(lo, hi, unit, signed=doc is not None and is_signed(doc), ref=ref)
-
-
 def fmt_estimate(v: Any, lo: Any, hi: Any, doc: MetricDoc, sig: int = fmt.SIG, prose: bool = False) -> str:
     """'0.96 [0.94, 0.98]', '-12 pts [-16, -8]': a metric value and its CI, one sign convention, one set of decimals."""
     return fmt.estimate(v, lo, hi, fmt.metric_unit(doc), signed=is_signed(doc), sig=sig, prose=prose)
@@ -284,10 +278,12 @@ def _sort_score(row: dict[str, Any], metric: str | None, by_magnitude: bool) -> 
 
 
 def _head_ref(model: ModelData, row: dict[str, Any], doc: MetricDoc | None) -> dict[str, Any]:
+    value, ci = ("", "") if doc is None else (fmt_value(row.get(doc.name), doc), "") if doc.integer else \
+        fmt.estimate_parts(row.get(doc.name), row.get(f"{doc.name}_lo"), row.get(f"{doc.name}_hi"), fmt.metric_unit(doc),
+                           signed=is_signed(doc))
     return {
         "label": row["label"], "model": model.model_id, "url": urls.head_page(model.slug, row["layer"], row["head"]),
-        "value": fmt_value(row.get(doc.name), doc) if doc else "",
-        "ci": fmt_ci(row.get(f"{doc.name}_lo"), row.get(f"{doc.name}_hi"), doc) if doc else "",
+        "value": value, "ci": ci,
         "q": q_text(permutation_floors(model), row, doc.name) if doc and doc.has_q else "",
         "roles": head_roles(row),
     }
