@@ -119,8 +119,13 @@ def test_every_page_exists_and_links_resolve(real_site: Path, real_site_db: Path
 
 
 def test_plotly_written_once_and_head_pages_small(real_site: Path) -> None:
+    import plotly.offline
+
     js = (real_site / urls.PLOTLY_JS).read_bytes()
     assert len(js) > 1_000_000
+    # the cartesian partial bundle is the plotly.js release the Python plotly writing the figures ships with
+    banner = re.search(rb"plotly\.js \(cartesian - minified\) v([0-9.]+)", js[:300])
+    assert banner and banner.group(1).decode() == plotly.offline.get_plotlyjs_version(), js[:300]
     marker = js[:2000]
     for page in real_site.rglob("*.html"):
         data = page.read_bytes()
