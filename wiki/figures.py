@@ -216,11 +216,11 @@ def validation_svg(groups: list[dict], color: str, title: str) -> str:
         y = top + row_h * i + row_h / 2
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(g["name"])} ({g["k"]})</text>')
         for r in g["random"]:
-            parts.append(f'<circle class="random" cx="{x(r):.1f}" cy="{y:.1f}" r="3"><title>random set: {r:.1%}</title></circle>')
+            parts.append(f'<circle class="random" cx="{x(r):.1f}" cy="{y:.1f}" r="3"><title>random set: {fmt.percent(r)}</title></circle>')
         if g["lo"] is not None and g["hi"] is not None:
             parts.append(f'<line class="ci" style="stroke:{color}" x1="{x(g["lo"]):.1f}" x2="{x(g["hi"]):.1f}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(f'<circle class="me" style="fill:{color}" cx="{x(g["effect"]):.1f}" cy="{y:.1f}" r="5">'
-                     f'<title>labelled heads: {g["effect"]:.1%} [{g["lo"]:.1%}, {g["hi"]:.1%}]</title></circle>')
+                     f'<title>labelled heads: {fmt.percent(g["effect"])} [{fmt.percent(g["lo"])}, {fmt.percent(g["hi"])}]</title></circle>')
     for tick in (0.0, 0.5, 1.0):
         if lo_x <= tick <= hi_x:
             parts.append(f'<text class="tick" x="{x(tick):.1f}" y="{height - 6}" text-anchor="middle">{tick:.0%}</text>')

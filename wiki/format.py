@@ -167,6 +167,18 @@ def estimate(x: Any, lo: Any, hi: Any, unit: str | None = "", signed: bool = Fal
     return f"{text} {bounds}" if bounds else text
 
 
+def count(x: Any) -> str:
+    """A large count, abbreviated: 521000 -> '521k', 124439808 -> '124M', 999 -> '999'."""
+    f = as_float(x)
+    if f is None:
+        return DASH
+    n = int(f)
+    for suffix_, size in (("B", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n >= size:
+            return f"{n / size:.3g}{suffix_}"
+    return str(n)
+
+
 def percent(x: Any) -> str:
     """A share as a percentage: '34%', '2.5%' (one decimal below 10%)."""
     f = as_float(x)

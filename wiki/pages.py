@@ -190,21 +190,10 @@ def index_context(site: SiteData) -> dict[str, Any]:
             "id": m.model_id, "url": urls.model_page(m.slug), "info": m.info, "n_heads_total": len(m.heads),
             "roles": role_counts(m), "has_negation": m.has_negation, "built": _last_run(m),
             "passes": sorted(set(m.runs["pass_name"])) if len(m.runs) else [],
-            "n_params": _fmt_int(m.info.get("n_params")),
+            "n_params": fmt.count(m.info.get("n_params")),
         })
     return {**common(page, "headwiki", site), "models": models, "roles": all_roles(site),
             "search": True, "search_model": ""}
-
-
-def _fmt_int(v: Any) -> str:
-    f = _num(v)
-    if f is None:
-        return "–"
-    f = int(f)
-    for unit, size in (("B", 10**9), ("M", 10**6), ("k", 10**3)):
-        if f >= size:
-            return f"{f / size:.3g}{unit}"
-    return str(f)
 
 
 def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
@@ -245,7 +234,7 @@ def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
         "metrics": model.metrics, "baselines": _records(model.baselines), "groups": _group_rows(model),
         "key_groups": _key_groups(model),
         "search": True, "search_model": model.model_id, "built": _last_run(model),
-        "n_params": _fmt_int(model.info.get("n_params")),
+        "n_params": fmt.count(model.info.get("n_params")),
     }
 
 
@@ -697,7 +686,7 @@ def _cell(v: Any) -> str:
     if v is None:
         return "NULL"
     if isinstance(v, float):
-        return "NULL" if math.isnan(v) else f"{v:.4g}"
+        return "NULL" if math.isnan(v) else fmt.number(v, sig=4)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(map(str, v)) + "]"
     return str(v)
