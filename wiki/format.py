@@ -72,17 +72,9 @@ def unit_info(unit: str | None) -> Unit:
 
 
 def metric_unit(doc: Any) -> str:
-    """A metric's unit: its specification's ``unit`` when it has one, else what its stored kind implies
-    (an accuracy difference -> points; a logit-difference or sensitivity difference -> nats; otherwise a score)."""
-    unit = getattr(doc, "unit", None)
-    if isinstance(unit, str):
-        return unit
-    if getattr(doc, "is_accuracy_delta", False):
-        return "points"
-    name = str(getattr(doc, "name", ""))
-    if "_ld_" in name or name.startswith("sens_"):
-        return "nats"
-    return ""
+    """A metric's unit: its declaration's ``unit`` (headwiki.spec.UNITS; '' for a database written before
+    declarations, shown as a plain score)."""
+    return str(getattr(doc, "unit", "") or "")
 
 
 def as_float(v: Any) -> float | None:
