@@ -39,8 +39,6 @@ from headwiki.detectors.data import (
     text_windows,
     tokens_hash,
 )
-from headwiki.detectors.kv_group import METRIC as KV_GROUP
-from headwiki.detectors.kv_group import kv_groups
 from headwiki.detectors.examples import example_frame, example_sequences
 from headwiki.detectors.registry import INPUT_DESCRIPTIONS, BatchMeta, InputKind, Registry, default_registry
 from headwiki.detectors.roles import (
@@ -59,6 +57,8 @@ from headwiki.detectors.scoring import _device, n_forward_batches, score_inputs
 from headwiki.errors import HeadwikiError
 from headwiki.hooks import pattern_hook, require_hooks
 from headwiki.kernels import describe as describe_kernels
+from headwiki.kv_group import METRIC as KV_GROUP
+from headwiki.kv_group import kv_groups
 from headwiki.models import LoadedModel
 from headwiki.progress import log, progress_task
 from headwiki.resume import SkippedPass, decide, file_digest, fingerprint_inputs, fingerprint_of, source_digest
@@ -199,7 +199,7 @@ def compute_detections(
         log(f"control {key} reused from {db_path}")
         ctrl = stored
     frame, docs = _metric_frame(per_seq, registry, inputs, n_boot, seed, info.n_layers, info.n_heads)
-    frame[KV_GROUP.name] = fixed_column(kv_groups(info.n_layers, info.n_heads, info.n_kv_heads), KV_GROUP)
+    frame[KV_GROUP.name] = fixed_column(torch.tensor(kv_groups(info.n_layers, info.n_heads, info.n_kv_heads)), KV_GROUP)
     docs[KV_GROUP.name] = {"description": f"{KV_GROUP.description} ({info.n_heads} query heads, {info.n_kv_heads} KV heads)",
                            "data": KV_GROUP.data, "n": 1, "spec": KV_GROUP}
     docs.update(_add_roles(frame, ctrl, limits, info.n_layers, info.n_heads, n_seqs, key))

@@ -72,12 +72,16 @@ def info(model: str, device: str, dtype: str, fmt: str) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda, cuda:N")
 @click.option("--dtype", default="float32", show_default=True, help="float32 | bfloat16 | float16")
 @click.option("--force", is_flag=True, help="re-run passes even when an identical finished run is in the database")
-def build(models: tuple[str, ...], db_path: str, out_dir: str, dataset: str | None, device: str, dtype: str, force: bool) -> None:
+@click.option("--max-items", default=None, type=click.IntRange(min=2),
+              help="ablate on a seeded random subset of this many negation items (as `ablate --max-items`)")
+def build(models: tuple[str, ...], db_path: str, out_dir: str, dataset: str | None, device: str, dtype: str, force: bool,
+          max_items: int | None) -> None:
     """Detect -> ablate -> site for every --model, into one database and one site (resumable)."""
     from headwiki.build import build as run_build
     from headwiki.summary import print_build_summary
 
-    report = run_build(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force)
+    report = run_build(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force,
+                       ablate_options={"max_items": max_items} if max_items is not None else None)
     print_build_summary(report)
 
 

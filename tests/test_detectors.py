@@ -136,7 +136,8 @@ def test_batched_scores_equal_one_sequence_at_a_time(random_llama_dir: Path) -> 
     reg = default_registry()
     together = score_inputs(loaded.bridge, {"repeat": tokens}, reg, BatchMeta(6), batch_size=5)
     alone = score_inputs(loaded.bridge, {"repeat": tokens}, reg, BatchMeta(6), batch_size=1)
-    assert set(together) == {"induction", "duplicate_token", "induction_tl", "duplicate_token_tl"}
+    assert set(together) == {"induction", "duplicate_token", "induction_tl", "duplicate_token_tl", "induction_nobos",
+                             "duplicate_token_nobos", "bos_share_repeat"}
     for name in together:
         assert together[name].shape == (5, 2, 4)
         torch.testing.assert_close(together[name], alone[name], atol=1e-5, rtol=0)
@@ -148,7 +149,7 @@ def test_roles_need_threshold_and_ci_above_control() -> None:
     lo = {r: torch.tensor([[0.8, 0.5, 0.1]]) for r in DEFAULT_THRESHOLDS}
     ctrl = {r: torch.full(shape, 0.6) for r in DEFAULT_THRESHOLDS}
     roles = assign_roles(score, lo, ctrl, DEFAULT_THRESHOLDS)
-    assert roles[0][0] == ["induction", "previous_token", "duplicate_token"]
+    assert roles[0][0] == ["induction", "previous_token", "duplicate_token", "local_window"]
     assert roles[0][1] == []  # high score but CI lower bound below the random-init control
     assert roles[0][2] == []  # below threshold
     assert resolve_thresholds(parse_thresholds(["induction=0.7"]))["induction"] == 0.7

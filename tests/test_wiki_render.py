@@ -355,3 +355,20 @@ def test_role_and_head_pages_show_causal_validation_from_the_table(real_site: Pa
     label, share = important[0]
     head = unescape(re.sub(r"\s+", " ", (real_site / "models" / "toy" / "heads" / f"{label}.html").read_text()))
     assert f"Zero-ablating {label} alone removes {_pct(share)}" in head
+
+
+def test_head_page_lists_the_other_query_heads_of_its_kv_group(real_site: Path, real_site_db: Path) -> None:
+    """issue 23: stories260k has 8 query heads and 4 KV heads per layer (pairs share one); the toy model has none
+    shared. The KV-group card names exactly the other heads of the pair, or says the head is alone."""
+    import re as _re
+
+    site = load_site_data(real_site_db)
+    gqa = next(m for m in site.models if not m.has_negation)
+    toy = next(m for m in site.models if m.has_negation)
+    html = (real_site / urls.head_page(gqa.slug, 2, 3)).read_text(encoding="utf-8")
+    card = html[html.index('id="kv-group"'):]
+    card = card[:card.index("</div>")]
+    assert "Reads KV head 1 of layer 2" in card
+    assert _re.findall(r">(L\dH\d)</a>", card) == ["L2H2"]
+    html = (real_site / urls.head_page(toy.slug, 1, 3)).read_text(encoding="utf-8")
+    assert "Reads KV head 3 of layer 1" in html and "alone (no grouped-query attention)" in html

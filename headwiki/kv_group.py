@@ -6,12 +6,11 @@ has 9 query heads and 3 KV heads per layer: heads 0-2 read KV head 0, 3-5 KV hea
 GQA every head is its own group. Heads of one group share their keys and values, so their patterns differ only
 through their queries (an induction head can share its KV head with a BOS-only head).
 
-Not a detector: a fact of the architecture, written by the detector pass beside the scores.
+Not a detector: a fact of the architecture, written by the detector pass beside the scores and read by the wiki
+(a head page lists the other query heads of its group). Base layer: torch-free, no pass imports.
 """
 
 from __future__ import annotations
-
-import torch
 
 from headwiki.errors import HeadwikiError
 from headwiki.spec import Metric, metric
@@ -24,8 +23,9 @@ METRIC = metric(Metric(
 ))
 
 
-def kv_groups(n_layers: int, n_heads: int, n_kv_heads: int) -> torch.Tensor:
-    """[n_layers, n_heads] int64: the KV head each query head reads."""
+def kv_groups(n_layers: int, n_heads: int, n_kv_heads: int) -> list[list[int]]:
+    """[n_layers][n_heads]: the KV head each query head reads."""
     if n_kv_heads < 1 or n_heads % n_kv_heads:
         raise HeadwikiError(f"model has {n_heads} query heads and {n_kv_heads} KV heads: the KV heads must divide the query heads")
-    return (torch.arange(n_heads) // (n_heads // n_kv_heads)).expand(n_layers, n_heads).clone()
+    size = n_heads // n_kv_heads
+    return [[head // size for head in range(n_heads)] for _ in range(n_layers)]
