@@ -283,10 +283,10 @@ def _add_roles(
     docs[N_ROLES.name] = {"description": N_ROLES.description, "data": "roles", "n": n, "spec": N_ROLES}
     docs[MULTI_ROLE.name] = {"description": MULTI_ROLE.description, "data": "roles", "n": n, "spec": MULTI_ROLE}
     for m in list(SPEC.metrics.values()):
-        held = [r for r in limits if declared[r].metric == m.bos_excluded_for]
-        if m.bos_excluded_for and m.name in frame and m.bos_share in frame and held:
+        scored = [r for r in limits if declared[r].metric == m.bos_excluded_for]  # the role(s) the raw score scores
+        if m.bos_excluded_for and m.name in frame and m.bos_share in frame and scored:
             flag = bos_parked_flag(m)
-            threshold = limits[held[0]]
+            threshold = limits[scored[0]]
             frame[flag.name] = bos_parked(frame[m.bos_excluded_for].to_numpy(), frame[m.name].to_numpy(),
                                           frame[m.bos_share].to_numpy(), threshold)
             docs[flag.name] = {"description": f"{flag.description} (threshold {threshold})", "data": m.data, "n": n,
