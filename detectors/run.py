@@ -46,6 +46,8 @@ from headwiki.detectors.roles import (
     N_ROLES,
     ROLES_COLUMN,
     assign_roles,
+    bos_parked,
+    bos_parked_flag,
     control_metric,
     detector_roles,
     positional_flag,
@@ -55,6 +57,8 @@ from headwiki.detectors.scoring import _device, n_forward_batches, score_inputs
 from headwiki.errors import HeadwikiError
 from headwiki.hooks import pattern_hook, require_hooks
 from headwiki.kernels import describe as describe_kernels
+from headwiki.kv_group import METRIC as KV_GROUP
+from headwiki.kv_group import kv_groups
 from headwiki.models import LoadedModel
 from headwiki.progress import log, progress_task
 from headwiki.resume import SkippedPass, decide, file_digest, fingerprint_inputs, fingerprint_of, source_digest
@@ -195,6 +199,9 @@ def compute_detections(
         log(f"control {key} reused from {db_path}")
         ctrl = stored
     frame, docs = _metric_frame(per_seq, registry, inputs, n_boot, seed, info.n_layers, info.n_heads)
+    frame[KV_GROUP.name] = fixed_column(torch.tensor(kv_groups(info.n_layers, info.n_heads, info.n_kv_heads)), KV_GROUP)
+    docs[KV_GROUP.name] = {"description": f"{KV_GROUP.description} ({info.n_heads} query heads, {info.n_kv_heads} KV heads)",
+                           "data": KV_GROUP.data, "n": 1, "spec": KV_GROUP}
     docs.update(_add_roles(frame, ctrl, limits, info.n_layers, info.n_heads, n_seqs, key))
     examples = example_frame(bridge, info.name, example_sequences(inputs.tokens["repeat"], inputs.tokens["text"]), device)
     params = {
@@ -233,10 +240,21 @@ def _metric_frame(
             docs[name] = {"description": specs[name].description + f" [detector {det.name} v{det.version}; 95% bootstrap CI over sequences in {name}_lo/{name}_hi]",
                           "data": data, "n": n, "spec": specs[name]}
         for name, values in fixed_cols.items():
-            grid[name] = values.reshape(-1).numpy().astype("int64")
+            grid[name] = fixed_column(values, specs[name])
             docs[name] = {"description": specs[name].description + f" [detector {det.name} v{det.version}]", "data": data, "n": n,
                           "spec": specs[name]}
     return grid, docs
+
+
+def fixed_column(values: torch.Tensor, spec: Any) -> Any:
+    """A fixed (not bootstrapped) column [n_layers, n_heads] as the declared dtype: BOOLEAN -> bool, BIGINT ->
+    nullable Int64 (NaN -> NULL: a value the detector declines to give), else float."""
+    flat = values.reshape(-1).double().numpy()
+    if spec.dtype == "BOOLEAN":
+        return flat.astype(bool)
+    if spec.dtype == "BIGINT":
+        return pd.array([None if v != v else int(v) for v in flat], dtype="Int64")
+    return flat
 
 
 def _add_roles(
@@ -264,6 +282,15 @@ def _add_roles(
                                "data": "detector scores", "n": n, "spec": ROLES_COLUMN}
     docs[N_ROLES.name] = {"description": N_ROLES.description, "data": "roles", "n": n, "spec": N_ROLES}
     docs[MULTI_ROLE.name] = {"description": MULTI_ROLE.description, "data": "roles", "n": n, "spec": MULTI_ROLE}
+    for m in list(SPEC.metrics.values()):
+        scored = [r for r in limits if declared[r].metric == m.bos_excluded_for]  # the role(s) the raw score scores
+        if m.bos_excluded_for and m.name in frame and m.bos_share in frame and scored:
+            flag = bos_parked_flag(m)
+            threshold = limits[scored[0]]
+            frame[flag.name] = bos_parked(frame[m.bos_excluded_for].to_numpy(), frame[m.name].to_numpy(),
+                                          frame[m.bos_share].to_numpy(), threshold)
+            docs[flag.name] = {"description": f"{flag.description} (threshold {threshold})", "data": m.data, "n": n,
+                               "spec": flag}
     for m in list(SPEC.metrics.values()):
         if m.control_for and m.name in frame and m.control_for in limits:
             flag = positional_flag(m)

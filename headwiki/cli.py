@@ -78,8 +78,10 @@ def info(model: str, device: str, dtype: str, fmt: str) -> None:
                    "--db; then `headwiki merge SHARDS... --db ALL`")
 @click.option("--executor", type=click.Choice(["serial", "ray"]), default="serial", show_default=True,
               help="ray: one Ray task per model ($RAY_ADDRESS or a local instance; needs headwiki[ray]), shards merged")
+@click.option("--max-items", default=None, type=click.IntRange(min=2),
+              help="ablate on a seeded random subset of this many negation items (as `ablate --max-items`)")
 def build(models: tuple[str, ...], db_path: str, out_dir: str, dataset: str | None, device: str, dtype: str, force: bool,
-          shard: str | None, executor: str) -> None:
+          shard: str | None, executor: str, max_items: int | None) -> None:
     """Detect -> ablate -> site for every --model, into one database and one site (resumable)."""
     from headwiki.build import build as run_build
     from headwiki.summary import print_build_summary
@@ -90,12 +92,15 @@ def build(models: tuple[str, ...], db_path: str, out_dir: str, dataset: str | No
             click.echo(f"shard {shard}: no model falls in this shard; nothing to do", err=True)
             return
 
+    ablate_options = {"max_items": max_items} if max_items is not None else None
     if executor == "ray":
         from headwiki.executors import build_with_ray
 
-        report = build_with_ray(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force)
+        report = build_with_ray(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force,
+                                ablate_options=ablate_options)
     else:
-        report = run_build(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force)
+        report = run_build(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force,
+                           ablate_options=ablate_options)
     print_build_summary(report)
 
 

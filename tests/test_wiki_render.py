@@ -495,3 +495,20 @@ def test_sql_multi_role_example_returns_the_heads_the_wiki_flags(real_site_db: P
     result = CliRunner().invoke(query, [*argv[2:], "--json"])
     assert result.exit_code == 0, result.output
     assert sorted((row["model_id"], row["label"]) for row in json.loads(result.output)) == flagged
+
+
+def test_head_page_lists_the_other_query_heads_of_its_kv_group(real_site: Path, real_site_db: Path) -> None:
+    """issue 23: stories260k has 8 query heads and 4 KV heads per layer (pairs share one); the toy model has none
+    shared. The KV-group card names exactly the other heads of the pair, or says the head is alone."""
+    import re as _re
+
+    site = load_site_data(real_site_db)
+    gqa = next(m for m in site.models if not m.has_negation)
+    toy = next(m for m in site.models if m.has_negation)
+    html = (real_site / urls.head_page(gqa.slug, 2, 3)).read_text(encoding="utf-8")
+    card = html[html.index('id="kv-group"'):]
+    card = card[:card.index("</div>")]
+    assert "Reads KV head 1 of layer 2" in card
+    assert _re.findall(r">(L\dH\d)</a>", card) == ["L2H2"]
+    html = (real_site / urls.head_page(toy.slug, 1, 3)).read_text(encoding="utf-8")
+    assert "Reads KV head 3 of layer 1" in html and "alone (no grouped-query attention)" in html

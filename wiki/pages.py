@@ -18,6 +18,7 @@ import pandas as pd
 
 from headwiki.causal_spec import CAUSAL_SHARE, CAUSAL_SHARE_ATP, CAUSAL_SHARE_ZERO, CAUSALLY_IMPORTANT, DROP, IND_SCORE
 from headwiki.negation_spec import ABLATION_EXACT, EFFECT_SPECS, REVERSAL, SELECTED_BY
+from headwiki.kv_group import METRIC as KV_GROUP
 from headwiki.wiki import urls
 from headwiki.wiki.context import MetricDoc, ModelData, RoleDoc, SiteData, parse_json
 from headwiki.wiki import format as fmt
@@ -335,6 +336,7 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
             "validation": [(r, b) for r in roles for b in validation_blocks(model, r)],
             "causal": _head_causal(row, columns, bool(roles)),
             "exactness": _exactness(row),
+            "kv_peers": kv_peers(model, rows, row),  # issue 23: KV group (see kv_peers below)
             "prev": urls.head_page(model.slug, *_step(rows, i, -1)), "next": urls.head_page(model.slug, *_step(rows, i, 1)),
         }
 
@@ -729,3 +731,17 @@ def search_index(site: SiteData) -> dict[str, Any]:
             out.append({"m": m.model_id, "l": r["label"], "u": urls.head_page(m.slug, r["layer"], r["head"]),
                         "r": m.roles_of(r), "v": vals})
     return {"entries": out, "units": units}
+
+
+
+# --- issue 23: KV groups on head pages (kept separate: the grouped-query attention block of a head page) ---
+
+def kv_peers(model: ModelData, rows: list[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any] | None:
+    """The head's KV group and the other query heads of its layer that read the same KV head (None when the
+    database has no kv_group column for the model)."""
+    group = row.get(KV_GROUP.name)
+    if group is None or pd.isna(group):
+        return None
+    peers = [_head_ref(model, x, None) for x in rows
+             if x["layer"] == row["layer"] and x.get(KV_GROUP.name) == group and x["label"] != row["label"]]
+    return {"group": int(group), "peers": peers, "size": len(peers) + 1}
