@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -53,6 +54,7 @@ from headwiki.detectors.roles import (
     positional_flag,
     resolve_thresholds,
 )
+from headwiki.detectors import stability as stab
 from headwiki.detectors.scoring import _device, n_forward_batches, score_inputs
 from headwiki.errors import HeadwikiError
 from headwiki.hooks import pattern_hook, require_hooks
@@ -203,12 +205,14 @@ def compute_detections(
     docs[KV_GROUP.name] = {"description": f"{KV_GROUP.description} ({info.n_heads} query heads, {info.n_kv_heads} KV heads)",
                            "data": KV_GROUP.data, "n": 1, "spec": KV_GROUP}
     docs.update(_add_roles(frame, ctrl, limits, info.n_layers, info.n_heads, n_seqs, key))
+    grid_settings = _add_stability(frame, docs, loaded, registry, limits, n_seqs, half_len, seed, text, batch_size)
     examples = example_frame(bridge, info.name, example_sequences(inputs.tokens["repeat"], inputs.tokens["text"]), device)
     params = {
         "n_seqs": n_seqs, "seq_len": half_len, "sequence_tokens": 2 * half_len + 1, "seed": seed,
         "text": inputs.text_source, "thresholds": limits, "batch_size": batch_size, "n_boot": n_boot,
         "detectors": {d.name: d.version for d in registry}, "control_key": key,
         "n_by_input": {k: int(len(v)) for k, v in inputs.tokens.items()},
+        "stability_grid": grid_settings,
     }
     return Detections(frame, docs, ctrl, key, stored is None, examples, params, data_hash, n_seqs)
 
@@ -298,6 +302,39 @@ def _add_roles(
             docs[flag.name] = {"description": f"{m.name} >= {limits[m.control_for]}: {m.control_for} whatever the tokens (positional)",
                                "data": m.data, "n": n, "spec": flag}
     return docs
+
+
+def _add_stability(frame: pd.DataFrame, docs: dict[str, dict[str, Any]], loaded: LoadedModel, registry: Registry,
+                   limits: Mapping[str, float], n_seqs: int, half_len: int, seed: int, text: str | None,
+                   batch_size: int) -> list[dict[str, Any]]:
+    """Re-score the role metrics on the stability grid (headwiki.detectors.stability) and add roles_stable /
+    roles_borderline to `frame`; returns the grid's settings (recorded in the run's params)."""
+    declared = {r.name: r for r in detector_roles() if r.name in limits}
+
+    def build(n: int, length: int, s: int) -> dict[str, torch.Tensor]:
+        return dict(build_inputs(loaded, n, length, s, text).tokens)
+
+    n_cells = len(stab.GRID)
+    with progress_task(f"label stability {loaded.info.name} (settings)", n_cells) as bar:
+        cells, settings = stab.grid_scores(build, loaded.bridge, registry, list(declared.values()), n_seqs, half_len,
+                                           seed, batch_size, bar.advance)
+    held_lists = frame[ROLES_COLUMN.name].tolist()
+    shape = (loaded.info.n_layers, loaded.info.n_heads)
+
+    def col(name: str) -> np.ndarray:
+        return frame[name].to_numpy(dtype=float).reshape(shape)
+
+    stable, border = stab.stability(
+        {r: col(d.metric) for r, d in declared.items()}, {r: col(f"{d.metric}_lo") for r, d in declared.items()},
+        {r: col(f"{d.metric}_hi") for r, d in declared.items()},
+        {r: np.array([r in h for h in held_lists]).reshape(shape) for r in declared},
+        cells, {r: limits[r] for r in declared}, {r: d.metric for r, d in declared.items()})
+    frame[stab.STABLE.name], frame[stab.BORDERLINE.name] = stable, border
+    where = "; ".join(f"L={c['seq_len']} seed={c['seed']} n={c['n_seqs']}" for c in settings)
+    for m in (stab.STABLE, stab.BORDERLINE):
+        docs[m.name] = {"description": f"{m.description}; grid: {where}", "data": "the role detectors' inputs at each setting",
+                        "n": len(settings), "spec": m}
+    return settings
 
 
 def role_rows(limits: Mapping[str, float]) -> list[dict[str, Any]]:

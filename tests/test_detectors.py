@@ -390,3 +390,22 @@ def test_planted_local_window_and_bos_parked_heads_through_the_pass(random_llama
     assert bool(sink["bos_parking"]) and sink["roles"] == []
     assert f["previous_token_bos_parked"].sum() == 1
     assert det.frame["kv_group"].tolist() == [h // 2 for h in det.frame["head"]]
+
+
+def test_label_stability_needs_ci_and_every_grid_setting() -> None:
+    """Four heads against a 0.4 threshold: solid (stable), held but failing one grid cell (borderline), held with
+    a CI under the threshold (borderline), not held but reaching it in one cell (borderline, not stable)."""
+    import numpy as np
+
+    from headwiki.detectors.stability import stability
+
+    score = {"r": np.array([[0.9, 0.5, 0.45, 0.35]])}
+    lo = {"r": np.array([[0.85, 0.45, 0.38, 0.30]])}
+    hi = {"r": np.array([[0.95, 0.55, 0.50, 0.39]])}
+    held = {"r": np.array([[True, True, True, False]])}
+    cells = [{"m": np.array([[0.9, 0.5, 0.45, 0.3]])}, {"m": np.array([[0.8, 0.38, 0.5, 0.41]])}]
+    stable, border = stability(score, lo, hi, held, cells, {"r": 0.4}, {"r": "m"})
+    assert stable == [["r"], [], [], []]
+    assert border == [[], ["r"], ["r"], ["r"]]
+    quiet = [{"m": np.array([[0.9, 0.5, 0.45, 0.1]])}]
+    assert stability(score, lo, hi, held, quiet, {"r": 0.4}, {"r": "m"})[1][3] == []  # nothing reaches 0.4

@@ -512,3 +512,25 @@ def test_head_page_lists_the_other_query_heads_of_its_kv_group(real_site: Path, 
     assert _re.findall(r">(L\dH\d)</a>", card) == ["L2H2"]
     html = (real_site / urls.head_page(toy.slug, 1, 3)).read_text(encoding="utf-8")
     assert "Reads KV head 3 of layer 1" in html and "alone (no grouped-query attention)" in html
+
+
+def test_borderline_labels_are_marked_on_head_pages(real_site: Path, real_site_db: Path) -> None:
+    """issue 23: every head with a borderline role (label stability grid or CI crossing the threshold) says so on
+    its page; stable and borderline roles never overlap, and stable roles are roles the head holds."""
+    import duckdb
+
+    con = duckdb.connect(str(real_site_db), read_only=True)
+    try:
+        rows = con.execute("SELECT model_id, layer, head, roles, roles_stable, roles_borderline FROM heads "
+                           "WHERE roles_borderline IS NOT NULL").fetchall()
+    finally:
+        con.close()
+    site = load_site_data(real_site_db)
+    slugs = {m.model_id: m.slug for m in site.models}
+    marked = 0
+    for mid, layer, head, roles, stable, border in rows:
+        assert set(stable) <= set(roles) and not set(stable) & set(border)
+        html = (real_site / urls.head_page(slugs[mid], layer, head)).read_text(encoding="utf-8")
+        assert ('id="borderline"' in html) == bool(border), (mid, layer, head)
+        marked += bool(border)
+    assert rows and marked >= 1  # the toy build has at least one borderline label (L0H0's duplicate-token score)

@@ -19,6 +19,7 @@ import pandas as pd
 from headwiki.causal_spec import CAUSAL_SHARE, CAUSAL_SHARE_ATP, CAUSAL_SHARE_ZERO, CAUSALLY_IMPORTANT, DROP, IND_SCORE
 from headwiki.negation_spec import ABLATION_EXACT, EFFECT_SPECS, REVERSAL, SELECTED_BY
 from headwiki.kv_group import METRIC as KV_GROUP
+from headwiki.label_spec import BORDERLINE
 from headwiki.wiki import urls
 from headwiki.wiki.context import MetricDoc, ModelData, RoleDoc, SiteData, parse_json
 from headwiki.wiki import format as fmt
@@ -337,6 +338,7 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
             "causal": _head_causal(row, columns, bool(roles)),
             "exactness": _exactness(row),
             "kv_peers": kv_peers(model, rows, row),  # issue 23: KV group (see kv_peers below)
+            "borderline": _role_list(row.get(BORDERLINE.name)),
             "prev": urls.head_page(model.slug, *_step(rows, i, -1)), "next": urls.head_page(model.slug, *_step(rows, i, 1)),
         }
 
@@ -735,6 +737,10 @@ def search_index(site: SiteData) -> dict[str, Any]:
 
 
 # --- issue 23: KV groups on head pages (kept separate: the grouped-query attention block of a head page) ---
+
+def _role_list(v: Any) -> list[str]:
+    return [] if v is None or isinstance(v, (float, str)) else [str(x) for x in list(v)]
+
 
 def kv_peers(model: ModelData, rows: list[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any] | None:
     """The head's KV group and the other query heads of its layer that read the same KV head (None when the
