@@ -11,7 +11,8 @@ takes one forward with every layer's hook_z captured and ONE backward for all me
 interact, so dM/dz of unit u only involves u's own slots, and where every metric weighs a unit's slots
 in proportion (S and LD_neg both weigh a negated prompt's target/foil as -/+ and +/-, a control
 prompt's as +/- and 0/0), one backward of a base weighting gives every metric's gradient as a per-unit
-factor times it (:func:`shared_weighting`; otherwise one backward per metric). It is an approximation
+factor times it (:func:`shared_weighting`; otherwise one backward per metric). Units no metric weighs
+(the affirmative prompts) have zero gradient and are left out of that forward. It is an approximation
 (AtP; see arXiv 2403.00745 for its false negatives); the pass reports its Spearman correlation with the
 exact sweep.
 """
@@ -84,19 +85,26 @@ def attribution_estimates(runner: AblationRunner, kinds: Sequence[str], shared_b
             return hook
 
         hooks = [(z_hook(L), capture(L)) for L in range(n_layers)]
+        shared = (shared_weighting(enc.term_unit.cpu(), enc.term_slot.cpu(), enc.n_units,
+                                   torch.stack([weights[m] for m in ATP_METRICS]).cpu()) if shared_backward else None)
+        run_enc = enc
+        if shared is not None and not bool((weighted := shared[1].abs().sum(0) > 0).all()):
+            # units no metric weighs (affirmative prompts) have zero gradient: leave them out of the forward
+            if not bool(weighted.any()):
+                continue  # nothing in this chunk moves a metric: its contribution is exactly 0
+            run_enc = enc.select(weighted.to(enc.tokens.device))
+            shared = (shared[0], shared[1][:, weighted])
         with torch.enable_grad():
             if runner.fast:
                 with skip_prefix(bridge, 0) as head:
-                    out_h = bridge.run_with_hooks(enc.tokens, fwd_hooks=hooks)
-                    lp = runner.score(out_h, c, 1, head)[0]
+                    out_h = bridge.run_with_hooks(run_enc.tokens, fwd_hooks=hooks)
+                    lp = runner.score(out_h, c, 1, head, enc=run_enc)[0]
             else:
-                lp = runner.score(bridge.run_with_hooks(enc.tokens, fwd_hooks=hooks), c, 1, None)[0]
+                lp = runner.score(bridge.run_with_hooks(run_enc.tokens, fwd_hooks=hooks), c, 1, None, enc=run_enc)[0]
             zs = [store[L] for L in range(n_layers)]
-            shared = (shared_weighting(enc.term_unit.cpu(), enc.term_slot.cpu(), enc.n_units,
-                                       torch.stack([weights[m] for m in ATP_METRICS]).cpu()) if shared_backward else None)
             if shared is not None:
                 base, factor = shared[0].to(lp.device), shared[1].to(lp.device)
-                common = torch.autograd.grad((lp * base).sum(), zs)  # per layer [B, T, H, dh]
+                common = torch.autograd.grad((lp * base).sum(), zs)  # per layer [B', T', H, dh] (weighted units only)
             else:
                 grads = {}
                 for i, m in enumerate(ATP_METRICS):
