@@ -130,7 +130,8 @@ def main() -> None:
     ap.add_argument("--gguf", default=os.environ.get("HEADWIKI_SMOLLM2_GGUF") or str(DEFAULT_GGUF))
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
-    ap.add_argument("--only", choices=("omp", "attribution"), default=None)
+    ap.add_argument("--only", choices=("omp", "attribution"), default=None,
+                    help="run one part; the other part's figures are kept from the existing JSON in --out")
     args = ap.parse_args()
     if not Path(args.gguf).is_file():
         raise SystemExit(f"{args.gguf} not found: run scripts/fetch_smollm2.sh")
@@ -143,6 +144,12 @@ def main() -> None:
     result["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.only and (out / "bench-cpu-paths.json").is_file():  # one part re-run: keep the other part's figures
+        previous = json.loads((out / "bench-cpu-paths.json").read_text())
+        kept = [k for k in previous if k not in result and k != "kept_from_earlier_run"]
+        for part in kept:
+            result[part] = previous[part]
+        result["kept_from_earlier_run"] = kept
     (out / "bench-cpu-paths.json").write_text(json.dumps(result, indent=2) + "\n")
     md = ["# CPU paths, side by side (SmolLM2-135M, 2 shared cores)", "",
           f"`python benchmarks/bench_cpu_paths.py --rounds {args.rounds}`; {result['cpus']} CPUs, load average "
@@ -153,9 +160,14 @@ def main() -> None:
                *[f"| {p} | {o['median_wall_s'][p]} | {o['median_cpu_s'][p]} |" for p in o["median_wall_s"]], "",
                f"PASSIVE / default: wall **{o['wall_ratio_passive_over_default']}x**, CPU **{o['cpu_ratio_passive_over_default']}x**; "
                f"results bit-identical: {o['results_identical']}. Workload: {o['workload']}; load per sample in the JSON.", ""]
+    if "omp_wait_policy_earlier_run" in result:
+        e = result["omp_wait_policy_earlier_run"]
+        md += [f"Earlier run ({e['note']}): median wall default {e['median_wall_s']['default']} s / PASSIVE "
+               f"{e['median_wall_s']['PASSIVE']} s, CPU {e['median_cpu_s']['default']} / {e['median_cpu_s']['PASSIVE']} s: "
+               "at lighter load PASSIVE saved less CPU and its wall time was not better.", ""]
     if "attribution" in result:
         a = result["attribution"]
-        md += [f"Attribution patching, one shared backward / one backward per metric: wall **{a['wall_ratio_shared_over_per_metric']}x**, "
+        md += [f"Attribution patching, one shared backward with the unweighted (affirmative) units left out / one backward per metric over every unit (the old path): wall **{a['wall_ratio_shared_over_per_metric']}x**, "
                f"CPU **{a['cpu_ratio_shared_over_per_metric']}x** (max |diff| {a['max_abs_diff']:.1e} on values up to {a['max_abs_value']:.2g}). "
                f"Workload: {a['workload']}.", ""]
     (out / "bench-cpu-paths.md").write_text("\n".join(md))
