@@ -61,6 +61,19 @@ class Encoded:
             term_slot=self.term_slot[keep], n_items=self.n_items,
         )
 
+    def select(self, keep: torch.Tensor) -> "Encoded":
+        """The units where keep [U] (bool) is True, in order, trimmed to their longest length, score terms renumbered."""
+        idx = keep.nonzero().flatten()
+        new_index = torch.full((self.n_units,), -1, dtype=torch.long, device=keep.device)
+        new_index[idx] = torch.arange(len(idx), device=keep.device)
+        term_keep = keep[self.term_unit]
+        width = int(self.lengths[idx].max())
+        return Encoded(
+            tokens=self.tokens[idx, :width], lengths=self.lengths[idx], prompt_mask=self.prompt_mask[idx, :width],
+            term_unit=new_index[self.term_unit[term_keep]], term_pos=self.term_pos[term_keep], term_tok=self.term_tok[term_keep],
+            term_slot=self.term_slot[term_keep], n_items=self.n_items,
+        )
+
     def to(self, device: torch.device | str) -> "Encoded":
         return Encoded(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()})
 

@@ -110,9 +110,10 @@ class AblationRunner:
         self._donors: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ----- scoring -------------------------------------------------------------------------
-    def score(self, out: torch.Tensor, c: int, n_replicas: int, head: nn.Module | None) -> torch.Tensor:
-        """Slot log-probs [n_replicas, n_slots] from a forward's output (final hidden with `head`, or logits)."""
-        enc = self.chunks[c]
+    def score(self, out: torch.Tensor, c: int, n_replicas: int, head: nn.Module | None, enc: Encoded | None = None) -> torch.Tensor:
+        """Slot log-probs [n_replicas, n_slots] from a forward's output (final hidden with `head`, or logits)
+        on chunk c's units (or on `enc`, e.g. a selection of them)."""
+        enc = self.chunks[c] if enc is None else enc
         b = enc.n_units
         rows = []
         for r in range(n_replicas):

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from headwiki.ablation.attribution import attribution_estimates
+from headwiki.ablation.attribution import ATP_METRICS, attribution_estimates, shared_weighting
 from headwiki.ablation.effects import item_values, paired_effects
 from headwiki.ablation.groups import ranked_sizes
 from headwiki.ablation.items import NegationItem
@@ -166,6 +166,31 @@ def test_attribution_is_the_first_order_term_of_a_real_ablation(gpt2: LoadedMode
         finite_diff = (metric(layer, head, 1 - eps) - metric(layer, head, 1.0)) / eps  # d/dt of z -> (1-t) z
         estimate = float(atp["sens"]["zero"][layer, head])
         assert abs(finite_diff - estimate) <= 0.05 * abs(estimate) + 1e-3, (finite_diff, estimate)
+
+
+@pytest.mark.parametrize("model", ["gpt2", "stories"])
+def test_one_shared_backward_gives_every_metrics_attribution(model: str, request: pytest.FixtureRequest) -> None:
+    loaded = request.getfixturevalue(model)
+    items = _gpt2_items() if model == "gpt2" else STORY_ITEMS
+    runner = _runner(loaded, items, batch_size=6)
+    runner.clean()
+    weights = torch.stack([metric_coefficients(runner.enc.n_items, m) for m in ATP_METRICS])
+    for enc in runner.chunks:  # the shared path is taken on every chunk (S and LD_neg are proportional per unit)
+        assert shared_weighting(enc.term_unit.cpu(), enc.term_slot.cpu(), enc.n_units, weights) is not None
+    shared = attribution_estimates(runner, ["zero", "mean"])
+    separate = attribution_estimates(runner, ["zero", "mean"], shared_backward=False)
+    for m in ATP_METRICS:
+        for k in ("zero", "mean"):
+            assert separate[m][k].abs().max() > 0
+            torch.testing.assert_close(shared[m][k], separate[m][k], rtol=1e-5, atol=1e-7)
+
+
+def test_shared_weighting_refuses_what_it_cannot_factor() -> None:
+    unit, slot = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 2, 3])
+    base, factor = shared_weighting(unit, slot, 2, torch.tensor([[1.0, -1.0, 1.0, -1.0], [-2.0, 2.0, 0.0, 0.0]]))
+    torch.testing.assert_close(factor[:, :, None] * base.reshape(2, 2)[None], torch.tensor([[1.0, -1.0, 1.0, -1.0], [-2.0, 2.0, 0.0, 0.0]]).reshape(2, 2, 2))
+    assert shared_weighting(unit, slot, 2, torch.tensor([[1.0, -1.0, 1.0, -1.0], [1.0, 0.0, 0.0, 0.0]])) is None  # not proportional in unit 0
+    assert shared_weighting(torch.tensor([0, 1]), torch.tensor([0, 0]), 2, torch.ones(2, 1)) is None  # one slot, two units
 
 
 def _write_items(path: Path, items: list[NegationItem]) -> Path:
