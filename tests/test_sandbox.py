@@ -61,6 +61,7 @@ def _parse(label: str) -> tuple[int, int]:
     return int(layer), int(head)
 
 
+@pytest.mark.slow
 def test_sandbox_equals_the_pass_on_its_stored_groups(toy_db: tuple[Any, Path], sandbox: Sandbox) -> None:
     """Every group the pass ablated (role-ranked, whole layers, all heads; every kind): same Δ and CI; same baselines."""
     _, db = toy_db
@@ -95,6 +96,7 @@ def test_sandbox_equals_the_pass_on_its_stored_groups(toy_db: tuple[Any, Path], 
     assert everything.flips and everything.accuracy["negated"].value != clean.accuracy["negated"].value
 
 
+@pytest.mark.slow
 def test_flips_are_the_items_whose_answer_changed(sandbox: Sandbox) -> None:
     res = sandbox.evaluate([(0, h) for h in range(sandbox.n_heads)], "zero")
     assert res.flips
@@ -129,6 +131,7 @@ def test_verdict_on_constructed_inputs() -> None:
     assert verdict(0.003, 0.001, 0.005, 0.001, min_effect=0.0).significant  # no floor: S in nats
 
 
+@pytest.mark.slow
 def test_bad_heads_and_kinds_are_one_line_errors(sandbox: Sandbox) -> None:
     from headwiki.errors import HeadwikiError
 
@@ -138,6 +141,7 @@ def test_bad_heads_and_kinds_are_one_line_errors(sandbox: Sandbox) -> None:
         sandbox.evaluate([(0, 0)], "noise")
 
 
+@pytest.mark.slow
 def test_presets_follow_the_db(toy_db: tuple[Any, Path]) -> None:
     from headwiki.sandbox import presets as P
 
@@ -170,6 +174,7 @@ def test_presets_follow_the_db(toy_db: tuple[Any, Path]) -> None:
     assert [x.split(":")[0] for x in lines] == ["L0H1", "L1H2"]
 
 
+@pytest.mark.slow
 def test_db_checks_are_one_line_errors(toy_db: tuple[Any, Path], tmp_path: Path) -> None:
     from headwiki.errors import HeadwikiError
     from headwiki.sandbox.presets import check_db_holds_model
@@ -179,3 +184,50 @@ def test_db_checks_are_one_line_errors(toy_db: tuple[Any, Path], tmp_path: Path)
         check_db_holds_model(tmp_path / "absent.duckdb", "toy")
     with pytest.raises(HeadwikiError, match="is not in"):
         check_db_holds_model(db, "gpt2")
+
+
+def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from headwiki.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    return int(exc.value.code), capsys.readouterr().err
+
+
+def test_cli_rejects_bad_inputs_before_starting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run_cli(["sandbox", "--db", str(tmp_path / "absent.duckdb"), "--port", "80"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--port 80 is out of range" in err
+    code, err = _run_cli(["sandbox", "--db", str(tmp_path / "absent.duckdb"), "--port", "70000"], capsys)
+    assert code == 2 and "out of range" in err
+    code, err = _run_cli(["sandbox", "--db", str(tmp_path / "absent.duckdb")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "absent.duckdb not found" in err
+    code, err = _run_cli(["sandbox", "--db", str(tmp_path / "absent.duckdb"), "--dataset", str(tmp_path / "nope.jsonl")], capsys)
+    assert code == 2 and "unknown dataset" in err
+    assert not (tmp_path / "absent.duckdb").exists()  # nothing created
+
+
+@pytest.mark.slow
+def test_cli_rejects_a_model_the_db_does_not_hold(toy_db: tuple[Any, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    _, db = toy_db
+    code, err = _run_cli(["sandbox", "--db", str(db), "--model", "other=toy"], capsys)
+    assert code == 2 and "'other' is not in" in err and "toy" in err
+
+
+def test_command_imports_no_torch_and_binds_localhost() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from headwiki.cli import cli; cli.get_command(None, 'sandbox'); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
+    from headwiki.sandbox.launch import APP, AppArgs, app_args, marimo_command
+
+    args = AppArgs(model="toy", db="x.duckdb", dataset="toy", max_items=24, seed=3)
+    cmd = marimo_command(args, 2799, headless=True)
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "2799" and str(APP) in cmd
+    # the app reads back what the command passes (marimo hands the args after `--` to mo.cli_args())
+    after = cmd[cmd.index("--") + 1:]
+    parsed = {after[i].lstrip("-"): after[i + 1] for i in range(0, len(after), 2)}
+    assert app_args(parsed) == args
+    assert APP.is_file() and "marimo.App(" in APP.read_text()
