@@ -230,4 +230,22 @@ def test_command_imports_no_torch_and_binds_localhost() -> None:
     after = cmd[cmd.index("--") + 1:]
     parsed = {after[i].lstrip("-"): after[i + 1] for i in range(0, len(after), 2)}
     assert app_args(parsed) == args
+    with_heads = AppArgs(model="toy", db="x.duckdb", dataset="toy", heads="L0H4,L1H2")
+    after = marimo_command(with_heads, 2799)[-len(with_heads.as_cli()):]
+    assert app_args({after[i].lstrip("-"): after[i + 1] for i in range(0, len(after), 2)}) == with_heads
     assert APP.is_file() and "marimo.App(" in APP.read_text()
+
+
+def test_heads_option_is_checked_before_starting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from headwiki.sandbox.launch import parse_heads
+
+    assert parse_heads("L1H2, L0H4,L1H2") == ((0, 4), (1, 2)) and parse_heads("") == ()
+    code, err = _run_cli(["sandbox", "--db", str(tmp_path / "absent.duckdb"), "--heads", "L0H4,head7"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "'head7' is not a head label" in err
+
+
+@pytest.mark.slow
+def test_heads_outside_the_model_are_rejected(toy_db: tuple[Any, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    _, db = toy_db
+    code, err = _run_cli(["sandbox", "--db", str(db), "--heads", "L0H1,L2H0"], capsys)
+    assert code == 2 and "--heads L2H0 is outside toy (2 layers x 8 heads)" in err

@@ -40,9 +40,11 @@ def ablated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(ablated_db: Path) -> Iterator[str]:
+    """`headwiki sandbox ... --heads <the second-ranked head>` (the command a head page shows), served on 127.0.0.1."""
     port = _free_port()
+    start = _cli_numbers(ablated_db)[1][0]
     proc = subprocess.Popen([sys.executable, "-m", "headwiki.cli", "sandbox", "--model", "toy", "--db", str(ablated_db),
-                             "--max-items", str(ITEMS), "--port", str(port), "--headless"],
+                             "--max-items", str(ITEMS), "--port", str(port), "--headless", "--heads", f"L{start[0]}H{start[1]}"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     url = f"http://127.0.0.1:{port}"
@@ -66,18 +68,18 @@ def app_url(ablated_db: Path) -> Iterator[str]:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _cli_numbers(db: Path) -> tuple[tuple[int, int], int, int]:
-    """The head with the largest |single-head zero-ablation Δ negated accuracy| and the negated correct count the CLI's
-    run implies for it (baseline + Δ, times n)."""
+def _cli_numbers(db: Path) -> list[tuple[tuple[int, int], int, int]]:
+    """The two heads with the largest |single-head zero-ablation Δ negated accuracy| and, for each, the negated correct
+    count the CLI's run implies (stored baseline + Δ, times n) and n."""
     from headwiki.db.store import reading
 
     col = EFFECT_SPECS["neg_acc"].expand("zero").name
     with reading(db) as con:
-        L, h, d = con.execute(f'SELECT layer, head, "{col}" FROM heads WHERE model_id = \'toy\' '
-                              f'ORDER BY abs("{col}") DESC, layer, head LIMIT 1').fetchall()[0]
+        top = con.execute(f'SELECT layer, head, "{col}" FROM heads WHERE model_id = \'toy\' '
+                          f'ORDER BY abs("{col}") DESC, layer, head LIMIT 2').fetchall()
         acc, n = con.execute("SELECT accuracy, n_items FROM negation_baselines WHERE model_id = 'toy' AND condition = 'negated'"
                              ).fetchall()[0]
-    return (int(L), int(h)), round((acc + d) * n), int(n)
+    return [((int(L), int(h)), round((acc + d) * n), int(n)) for L, h, d in top]
 
 
 @pytest.mark.slow
@@ -88,8 +90,8 @@ def test_toggling_a_head_shows_the_accuracy_the_cli_computed(app_url: str, ablat
 
     executable, problem = chromium_or_error()
     assert executable, problem
-    (L, h), k_cli, n = _cli_numbers(ablated_db)
-    clean_k = None
+    (L, h), k_cli, n = _cli_numbers(ablated_db)[0]
+    (L0, h0), k_start, _ = _cli_numbers(ablated_db)[1]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, headless=True, args=LAUNCH_ARGS)
         try:
@@ -99,7 +101,11 @@ def test_toggling_a_head_shows_the_accuracy_the_cli_computed(app_url: str, ablat
             page.goto(app_url)
             result = page.locator("#sandbox-result")
             result.wait_for(timeout=120_000)
-            assert result.get_attribute("data-heads") == ""  # nothing toggled: the clean model
+            # --heads opened the app on the second-ranked head, with the CLI's number for it
+            assert result.get_attribute("data-heads") == f"L{L0}H{h0}"
+            assert int(page.locator("#sandbox-acc-negated").get_attribute("data-k")) == k_start
+            page.get_by_role("checkbox", name=f"L{L0}H{h0}").click()
+            page.locator('#sandbox-result[data-heads=""]').wait_for(timeout=60_000)
             clean_k = int(page.locator("#sandbox-acc-negated").get_attribute("data-k"))
             page.get_by_role("checkbox", name=f"L{L}H{h}").click()
             page.locator(f'#sandbox-result[data-heads="L{L}H{h}"]').wait_for(timeout=60_000)

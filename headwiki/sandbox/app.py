@@ -54,10 +54,13 @@ def _(mo, sandbox, tables):
 
 
 @app.cell
-def _(P, k, kind, layer, mo, preset, role, sandbox, tables):
+def _(P, args, k, kind, layer, mo, preset, role, sandbox, tables):
     from headwiki.db.store import head_label
+    from headwiki.sandbox.launch import parse_heads
 
-    _start = set(P.preset_heads(tables, preset.value, k=k.value, role=role.value, layer=layer.value, kind=kind.value))
+    # the grid starts from the preset, or from --heads while no preset is chosen
+    _start = (set(parse_heads(args.heads)) if preset.value == P.NO_PRESET else
+              set(P.preset_heads(tables, preset.value, k=k.value, role=role.value, layer=layer.value, kind=kind.value)))
     grid = mo.ui.array([
         mo.ui.checkbox(value=(L, h) in _start, label=head_label(L, h))
         for L in range(sandbox.n_layers) for h in range(sandbox.n_heads)

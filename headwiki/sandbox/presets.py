@@ -66,17 +66,18 @@ def read_tables(db_path: str | Path, model_id: str) -> ModelTables:
     return ModelTables(model_id, int(n_layers), int(n_heads), heads, roles)
 
 
-def check_db_holds_model(db_path: str | Path, model_id: str) -> None:
-    """One-line HeadwikiError unless `db_path` is a headwiki DB with a `models` row for `model_id` (torch-free)."""
+def check_db_holds_model(db_path: str | Path, model_id: str) -> tuple[int, int]:
+    """(n_layers, n_heads) of `model_id` in `db_path`; one-line HeadwikiError when the DB or the model row is missing."""
     path = Path(db_path)
     if not path.is_file():
         raise HeadwikiError(f"database {db_path} not found: run `headwiki build --model ... --db {db_path}` first, or pass --db")
     with reading(path) as con:
-        ids = [r[0] for r in con.execute("SELECT model_id FROM models ORDER BY 1").fetchall()]
-    if model_id not in ids:
-        have = ", ".join(ids) if ids else "none"
+        rows = {r[0]: (int(r[1]), int(r[2])) for r in con.execute("SELECT model_id, n_layers, n_heads FROM models ORDER BY 1").fetchall()}
+    if model_id not in rows:
+        have = ", ".join(rows) if rows else "none"
         raise HeadwikiError(f"model {model_id!r} is not in {db_path} (it holds: {have}): run `headwiki build --model ... "
                             f"--db {db_path}` for it, or pick one of those")
+    return rows[model_id]
 
 
 def delta_column(kind: str, metric: str = HEATMAP_METRIC) -> str:

@@ -45,12 +45,13 @@ def result_html(r: SandboxResult) -> str:
         f"<p><b>{r.kind} ablation of</b> {html.escape(heads)} — {r.n_items} items of {html.escape(r.dataset)}</p>"
         f'<p id="sandbox-verdict" style="color:{colour};font-weight:bold">negated accuracy: {html.escape(v.word)} '
         f"({html.escape(v.reason)})</p>"
-        "<table><thead><tr><th>condition</th><th>clean accuracy [95% Wilson]</th><th>ablated accuracy [95% Wilson]</th>"
+        "<table style='border-spacing:14px 2px'><thead><tr><th>condition</th><th>clean accuracy [95% Wilson]</th><th>ablated accuracy [95% Wilson]</th>"
         "<th>paired Δ, points [95% CI]</th><th>p</th><th>verdict</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
         f"<p>sensitivity S = LD<sub>ctrl</sub> − LD<sub>neg</sub>: clean {cs[0]:+.3f} [{cs[1]:+.3f}, {cs[2]:+.3f}] nats, "
         f'ablated <span id="sandbox-sens">{s[0]:+.3f} [{s[1]:+.3f}, {s[2]:+.3f}]</span>; '
         f"Δ {ds.delta:+.3f} [{ds.lo:+.3f}, {ds.hi:+.3f}] (p {ds.p:.3g}, {html.escape(ds.verdict.word)})</p>"
-        f"<p>{html.escape(rev.label)}: {rev.delta:+.3f} [{rev.lo:+.3f}, {rev.hi:+.3f}] (p {rev.p:.3g}, {html.escape(rev.verdict.word)})</p>"
+        f"<p>{html.escape(rev.label)}: {rev.delta:+.3f} [{rev.lo:+.3f}, {rev.hi:+.3f}] (p {rev.p:.3g}, {html.escape(rev.verdict.word)}: "
+        f"{html.escape(rev.verdict.reason)})</p>"
         "<p><small>Δs are paired over the same items; CIs are cluster-bootstrap 95% intervals. Accuracy Δs under "
         f"{100 * MIN_ACC_DELTA:.0f} points or with p ≥ {ALPHA} are within noise. Each toggle is one more test: the best of many head sets is not significant by "
         "its own p.</small></p></div>")
