@@ -249,3 +249,18 @@ def test_heads_outside_the_model_are_rejected(toy_db: tuple[Any, Path], capsys: 
     _, db = toy_db
     code, err = _run_cli(["sandbox", "--db", str(db), "--heads", "L0H1,L2H0"], capsys)
     assert code == 2 and "--heads L2H0 is outside toy (2 layers x 8 heads)" in err
+
+
+@pytest.mark.slow
+def test_render_shows_the_result_numbers(sandbox: Sandbox) -> None:
+    import re
+
+    from headwiki.sandbox.render import flips_frame, result_html
+
+    res = sandbox.evaluate([(0, h) for h in range(sandbox.n_heads)], "mean")
+    page = result_html(res)
+    for cond, acc in res.accuracy.items():
+        m = re.search(rf'id="sandbox-acc-{cond}" data-k="(\d+)" data-n="(\d+)">([\d.]+)%', page)
+        assert m and (int(m[1]), int(m[2])) == (acc.k, acc.n) and float(m[3]) == round(100 * acc.value, 1)
+    assert f'data-heads="{",".join(res.labels)}"' in page and res.verdict.word in page
+    assert len(flips_frame(res)) == len(res.flips) > 0

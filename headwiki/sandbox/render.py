@@ -13,6 +13,7 @@ from headwiki.negation_spec import REVERSAL
 if TYPE_CHECKING:
     from headwiki.ablation.sandbox import SandboxResult
 
+PAD = 'style="padding:0 .6em"'  # cell spacing (marimo's CSS collapses table cells)
 CONDITION_KEYS = {"affirmative": "aff_acc", "negated": "neg_acc", "control": "ctrl_acc"}
 
 
@@ -33,11 +34,11 @@ def result_html(r: SandboxResult) -> str:
     for cond, key in CONDITION_KEYS.items():
         a, c, d = r.accuracy[cond], r.clean_accuracy[cond], r.deltas[key]
         rows.append(
-            f'<tr data-condition="{cond}"><td>{cond}</td>'
-            f'<td>{_pct(c.value)} [{_pct(c.lo)}, {_pct(c.hi)}]</td>'
-            f'<td id="sandbox-acc-{cond}" data-k="{a.k}" data-n="{a.n}">{_pct(a.value)} [{_pct(a.lo)}, {_pct(a.hi)}]</td>'
-            f'<td id="sandbox-delta-{cond}">{_pts(d.delta)} [{_pts(d.lo)}, {_pts(d.hi)}]</td>'
-            f"<td>{d.p:.3g}</td><td>{html.escape(d.verdict.word)} <small>({html.escape(d.verdict.reason)})</small></td></tr>")
+            f'<tr data-condition="{cond}"><td {PAD}>{cond}</td>'
+            f'<td {PAD}>{_pct(c.value)} [{_pct(c.lo)}, {_pct(c.hi)}]</td>'
+            f'<td {PAD} id="sandbox-acc-{cond}" data-k="{a.k}" data-n="{a.n}">{_pct(a.value)} [{_pct(a.lo)}, {_pct(a.hi)}]</td>'
+            f'<td {PAD} id="sandbox-delta-{cond}">{_pts(d.delta)} [{_pts(d.lo)}, {_pts(d.hi)}]</td>'
+            f"<td {PAD}>{d.p:.3g}</td><td {PAD}>{html.escape(d.verdict.word)} <small>({html.escape(d.verdict.reason)})</small></td></tr>")
     s, cs, ds = r.sensitivity, r.clean_sensitivity, r.deltas["sens"]
     rev = r.deltas[REVERSAL.name]
     return (
@@ -45,8 +46,8 @@ def result_html(r: SandboxResult) -> str:
         f"<p><b>{r.kind} ablation of</b> {html.escape(heads)} — {r.n_items} items of {html.escape(r.dataset)}</p>"
         f'<p id="sandbox-verdict" style="color:{colour};font-weight:bold">negated accuracy: {html.escape(v.word)} '
         f"({html.escape(v.reason)})</p>"
-        "<table style='border-spacing:14px 2px'><thead><tr><th>condition</th><th>clean accuracy [95% Wilson]</th><th>ablated accuracy [95% Wilson]</th>"
-        "<th>paired Δ, points [95% CI]</th><th>p</th><th>verdict</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        f"<table><thead><tr><th {PAD}>condition</th><th {PAD}>clean accuracy [95% Wilson]</th><th {PAD}>ablated accuracy [95% Wilson]</th>"
+        f"<th {PAD}>paired Δ, points [95% CI]</th><th {PAD}>p</th><th {PAD}>verdict</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
         f"<p>sensitivity S = LD<sub>ctrl</sub> − LD<sub>neg</sub>: clean {cs[0]:+.3f} [{cs[1]:+.3f}, {cs[2]:+.3f}] nats, "
         f'ablated <span id="sandbox-sens">{s[0]:+.3f} [{s[1]:+.3f}, {s[2]:+.3f}]</span>; '
         f"Δ {ds.delta:+.3f} [{ds.lo:+.3f}, {ds.hi:+.3f}] (p {ds.p:.3g}, {html.escape(ds.verdict.word)})</p>"
