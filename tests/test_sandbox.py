@@ -77,6 +77,10 @@ def test_sandbox_equals_the_pass_on_its_stored_groups(toy_db: tuple[Any, Path], 
     for cond, acc in clean.accuracy.items():
         assert acc.n == SMALL["max_items"]
         assert (acc.value, acc.lo, acc.hi) == pytest.approx(tuple(base.loc[cond, ["accuracy", "accuracy_lo", "accuracy_hi"]]), abs=1e-12)
+    with reading(db) as con:
+        s_base = con.execute("SELECT mean_ld, mean_ld_lo, mean_ld_hi FROM negation_baselines WHERE model_id = 'toy' "
+                             "AND condition = 'sensitivity'").fetchall()[0]
+    assert clean.clean_sensitivity == pytest.approx(s_base, abs=1e-9)
     checked = 0
     for _, g in groups.iterrows():
         res = sandbox.evaluate([_parse(x) for x in g["heads"]], g["ablation"])

@@ -43,24 +43,26 @@ def _(mo, sandbox, tables):
     kind = mo.ui.dropdown(options=list(ABLATIONS), value=ABLATIONS[0], label="ablation")
     preset = mo.ui.dropdown(options=list(P.PRESETS), value=P.NO_PRESET, label="preset")
     role = mo.ui.dropdown(options={tables.role_label(r): r for r in _roles}, value=None, label="role")
+    rank_kind = mo.ui.dropdown(options=list(ABLATIONS), value=ABLATIONS[0], label="Δ presets rank by")
     k = mo.ui.slider(1, sandbox.n_layers * sandbox.n_heads, value=1, label="k", show_value=True)
     layer = mo.ui.slider(0, sandbox.n_layers - 1, value=0, label="layer", show_value=True)
     mo.vstack([
         mo.md(f"## Negation ablation sandbox: **{tables.model_id}** on **{sandbox.dataset.name}** "
               f"({len(sandbox.dataset.items)} items; Δ CIs resample {sandbox.cluster_unit}s)"),
-        mo.hstack([kind, preset, role, k, layer], justify="start", gap=1.5),
+        mo.hstack([kind, preset, role, k, layer, rank_kind], justify="start", gap=1.5),
     ])
-    return P, k, kind, layer, preset, role
+    return P, k, kind, layer, preset, rank_kind, role
 
 
 @app.cell
-def _(P, args, k, kind, layer, mo, preset, role, sandbox, tables):
+def _(P, args, k, layer, mo, preset, rank_kind, role, sandbox, tables):
     from headwiki.db.store import head_label
     from headwiki.sandbox.launch import parse_heads
 
-    # the grid starts from the preset, or from --heads while no preset is chosen
+    # the grid starts from the preset, or from --heads while no preset is chosen; it does not read the ablation kind,
+    # so switching zero/mean/resample keeps the toggled heads
     _start = (set(parse_heads(args.heads)) if preset.value == P.NO_PRESET else
-              set(P.preset_heads(tables, preset.value, k=k.value, role=role.value, layer=layer.value, kind=kind.value)))
+              set(P.preset_heads(tables, preset.value, k=k.value, role=role.value, layer=layer.value, kind=rank_kind.value)))
     grid = mo.ui.array([
         mo.ui.checkbox(value=(L, h) in _start, label=head_label(L, h))
         for L in range(sandbox.n_layers) for h in range(sandbox.n_heads)
