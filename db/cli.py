@@ -237,3 +237,17 @@ def query_error(exc: duckdb.Error, limits: QueryLimits | None = None) -> Headwik
     if any(h in low for h in _EXTERNAL_HINTS):
         return HeadwikiError(f"query cannot read or write files outside the database (external access is disabled): {first}")
     return HeadwikiError(first)
+
+
+@click.command()
+@click.argument("shards", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@db_option
+def merge(shards: tuple[str, ...], db_path: str) -> None:
+    """Merge shard databases (one model per task) into --db, atomically; a model in several shards: the newest
+    finished run wins (said on stderr)."""
+    from headwiki.db.merge import merge_databases
+
+    report = merge_databases(list(shards), db_path)
+    for mid, src in sorted(report.taken.items()):
+        click.echo(f"{mid}: from {src}")
+    click.echo(f"merged {len(report.taken)} models from {len(shards)} shards into {report.out}")

@@ -7,8 +7,15 @@ A head gets a detector role when BOTH
 
 Each role is declared (headwiki.spec.Role: metric, threshold and why, text, colour, causal signature) in
 the file of the detector that scores it; this module reads those declarations and declares the columns
-the rule itself adds: ``<metric>_control`` per role, ``roles``, ``n_roles``, ``multi_role`` and, for a
-metric declared as another's random-token control, ``<metric>_positional``.
+the rule itself adds: ``<metric>_control`` per role, ``roles``, ``n_roles``, ``multi_role``, for a
+metric declared as another's random-token control ``<metric>_positional``, and for a metric declared as another's
+BOS-excluded score ``<metric>_bos_parked``.
+
+BOS: a role reads its raw score (attention on BOS counts in the denominator). A BOS-excluded score (``*_nobos``,
+TransformerLens's ``exclude_bos``) is stored beside it; a head whose raw score misses the threshold while its
+BOS-excluded score clears it with at least MIN_NON_BOS_MASS of non-BOS attention is flagged ``<metric>_bos_parked``
+(it does the role with the attention it does not park on BOS) — a flag beside the roles, not a role, because the
+BOS-excluded score alone also "labels" heads whose attention is all on BOS.
 
 Scale: headwiki's detector scores are normalized so that a perfect head scores 1.0 (induction and
 duplicate_token average only over second-copy positions; previous_token over positions i >= 2).
@@ -19,7 +26,7 @@ score (a perfect induction head scores ~0.5 on [BOS, x, x]); the ``*_tl`` column
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from headwiki.errors import HeadwikiError
 from headwiki.spec import SPEC, Metric, Role
@@ -71,6 +78,29 @@ def positional_flag(metric: Metric) -> Metric:
     return SPEC.add_metric(Metric(
         f"{metric.control_for}_positional", f"{SPEC.metrics[metric.control_for].label}: positional", "label", "flag", "",
         f"{metric.name} >= the {metric.control_for} threshold: the head does it whatever the tokens (positional)",
+        dtype="BOOLEAN", data=metric.data, version=metric.version))
+
+
+# A BOS-parked head must still give at least this much attention to non-BOS keys on the scored rows: below it,
+# the BOS-excluded score renormalizes leftovers (SmolLM2's 100%-BOS head scores 0.705 as induction with BOS
+# excluded and its ablation does nothing), above it the head can act (SmolLM2's previous-token head with ~30% off
+# BOS removes 21.5% of the in-context effect when ablated). 0.2 = a fifth of the mass, well clear of rounding noise.
+MIN_NON_BOS_MASS = 0.2
+
+
+def bos_parked(raw: Any, nobos: Any, bos_share: Any, threshold: float) -> Any:
+    """The BOS-parked rule: the raw score misses `threshold`, the BOS-excluded score clears it, and at least
+    MIN_NON_BOS_MASS of the rows' attention is off BOS. Arrays (or tensors) of one shape -> bool of that shape."""
+    return (raw < threshold) & (nobos >= threshold) & (1.0 - bos_share >= MIN_NON_BOS_MASS)
+
+
+def bos_parked_flag(metric: Metric) -> Metric:
+    """The flag of a metric declared as another's BOS-excluded score: `<metric>_bos_parked`."""
+    raw = SPEC.metrics[metric.bos_excluded_for]
+    return SPEC.add_metric(Metric(
+        f"{raw.name}_bos_parked", f"{raw.label}: BOS-parked", "label", "flag", "",
+        f"{raw.name} < its role threshold but {metric.name} >= it with {metric.bos_share} <= {1 - MIN_NON_BOS_MASS:g}: "
+        f"the head does {raw.label} with the attention it does not park on BOS (a flag, not a role)",
         dtype="BOOLEAN", data=metric.data, version=metric.version))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -46,15 +47,20 @@ from headwiki.detectors.roles import (
     N_ROLES,
     ROLES_COLUMN,
     assign_roles,
+    bos_parked,
+    bos_parked_flag,
     control_metric,
     detector_roles,
     positional_flag,
     resolve_thresholds,
 )
+from headwiki.detectors import stability as stab
 from headwiki.detectors.scoring import _device, n_forward_batches, score_inputs
 from headwiki.errors import HeadwikiError
 from headwiki.hooks import pattern_hook, require_hooks
 from headwiki.kernels import describe as describe_kernels
+from headwiki.kv_group import METRIC as KV_GROUP
+from headwiki.kv_group import kv_groups
 from headwiki.models import LoadedModel
 from headwiki.progress import log, progress_task
 from headwiki.resume import SkippedPass, decide, file_digest, fingerprint_inputs, fingerprint_of, source_digest
@@ -195,13 +201,18 @@ def compute_detections(
         log(f"control {key} reused from {db_path}")
         ctrl = stored
     frame, docs = _metric_frame(per_seq, registry, inputs, n_boot, seed, info.n_layers, info.n_heads)
+    frame[KV_GROUP.name] = fixed_column(torch.tensor(kv_groups(info.n_layers, info.n_heads, info.n_kv_heads)), KV_GROUP)
+    docs[KV_GROUP.name] = {"description": f"{KV_GROUP.description} ({info.n_heads} query heads, {info.n_kv_heads} KV heads)",
+                           "data": KV_GROUP.data, "n": 1, "spec": KV_GROUP}
     docs.update(_add_roles(frame, ctrl, limits, info.n_layers, info.n_heads, n_seqs, key))
+    grid_settings = _add_stability(frame, docs, loaded, registry, limits, n_seqs, half_len, seed, text, batch_size)
     examples = example_frame(bridge, info.name, example_sequences(inputs.tokens["repeat"], inputs.tokens["text"]), device)
     params = {
         "n_seqs": n_seqs, "seq_len": half_len, "sequence_tokens": 2 * half_len + 1, "seed": seed,
         "text": inputs.text_source, "thresholds": limits, "batch_size": batch_size, "n_boot": n_boot,
         "detectors": {d.name: d.version for d in registry}, "control_key": key,
         "n_by_input": {k: int(len(v)) for k, v in inputs.tokens.items()},
+        "stability_grid": grid_settings,
     }
     return Detections(frame, docs, ctrl, key, stored is None, examples, params, data_hash, n_seqs)
 
@@ -233,10 +244,21 @@ def _metric_frame(
             docs[name] = {"description": specs[name].description + f" [detector {det.name} v{det.version}; 95% bootstrap CI over sequences in {name}_lo/{name}_hi]",
                           "data": data, "n": n, "spec": specs[name]}
         for name, values in fixed_cols.items():
-            grid[name] = values.reshape(-1).numpy().astype("int64")
+            grid[name] = fixed_column(values, specs[name])
             docs[name] = {"description": specs[name].description + f" [detector {det.name} v{det.version}]", "data": data, "n": n,
                           "spec": specs[name]}
     return grid, docs
+
+
+def fixed_column(values: torch.Tensor, spec: Any) -> Any:
+    """A fixed (not bootstrapped) column [n_layers, n_heads] as the declared dtype: BOOLEAN -> bool, BIGINT ->
+    nullable Int64 (NaN -> NULL: a value the detector declines to give), else float."""
+    flat = values.reshape(-1).double().numpy()
+    if spec.dtype == "BOOLEAN":
+        return flat.astype(bool)
+    if spec.dtype == "BIGINT":
+        return pd.array([None if v != v else int(v) for v in flat], dtype="Int64")
+    return flat
 
 
 def _add_roles(
@@ -265,12 +287,54 @@ def _add_roles(
     docs[N_ROLES.name] = {"description": N_ROLES.description, "data": "roles", "n": n, "spec": N_ROLES}
     docs[MULTI_ROLE.name] = {"description": MULTI_ROLE.description, "data": "roles", "n": n, "spec": MULTI_ROLE}
     for m in list(SPEC.metrics.values()):
+        scored = [r for r in limits if declared[r].metric == m.bos_excluded_for]  # the role(s) the raw score scores
+        if m.bos_excluded_for and m.name in frame and m.bos_share in frame and scored:
+            flag = bos_parked_flag(m)
+            threshold = limits[scored[0]]
+            frame[flag.name] = bos_parked(frame[m.bos_excluded_for].to_numpy(), frame[m.name].to_numpy(),
+                                          frame[m.bos_share].to_numpy(), threshold)
+            docs[flag.name] = {"description": f"{flag.description} (threshold {threshold})", "data": m.data, "n": n,
+                               "spec": flag}
+    for m in list(SPEC.metrics.values()):
         if m.control_for and m.name in frame and m.control_for in limits:
             flag = positional_flag(m)
             frame[flag.name] = frame[m.name] >= limits[m.control_for]
             docs[flag.name] = {"description": f"{m.name} >= {limits[m.control_for]}: {m.control_for} whatever the tokens (positional)",
                                "data": m.data, "n": n, "spec": flag}
     return docs
+
+
+def _add_stability(frame: pd.DataFrame, docs: dict[str, dict[str, Any]], loaded: LoadedModel, registry: Registry,
+                   limits: Mapping[str, float], n_seqs: int, half_len: int, seed: int, text: str | None,
+                   batch_size: int) -> list[dict[str, Any]]:
+    """Re-score the role metrics on the stability grid (headwiki.detectors.stability) and add roles_stable /
+    roles_borderline to `frame`; returns the grid's settings (recorded in the run's params)."""
+    declared = {r.name: r for r in detector_roles() if r.name in limits}
+
+    def build(n: int, length: int, s: int) -> dict[str, torch.Tensor]:
+        return dict(build_inputs(loaded, n, length, s, text).tokens)
+
+    n_cells = len(stab.GRID)
+    with progress_task(f"label stability {loaded.info.name} (settings)", n_cells) as bar:
+        cells, settings = stab.grid_scores(build, loaded.bridge, registry, list(declared.values()), n_seqs, half_len,
+                                           seed, batch_size, bar.advance)
+    held_lists = frame[ROLES_COLUMN.name].tolist()
+    shape = (loaded.info.n_layers, loaded.info.n_heads)
+
+    def col(name: str) -> np.ndarray:
+        return frame[name].to_numpy(dtype=float).reshape(shape)
+
+    stable, border = stab.stability(
+        {r: col(d.metric) for r, d in declared.items()}, {r: col(f"{d.metric}_lo") for r, d in declared.items()},
+        {r: col(f"{d.metric}_hi") for r, d in declared.items()},
+        {r: np.array([r in h for h in held_lists]).reshape(shape) for r in declared},
+        cells, {r: limits[r] for r in declared}, {r: d.metric for r, d in declared.items()})
+    frame[stab.STABLE.name], frame[stab.BORDERLINE.name] = stable, border
+    where = "; ".join(f"L={c['seq_len']} seed={c['seed']} n={c['n_seqs']}" for c in settings)
+    for m in (stab.STABLE, stab.BORDERLINE):
+        docs[m.name] = {"description": f"{m.description}; grid: {where}", "data": "the role detectors' inputs at each setting",
+                        "n": len(settings), "spec": m}
+    return settings
 
 
 def role_rows(limits: Mapping[str, float]) -> list[dict[str, Any]]:

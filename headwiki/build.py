@@ -49,21 +49,27 @@ def build(
 
     dataset: one negation dataset for every model, or {model spec: dataset} (a model not in it, or None,
     gets :func:`headwiki.ablation.items.default_dataset`)."""
+    check_build_inputs(models, db_path, out_dir if site else None, dataset)
+    # one build at a time per database: a second one waits here, then skips what the first finished
+    with write_lock(db_path, f"build {' '.join(models)}"):
+        return _build_locked(models, db_path, out_dir, dataset, device, dtype, force, detect_options, ablate_options,
+                             validate_options, site)
+
+
+def check_build_inputs(models: list[str], db_path: str | Path, out_dir: str | Path | None,
+                       dataset: str | Mapping[str, str] | None) -> None:
+    """Every check a build makes before its first expensive step (one HeadwikiError line each)."""
     from headwiki.ablation.items import check_dataset_spec, default_dataset
     from headwiki.ablation.scoring import check_local_tokenizer_reads
 
     check_db_target(db_path)  # the cheapest check first
-    if site:
+    if out_dir is not None:
         check_replaceable(Path(out_dir))  # a site it could not write would throw every pass's work away
     for spec in models:  # a bad --model or --dataset fails before any pass runs for any model
         name, source, path = resolve_source(spec)
         check_dataset_spec(_dataset_for(spec, dataset))
         if source in ("toy", "local") and _dataset_for(spec, dataset) != "multinli":  # tokenizer on disk: check it reads the items
             check_local_tokenizer_reads(path, name, _dataset_for(spec, dataset), default_dataset(spec))
-    # one build at a time per database: a second one waits here, then skips what the first finished
-    with write_lock(db_path, f"build {' '.join(models)}"):
-        return _build_locked(models, db_path, out_dir, dataset, device, dtype, force, detect_options, ablate_options,
-                             validate_options, site)
 
 
 def _dataset_for(spec: str, dataset: str | Mapping[str, str] | None) -> str:

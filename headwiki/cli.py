@@ -18,6 +18,7 @@ _LAZY_COMMANDS = {
     "detect": "headwiki.detectors.cli:detect",
     "heads": "headwiki.detectors.cli:heads",
     "query": "headwiki.db.cli:query",
+    "merge": "headwiki.db.cli:merge",
     "ablate": "headwiki.ablation.cli:ablate",
     "validate": "headwiki.ablation.cli:validate",
     "site": "headwiki.wiki.cli:site",
@@ -73,13 +74,43 @@ def info(model: str, device: str, dtype: str, fmt: str) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda, cuda:N")
 @click.option("--dtype", default="float32", show_default=True, help="float32 | bfloat16 | float16")
 @click.option("--force", is_flag=True, help="re-run passes even when an identical finished run is in the database")
-def build(models: tuple[str, ...], db_path: str, out_dir: str, dataset: str | None, device: str, dtype: str, force: bool) -> None:
+@click.option("--shard", default=None, metavar="I/N",
+              help="build only every N-th --model starting at I (0 <= I < N), e.g. $SLURM_ARRAY_TASK_ID/8, each into its own "
+                   "--db; then `headwiki merge SHARDS... --db ALL`")
+@click.option("--executor", type=click.Choice(["serial", "ray"]), default="serial", show_default=True,
+              help="ray: one Ray task per model ($RAY_ADDRESS or a local instance; needs headwiki[ray]), shards merged")
+@click.option("--max-items", default=None, type=click.IntRange(min=2),
+              help="ablate on a seeded random subset of this many negation items (as `ablate --max-items`)")
+def build(models: tuple[str, ...], db_path: str, out_dir: str, dataset: str | None, device: str, dtype: str, force: bool,
+          shard: str | None, executor: str, max_items: int | None) -> None:
     """Detect -> ablate -> site for every --model, into one database and one site (resumable)."""
     from headwiki.build import build as run_build
     from headwiki.summary import print_build_summary
 
-    report = run_build(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force)
+    if shard is not None:
+        models = shard_models(models, shard)
+        if not models:
+            click.echo(f"shard {shard}: no model falls in this shard; nothing to do", err=True)
+            return
+
+    ablate_options = {"max_items": max_items} if max_items is not None else None
+    if executor == "ray":
+        from headwiki.executors import build_with_ray
+
+        report = build_with_ray(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force,
+                                ablate_options=ablate_options)
+    else:
+        report = run_build(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force,
+                           ablate_options=ablate_options)
     print_build_summary(report)
+
+
+def shard_models(models: tuple[str, ...], shard: str) -> tuple[str, ...]:
+    """The models of shard "I/N": models[I::N]; a malformed shard is one HeadwikiError line."""
+    i, sep, n = shard.partition("/")
+    if not (sep and i.strip().isdigit() and n.strip().isdigit() and 0 <= int(i) < int(n)):
+        raise HeadwikiError(f"--shard {shard!r}: use I/N with 0 <= I < N, e.g. --shard 0/4")
+    return models[int(i)::int(n)]
 
 
 @cli.command()

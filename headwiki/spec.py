@@ -69,6 +69,10 @@ class Metric:
     confound: str = ""  # what removing a head strong on this metric would break (the confound panel says it)
     strong_at: float | None = None  # a value this high alone makes the head strong on it (else: rank and role)
     control_for: str = ""  # this is <metric> measured on random tokens: high on both means positional, not content
+    # this is <metric> with the BOS column excluded (renormalized over non-BOS keys); bos_share names the column
+    # holding the attention mass on BOS over the same query rows (the role rule's BOS-parked flag reads both)
+    bos_excluded_for: str = ""
+    bos_share: str = ""
     order: int = 100  # display order within the family
 
     def __post_init__(self) -> None:

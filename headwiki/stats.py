@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from headwiki.pvalues import format_pvalue, format_qvalue  # noqa: F401 - re-exported: their home is torch-free
+
 CI_LEVEL = 0.95
 
 
@@ -164,23 +166,6 @@ def paired_permutation_pvalue(diff: np.ndarray, n_perm: int = 2000, seed: int = 
                               clusters: np.ndarray | None = None) -> np.ndarray:
     """p-values [m] of :func:`signflip_pvalue` (diff [n_items, m]; clusters [n_items] or None = items)."""
     return signflip_pvalue(diff, clusters, n_perm=n_perm, seed=seed).p
-
-
-def format_pvalue(p: float, floor: float | None = None, exact: bool = False) -> str:
-    """'0.0012', or '< 1e-05' for a Monte-Carlo p at its resolution floor (only an upper bound)."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return ""
-    if floor is not None and not exact and p <= floor * (1 + 1e-9):
-        return f"< {floor:.2g}"
-    return f"{p:.2g}"
-
-
-def format_qvalue(q: float, p: float, floor: float | None = None, exact: bool = False) -> str:
-    """A BH q-value; '≤ q' when its own p is a Monte-Carlo p at the floor (then q is only an upper bound too)."""
-    if q is None or (isinstance(q, float) and math.isnan(q)):
-        return ""
-    bound = floor is not None and not exact and p <= floor * (1 + 1e-9)
-    return ("≤ " if bound else "") + f"{q:.2g}"
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:

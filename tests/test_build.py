@@ -171,3 +171,23 @@ def test_heads_role_accepts_negation_roles(built: tuple[Path, Path, object]) -> 
     for role, labels in held.items():
         frame = list_heads(str(db), "toy", role=role, columns="label,negation_role")
         assert sorted(frame["label"]) == sorted(labels) and set(frame["negation_role"]) == {role}
+
+
+@pytest.mark.slow
+def test_build_cli_max_items_reaches_the_ablation(tmp_path: Path) -> None:
+    """issue 23: `build --max-items N` ablates on N items (the ablate run records it and N item rows per ablation);
+    below 2 it is refused before any work."""
+    db = tmp_path / "hw.duckdb"
+    bad = subprocess.run([sys.executable, "-m", "headwiki.cli", "build", "--model", "toy", "--db", str(db),
+                          "--out", str(tmp_path / "site"), "--max-items", "1"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--max-items" in bad.stderr and not db.exists()
+    ok = subprocess.run([sys.executable, "-m", "headwiki.cli", "build", "--model", "toy", "--db", str(db),
+                         "--out", str(tmp_path / "site"), "--max-items", "6", "--device", "cpu"],
+                        capture_output=True, text=True, timeout=1200)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    import json
+
+    params = db_rows(db, "SELECT params FROM runs WHERE pass_name = 'ablate' AND status = 'finished'")
+    assert len(params) == 1 and json.loads(params[0][0])["max_items"] == 6
+    n_items = db_rows(db, "SELECT count(DISTINCT item_id) FROM negation_item_effects")[0][0]
+    assert n_items == 6

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pytest
 
 from headwiki.wiki import urls
@@ -67,6 +68,14 @@ def _file_url(path: Path) -> str:
     return path.resolve().as_uri()
 
 
+def draw_every_heatmap(page, n: int) -> None:  # noqa: ANN001 - playwright Page
+    """Heatmaps are drawn lazily as they near the viewport: scroll each into view, then wait for all n."""
+    for i in range(n):
+        page.locator("figure.heat").nth(i).scroll_into_view_if_needed()
+    page.wait_for_function(f"document.querySelectorAll('figure.heat .js-plotly-plot svg.main-svg').length >= {n}",
+                           timeout=60_000)
+
+
 def test_every_page_loads_clean_and_every_link_resolves(browser, site_dir: Path) -> None:  # noqa: ANN001
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -96,7 +105,10 @@ def test_heatmap_renders_and_cell_click_opens_that_head(browser, site_dir: Path,
     for m in site.models:
         page.goto(_file_url(site_dir / urls.model_page(m.slug)))
         page.wait_for_selector("#heat-induction svg.main-svg", timeout=20_000)
-        assert page.locator(".js-plotly-plot").count() == sum(1 for d in m.metrics if d.heatmap)
+        n_heatmaps = sum(1 for d in m.metrics if d.heatmap)
+        assert page.locator("figure.heat").count() == n_heatmaps
+        draw_every_heatmap(page, n_heatmaps)
+        page.evaluate("window.scrollTo(0, 0)")
         assert page.locator("#heat-induction .colorbar").count() == 1, "every heatmap has a legend"
         layer, head = m.n_layers - 1, min(1, m.n_heads - 1)
         box = page.locator("#heat-induction .nsewdrag").first.bounding_box()
@@ -117,6 +129,7 @@ def test_search_box_filters_heads(browser, site_dir: Path, site_db: Path) -> Non
     page = browser.new_page()
     watch = Watch(page)
     page.goto(_file_url(site_dir / urls.model_page(m.slug)))
+    page.wait_for_selector(".js-plotly-plot svg.main-svg", timeout=20_000)  # plotly.js loaded (lazily) before we leave
     box = page.locator("#head-search")
     expected_labels = [lab for lab in m.heads["label"] if "l0h1" in lab.lower()]  # L0H1, and L0H10.. if present
     box.fill("L0H1")
@@ -163,6 +176,8 @@ def test_screenshots_of_index_model_and_head(browser, site_dir: Path, site_db: P
         page.goto(_file_url(site_dir / rel))
         if rel.endswith("/index.html") and rel.startswith("models/"):
             page.wait_for_selector(".js-plotly-plot svg.main-svg", timeout=20_000)
+            draw_every_heatmap(page, page.locator("figure.heat").count())
+            page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
         if "head" in name:
             assert page.locator("#crossref").is_visible()
@@ -173,3 +188,64 @@ def test_screenshots_of_index_model_and_head(browser, site_dir: Path, site_db: P
         page.close()
         assert not watch.problems, watch.problems
         assert (SCREENSHOTS / name).stat().st_size > 10_000
+
+
+def test_search_accepts_spaces_and_units_and_says_why_nothing_matched(browser, site_dir: Path, site_db: Path) -> None:  # noqa: ANN001
+    """`induction > 0.5` (spaces) works like `induction>0.5`; accuracy changes are searched in the points the pages
+    show (`neg_acc_delta_zero < -5`, also `-5 pts`); a query that matches nothing says why."""
+    site = load_site_data(site_db)
+    m = next(m for m in site.models if m.has_negation)
+    page = browser.new_page()
+    watch = Watch(page)
+    page.goto(_file_url(site_dir / urls.model_page(m.slug)))
+    page.wait_for_selector(".js-plotly-plot svg.main-svg", timeout=20_000)
+    box, count = page.locator("#head-search"), page.locator("#search-count")
+
+    def results(query: str) -> list[str]:
+        box.fill("")
+        box.fill(query)
+        page.wait_for_function("document.getElementById('search-count').textContent.length > 0")
+        return page.locator("#search-results li a").all_inner_texts()
+
+    labels = m.heads["label"].tolist()
+    ind = m.heads["induction"].astype(float)
+    assert results("induction > 0.5") == results("induction>0.5") == [lab for lab, v in zip(labels, ind) if v > 0.5]
+    assert results("induction >= 0.5") == [lab for lab, v in zip(labels, ind) if v >= 0.5]
+    points = m.heads["neg_acc_delta_zero"].astype(float) * 100  # stored as a fraction, shown in points
+    cut = float(np.round(np.median(points), 2))
+    expected = [lab for lab, v in zip(labels, points) if v < cut]
+    assert expected, "some heads lower negated accuracy"
+    assert results(f"neg_acc_delta_zero < {cut}") == expected
+    assert results(f"neg_acc_delta_zero<{cut}pts") == results(f"neg_acc_delta_zero < {cut} points") == expected
+    top = float(points.max())
+    assert results(f"neg_acc_delta_zero > {top + 1:.0f}") == []
+    why = count.inner_text()
+    assert why.startswith("Nothing matched: no head has neg_acc_delta_zero >") and "pts" in why and "points" in why, why
+    assert results("neg_acc_delta_zero < -5 nats") == [] and "in points" in count.inner_text()
+    assert results("indction > 0.5") == [] and "no metric named" in count.inner_text()
+    assert "did you mean" not in count.inner_text() or "induction" in count.inner_text()
+    assert results("induction > 0.5 zzzz") == [] and "zzzz" in count.inner_text()
+    page.close()
+    assert not watch.problems, watch.problems
+
+
+def test_no_sideways_scroll_at_390px_and_head_summary_in_the_first_screen(browser, site_dir: Path, site_db: Path) -> None:  # noqa: ANN001
+    """At a phone's 390 px the model, provenance, SQL and index pages never scroll sideways (wide tables scroll
+    inside themselves), and a head page's summary paragraph is in the first screen."""
+    site = load_site_data(site_db)
+    rels = [urls.PROVENANCE, urls.SQL, urls.INDEX] + [urls.model_page(m.slug) for m in site.models]
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    watch = Watch(page)
+    for rel in rels:
+        page.goto(_file_url(site_dir / rel))
+        if rel.startswith("models/"):
+            draw_every_heatmap(page, page.locator("figure.heat").count())
+        width = page.evaluate("document.scrollingElement.scrollWidth")
+        assert width <= 390, f"{rel} scrolls sideways at 390 px ({width} px)"
+    m = next(m for m in site.models if m.has_negation)
+    page.goto(_file_url(site_dir / urls.head_page(m.slug, 0, 0)))
+    box = page.locator("#summary").bounding_box()
+    assert box is not None and box["y"] < 844 and box["width"] <= 390
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    page.close()
+    assert not watch.problems, watch.problems

@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from headwiki.wiki import format as fmt
 from headwiki.wiki.context import MetricDoc
 
 SEQUENTIAL = "Viridis"
@@ -25,13 +26,13 @@ def is_signed(doc: MetricDoc) -> bool:
     return doc.direction == "signed"
 
 
-COLORBAR_UNITS = {"points": "pts", "nats": "nats", "positions": "positions", "norm_entropy": "norm. entropy", "ratio": "ratio", "share": "share"}
-
 
 def colorbar_title(doc: MetricDoc) -> str:
-    """A short legend title from the declared unit (the figure caption carries the full label)."""
-    unit = COLORBAR_UNITS.get(doc.unit, "score")
-    return f"Δ {unit}" if doc.role_kind == "delta" else unit
+    """A short legend title (the figure caption carries the full label): the unit, Δ for differences."""
+    unit = fmt.unit_info(fmt.metric_unit(doc)).short
+    if doc.role_kind == "delta":
+        return f"Δ {unit}".strip()
+    return unit or ("offset" if doc.integer else "score")
 
 
 def heatmap_html(
@@ -43,18 +44,20 @@ def heatmap_html(
     Returns an HTML fragment (no plotly.js inside); a click handler is attached by assets/site.js.
     """
     n_layers, n_heads = z.shape
-    scale = 100.0 if doc.is_accuracy_delta else 1.0
-    unit = " pts" if doc.is_accuracy_delta else ""
+    unit = fmt.metric_unit(doc)
+    scale = fmt.unit_info(unit).scale
+    signed = is_signed(doc)
     shown = z * scale
     text = []
     for L in range(n_layers):
         row = []
         for H in range(n_heads):
-            v = shown[L, H]
-            ci = ""
-            if lo is not None and hi is not None and not (math.isnan(lo[L, H]) or math.isnan(hi[L, H])):
-                ci = f" [{lo[L, H] * scale:.2f}, {hi[L, H] * scale:.2f}]"
-            row.append("n/a" if math.isnan(v) else f"{v:.3f}{unit}{ci}")
+            if math.isnan(z[L, H]):
+                row.append("n/a")
+            elif lo is not None and hi is not None:
+                row.append(fmt.estimate(z[L, H], lo[L, H], hi[L, H], unit, signed))
+            else:
+                row.append(fmt.value(z[L, H], unit, signed))
         text.append(row)
     finite = shown[~np.isnan(shown)]
     kwargs: dict = {"colorscale": SEQUENTIAL}
@@ -80,10 +83,21 @@ def heatmap_html(
         font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
         paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#eef0f3",
     )
-    return pio.to_html(
-        fig, include_plotlyjs=False, full_html=False, div_id=div_id, config=PLOT_CONFIG,
-        post_script="window.headwikiHeatmap && window.headwikiHeatmap('{plot_id}');",
-    )
+    return lazy_plot_html(fig, div_id, height=int(fig.layout.height))
+
+
+_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "/": "\\u002f"}
+
+
+def lazy_plot_html(fig: go.Figure, div_id: str, height: int) -> str:
+    """A placeholder of the figure's height plus its spec as inert JSON; site.js draws it with Plotly when it comes
+    near the viewport (IntersectionObserver), loading plotly.js on the first one, so the page paints before the
+    4.6 MB library is parsed and only on-screen heatmaps cost time. The JSON escapes '<', '>', '&' and '/'."""
+    spec = pio.to_json({"data": fig.to_plotly_json()["data"], "layout": fig.to_plotly_json()["layout"],
+                        "config": PLOT_CONFIG}, validate=False)
+    spec = "".join(_JSON_ESCAPES.get(c, c) for c in spec)
+    return (f'<div id="{div_id}" class="lazy-plot" style="height:{height}px" data-spec="{div_id}-spec" role="img" '
+            f'aria-label="heatmap"></div><script type="application/json" id="{div_id}-spec">{spec}</script>')
 
 
 def distribution_svg(values: np.ndarray, value: float, lo: float | None, hi: float | None, signed: bool,
@@ -203,11 +217,11 @@ def validation_svg(groups: list[dict], color: str, title: str) -> str:
         y = top + row_h * i + row_h / 2
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(g["name"])} ({g["k"]})</text>')
         for r in g["random"]:
-            parts.append(f'<circle class="random" cx="{x(r):.1f}" cy="{y:.1f}" r="3"><title>random set: {r:.1%}</title></circle>')
+            parts.append(f'<circle class="random" cx="{x(r):.1f}" cy="{y:.1f}" r="3"><title>random set: {fmt.percent(r)}</title></circle>')
         if g["lo"] is not None and g["hi"] is not None:
             parts.append(f'<line class="ci" style="stroke:{color}" x1="{x(g["lo"]):.1f}" x2="{x(g["hi"]):.1f}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(f'<circle class="me" style="fill:{color}" cx="{x(g["effect"]):.1f}" cy="{y:.1f}" r="5">'
-                     f'<title>labelled heads: {g["effect"]:.1%} [{g["lo"]:.1%}, {g["hi"]:.1%}]</title></circle>')
+                     f'<title>labelled heads: {fmt.percent(g["effect"])} [{fmt.percent(g["lo"])}, {fmt.percent(g["hi"])}]</title></circle>')
     for tick in (0.0, 0.5, 1.0):
         if lo_x <= tick <= hi_x:
             parts.append(f'<text class="tick" x="{x(tick):.1f}" y="{height - 6}" text-anchor="middle">{tick:.0%}</text>')

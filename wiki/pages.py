@@ -10,18 +10,30 @@ import json
 import math
 import re
 import shlex
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from headwiki.causal_spec import CAUSAL_SHARE, CAUSAL_SHARE_ATP, CAUSAL_SHARE_ZERO, CAUSALLY_IMPORTANT, DROP, IND_SCORE
+from headwiki.negation_spec import ABLATION_EXACT, EFFECT_SPECS, REVERSAL, SELECTED_BY
+from headwiki.kv_group import METRIC as KV_GROUP
+from headwiki.label_spec import BORDERLINE
 from headwiki.wiki import urls
 from headwiki.wiki.context import MetricDoc, ModelData, RoleDoc, SiteData, parse_json
-from headwiki.wiki.crossref import as_float, ci_is_noisy, cross_reference, ordinal, percentile, rank_desc
+from headwiki.wiki import format as fmt
+from headwiki.wiki.crossref import NOTABLE_Q, as_float, ci_is_noisy, cross_reference, ordinal, percentile, rank_desc, rank_shown
+from headwiki.wiki.headline import Effect, RoleEvidence, head_summary
 from headwiki.wiki.figures import distribution_svg, heatmap_html, is_signed, pattern_svg, validation_svg
 from headwiki.wiki.similarity import most_similar
 
+# the negation_groups columns the group tables show (declared in headwiki.negation_spec), and their units
+GROUP_COLUMNS = {
+    "neg": EFFECT_SPECS["neg_acc"].name, "aff": EFFECT_SPECS["aff_acc"].name, "ctrl": EFFECT_SPECS["ctrl_acc"].name,
+    "sens": EFFECT_SPECS["sens"].name, "rev": REVERSAL.name, "acc_unit": EFFECT_SPECS["neg_acc"].unit,
+    "sens_unit": EFFECT_SPECS["sens"].unit, "rev_unit": REVERSAL.unit,
+}
 _FALLBACK = ("#8c510a", "#01665e", "#c51b7d", "#4d9221", "#542788", "#35978f")
 TOP_K = 5
 
@@ -43,38 +55,49 @@ _num = as_float
 
 
 def fmt_number(v: Any, spec: str = ".3f", scale: float = 1.0) -> str:
-    """Template filter: `x|num(".3f")`, '–' for NULL/NaN."""
+    """Template filter `num` for values that are not metrics (counts, baseline accuracies): `x|num(".3f")`; the
+    decimals of `spec`, '+' when it starts with '+', never '-0', '–' for NULL/NaN."""
     f = _num(v)
-    return "–" if f is None else format(f * scale, spec)
+    decimals = int(spec.split(".", 1)[1].rstrip("fg") or 0) if "." in spec else None
+    return fmt.DASH if f is None else fmt.number(f * scale, decimals, signed=spec.startswith("+"))
 
 
-def fmt_q(q: Any) -> str:
-    """A q-value for display: two significant figures, '< 0.001' below that."""
-    f = _num(q)
-    return "–" if f is None else ("< 0.001" if f < 0.001 else f"{f:.2g}")
+def fmt_value(v: Any, doc: MetricDoc | None = None, sig: int = fmt.SIG) -> str:
+    """A metric value for display in its unit (accuracy deltas in signed points, log-prob deltas in nats)."""
+    if doc is None:
+        return fmt.value(v, sig=sig)
+    if doc.integer:
+        f = _num(v)
+        return fmt.DASH if f is None else str(int(round(f)))
+    return fmt.value(v, fmt.metric_unit(doc), signed=is_signed(doc), sig=sig)
 
 
-def fmt_value(v: Any, doc: MetricDoc | None = None) -> str:
-    """A metric value for display (accuracy deltas in signed points)."""
-    f = _num(v)
-    if f is None:
-        return "–"
-    if doc is not None and doc.is_accuracy_delta:
-        return f"{f * 100:+.1f} pts"
-    if doc is not None and doc.integer:
-        return f"{int(round(f))}"
-    if doc is not None and "delta" in doc.name:
-        return f"{f:+.3f}"
-    return f"{f:.3f}"
+def fmt_estimate(v: Any, lo: Any, hi: Any, doc: MetricDoc, sig: int = fmt.SIG, prose: bool = False) -> str:
+    """'0.96 [0.94, 0.98]', '-12 pts [-16, -8]': a metric value and its CI, one sign convention, one set of decimals."""
+    return fmt.estimate(v, lo, hi, fmt.metric_unit(doc), signed=is_signed(doc), sig=sig, prose=prose)
 
 
-def fmt_ci(lo: Any, hi: Any, doc: MetricDoc | None = None) -> str:
-    a, b = _num(lo), _num(hi)
-    if a is None or b is None:
-        return ""
-    if doc is not None and doc.is_accuracy_delta:
-        return f"[{a * 100:+.1f}, {b * 100:+.1f}]"
-    return f"[{a:.3f}, {b:.3f}]"
+def permutation_floors(model: ModelData) -> dict[str, dict[str, Any]]:
+    """The latest finished ablate run's permutation tests (provenance 'permutation' per ablation kind, and
+    'reversal_permutation' under the key 'reversal'): where each p-value's Monte-Carlo floor lies. {} when none."""
+    runs = model.runs
+    if runs is None or runs.empty or "pass_name" not in runs:
+        return {}
+    done = runs[(runs["pass_name"] == "ablate") & (runs["status"] == "finished")]
+    if done.empty:
+        return {}
+    prov = parse_json(done.sort_values("finished_at").iloc[-1].get("provenance"))
+    out = {str(k): v for k, v in (prov.get("permutation") or {}).items() if isinstance(v, dict)}
+    if isinstance(prov.get("reversal_permutation"), dict):
+        out["reversal"] = prov["reversal_permutation"]
+    return out
+
+
+def q_text(perm: dict[str, dict[str, Any]], row: dict[str, Any], metric: str) -> str:
+    """A metric's BH q for display: '< 0.001', two significant figures, or '≤ q' when its p sits at the
+    permutation floor (then q is an upper bound). perm: :func:`permutation_floors` of the head's model."""
+    test = perm.get("reversal" if metric.startswith(REVERSAL.name) else metric.rsplit("_", 1)[-1], {})
+    return fmt.qvalue(row.get(f"{metric}_q"), row.get(f"{metric}_p"), test.get("p_floor"), bool(test.get("exact")))
 
 
 PRIMARY_ABLATIONS = ("zero", "mean", "resample")  # where a role's metric is per ablation, the one its rule read first
@@ -86,8 +109,9 @@ def role_score_metric(model: ModelData, role: str) -> tuple[str | None, bool]:
     declared = model.roles.get(role)
     if declared is None:
         return None, False
-    if model.metric(declared.metric) is not None:
-        return declared.metric, model.metric(declared.metric).direction == "signed"  # type: ignore[union-attr]
+    doc = model.metric(declared.metric)
+    if doc is not None:
+        return declared.metric, doc.direction == "signed"
     for a in PRIMARY_ABLATIONS:
         if model.metric(f"{declared.metric}_{a}") is not None:
             return f"{declared.metric}_{a}", True
@@ -113,6 +137,7 @@ def common(page: str, title: str, site: SiteData) -> dict[str, Any]:
         "role_color": lambda role: role_color(role, site.roles),
         "role_pages": frozenset(all_roles(site)),
         "role_label": lambda role: role_label(role, site.roles),
+        "gcols": GROUP_COLUMNS,
         "urls": urls,
     }
 
@@ -154,21 +179,10 @@ def index_context(site: SiteData) -> dict[str, Any]:
             "id": m.model_id, "url": urls.model_page(m.slug), "info": m.info, "n_heads_total": len(m.heads),
             "roles": role_counts(m), "has_negation": m.has_negation, "built": _last_run(m),
             "passes": sorted(set(m.runs["pass_name"])) if len(m.runs) else [],
-            "n_params": _fmt_int(m.info.get("n_params")),
+            "n_params": fmt.count(m.info.get("n_params")),
         })
     return {**common(page, "headwiki", site), "models": models, "roles": all_roles(site),
             "search": True, "search_model": ""}
-
-
-def _fmt_int(v: Any) -> str:
-    f = _num(v)
-    if f is None:
-        return "–"
-    f = int(f)
-    for unit, size in (("B", 10**9), ("M", 10**6), ("k", 10**3)):
-        if f >= size:
-            return f"{f / size:.3g}{unit}"
-    return str(f)
 
 
 def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
@@ -210,7 +224,7 @@ def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
         "metrics": model.metrics, "baselines": _records(model.baselines), "groups": _group_rows(model),
         "key_groups": _key_groups(model),
         "search": True, "search_model": model.model_id, "built": _last_run(model),
-        "n_params": _fmt_int(model.info.get("n_params")),
+        "n_params": fmt.count(model.info.get("n_params")),
     }
 
 
@@ -243,11 +257,13 @@ def _sort_score(row: dict[str, Any], metric: str | None, by_magnitude: bool) -> 
 
 
 def _head_ref(model: ModelData, row: dict[str, Any], doc: MetricDoc | None) -> dict[str, Any]:
+    value, ci = ("", "") if doc is None else (fmt_value(row.get(doc.name), doc), "") if doc.integer else \
+        fmt.estimate_parts(row.get(doc.name), row.get(f"{doc.name}_lo"), row.get(f"{doc.name}_hi"), fmt.metric_unit(doc),
+                           signed=is_signed(doc))
     return {
         "label": row["label"], "model": model.model_id, "url": urls.head_page(model.slug, row["layer"], row["head"]),
-        "value": fmt_value(row.get(doc.name), doc) if doc else "",
-        "ci": fmt_ci(row.get(f"{doc.name}_lo"), row.get(f"{doc.name}_hi"), doc) if doc else "",
-        "q": fmt_q(row.get(f"{doc.name}_q")) if doc and doc.has_q else "",
+        "value": value, "ci": ci,
+        "q": q_text(permutation_floors(model), row, doc.name) if doc and doc.has_q else "",
         "roles": model.roles_of(row),
     }
 
@@ -264,6 +280,7 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
     moved = _moved_by_head(model)
     in_groups = _groups_by_head(model)
     templates = _templates_by_head(model)
+    perm = permutation_floors(model)
     for i, row in enumerate(rows):
         L, H = int(row["layer"]), int(row["head"])
         page = urls.head_page(model.slug, L, H)
@@ -272,17 +289,21 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
             v = _num(row.get(doc.name))
             lo, hi = _num(row.get(f"{doc.name}_lo")), _num(row.get(f"{doc.name}_hi"))
             vals = columns[doc.name]
+            value_text, ci_text = (fmt_value(v, doc), "") if doc.integer else \
+                fmt.estimate_parts(v, lo, hi, fmt.metric_unit(doc), signed=is_signed(doc))
             metric_rows.append({
-                "doc": doc, "value": fmt_value(v, doc), "ci": fmt_ci(lo, hi, doc),
+                "doc": doc, "value": value_text, "ci": ci_text,
                 "noisy": v is not None and doc.has_ci and "delta" in doc.name and ci_is_noisy(v, lo, hi),
-                "q": _num(row.get(f"{doc.name}_q")),
+                "q": q_text(perm, row, doc.name) if doc.has_q and _num(row.get(f"{doc.name}_q")) is not None else None,
                 "pct": None if v is None else percentile(vals, v),
-                "rank": None if v is None else ordinal(rank_desc(vals, v)),
+                "rank": None if v is None else _rank_text(vals, v, doc),
                 "of": int(np.sum(~np.isnan(vals))),
                 "svg": "" if v is None else distribution_svg(vals, v, lo, hi, is_signed(doc)),
             })
         roles = model.roles_of(row)
         statements = cross_reference(row, heads, model.metrics, model.roles, roles)
+        summary = head_summary(row["label"], _role_evidence(model, row, roles, columns, perm),
+                               _distinctive_effect(model, row, columns, perm), _ablated(model), statements)
         linked_roles = sorted({r for s in statements for r in s.roles} | set(roles),
                               key=lambda r: (_role_order(model.roles, r), r))
         same_role = {}
@@ -309,45 +330,107 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
         yield page, {
             **common(page, f"{row['label']} · {model.model_id} — headwiki", site),
             "model": model, "row": row, "label": row["label"], "layer": L, "head": H, "roles": roles,
-            "metric_rows": metric_rows, "statements": statements, "same_role": same_role,
+            "metric_rows": metric_rows, "statements": statements, "summary": summary, "same_role": same_role,
             "neighbours": neighbours, "similar": similar, "examples": examples,
             "moved": moved.get((L, H), []), "groups": in_groups.get(row["label"], []),
             "templates": templates.get((L, H), []), "profile_metrics": [d.label for d in profile_docs],
             "validation": [(r, b) for r in roles for b in validation_blocks(model, r)],
             "causal": _head_causal(row, columns, bool(roles)),
             "exactness": _exactness(row),
+            "kv_peers": kv_peers(model, rows, row),  # issue 23: KV group (see kv_peers below)
+            "borderline": _role_list(row.get(BORDERLINE.name)),
             "prev": urls.head_page(model.slug, *_step(rows, i, -1)), "next": urls.head_page(model.slug, *_step(rows, i, 1)),
         }
 
 
+def _role_evidence(model: ModelData, row: dict[str, Any], roles: list[str], columns: dict[str, np.ndarray],
+                   perm: dict[str, dict[str, Any]]) -> list[RoleEvidence]:
+    """Each listed role of the head with the number it was assigned on (score or effect, CI, q, rank as shown)."""
+    out = []
+    for role in roles:
+        metric, by_mag = role_score_metric(model, role)
+        doc = model.metric(metric) if metric else None
+        if doc is None:
+            out.append(RoleEvidence(role, role_label(role, model.roles), "score", fmt.DASH))
+            continue
+        v = _num(row.get(doc.name))
+        est = fmt_estimate(v, row.get(f"{doc.name}_lo"), row.get(f"{doc.name}_hi"), doc, sig=fmt.SIG_PROSE, prose=True)
+        rank = ""
+        if v is not None and not by_mag:
+            rank_, tied = rank_shown(columns[doc.name], v, fmt.decimals_for(v, sig=fmt.SIG_PROSE))
+            rank = f"{fmt.rank_phrase(rank_, tied)} of {int(np.sum(~np.isnan(columns[doc.name])))}"
+            if tied > 1:
+                rank += f", {fmt.tie_note(tied)}"
+        measure = f"{doc.label} score" if doc.kind == "detector" else doc.label
+        out.append(RoleEvidence(role, role_label(role, model.roles), measure, est,
+                                q_text(perm, row, doc.name) if doc.has_q else "", rank))
+    return out
+
+
+def _ablated(model: ModelData) -> bool:
+    return any(d.kind in ("causal", "negation") for d in model.metrics)
+
+
+def _distinctive_effect(model: ModelData, row: dict[str, Any], columns: dict[str, np.ndarray],
+                        perm: dict[str, dict[str, Any]]) -> Effect | None:
+    """The head's ablation effect (exact ablations only; 95% CI excluding zero and, where tested, BH q < 0.05) that
+    ranks highest by magnitude among the model's heads; ties go to the metric listed first. None when none qualifies."""
+    best: tuple[float, int, Effect] | None = None
+    for order, doc in enumerate(model.metrics):
+        if doc.kind not in ("causal", "negation") or not doc.has_ci:
+            continue
+        v, lo, hi = _num(row.get(doc.name)), _num(row.get(f"{doc.name}_lo")), _num(row.get(f"{doc.name}_hi"))
+        q = _num(row.get(f"{doc.name}_q"))
+        if v is None or lo is None or hi is None or lo <= 0.0 <= hi or (q is not None and q >= NOTABLE_Q):
+            continue
+        mags = np.abs(columns[doc.name])
+        standing = percentile(mags, abs(v))
+        scale = fmt.unit_info(fmt.metric_unit(doc)).scale
+        rank, tied = rank_shown(mags * scale, abs(v) * scale, fmt.decimals_for(v * scale, lo * scale, hi * scale, sig=fmt.SIG_PROSE))
+        effect = Effect(doc.label, fmt_estimate(v, lo, hi, doc, sig=fmt.SIG_PROSE, prose=True),
+                        q_text(perm, row, doc.name) if doc.has_q else "", rank, tied, int(np.sum(~np.isnan(mags))))
+        if best is None or standing > best[0]:
+            best = (standing, order, effect)
+    return None if best is None else best[2]
+
+
+def _rank_text(vals: np.ndarray, v: float, doc: MetricDoc) -> str:
+    """'3rd', or '=1st (3 tied)' when other heads show the same value at the printed precision. vals: [n_heads]."""
+    scale = fmt.unit_info(fmt.metric_unit(doc)).scale
+    decimals = 0 if doc.integer else fmt.decimals_for(v * scale)
+    rank, tied = rank_shown(vals * scale, v * scale, decimals)
+    return ordinal(rank) if tied == 1 else f"={ordinal(rank)} ({tied} tied)"
+
+
 def _head_causal(row: dict[str, Any], columns: dict[str, np.ndarray], labelled: bool) -> str:
     """One sentence on what ablating this head alone does to the in-context loss drop ('' when not measured)."""
-    z = _num(row.get("causal_share_zero"))
-    est = _num(row.get("causal_share_atp"))
+    zero = CAUSAL_SHARE_ZERO.name
+    z = _num(row.get(zero))
+    est = _num(row.get(CAUSAL_SHARE_ATP.name))
     if z is None and est is not None:
         return (f"{row['label']} was not ablated alone exactly (CPU prefilter mode: only the top heads by attribution and a "
                 f"random check were); its attribution-patching estimate is {_pct(est)} of the in-context loss drop.")
-    if z is None or "causal_share_zero" not in columns:
+    if z is None or zero not in columns:
         return ""
-    vals = columns["causal_share_zero"]
-    text = (f"Zero-ablating {row['label']} alone removes {_pct(z)} [95% CI {_pct(row.get('causal_share_zero_lo'))}, "
-            f"{_pct(row.get('causal_share_zero_hi'))}] of the in-context loss drop on repeated random tokens "
+    vals = columns[zero]
+    text = (f"Zero-ablating {row['label']} alone removes {_pct(z)} [95% CI {_pct(row.get(zero + '_lo'))}, "
+            f"{_pct(row.get(zero + '_hi'))}] of the in-context loss drop on repeated random tokens "
             f"({ordinal(rank_desc(vals, z))} of {int(np.sum(~np.isnan(vals)))} heads)")
-    m, s = _num(row.get("causal_share_mean")), _num(row.get("causal_share_resample"))
+    m, s = (_num(row.get(CAUSAL_SHARE.expand(k).name)) for k in ("mean", "resample"))
     if m is not None or s is not None:
         text += f"; mean ablation: {_pct(m)}, resample ablation: {_pct(s)}"
     text += "."
-    if bool(row.get("causally_important")) and not labelled:
+    if bool(row.get(CAUSALLY_IMPORTANT.name)) and not labelled:
         text += " It is among the model's causally most important heads for in-context copying, yet carries no detector label."
     return text
 
 
 def _exactness(row: dict[str, Any]) -> str:
     """Whether this head's negation-ablation numbers are exact or attribution estimates ('' for exact-mode runs)."""
-    how = row.get("ablation_selected_by")
-    if row.get("ablation_exact") is None or how == "all":
+    how = row.get(SELECTED_BY.name)
+    if row.get(ABLATION_EXACT.name) is None or how == "all":
         return ""
-    if bool(row.get("ablation_exact")):
+    if bool(row.get(ABLATION_EXACT.name)):
         why = "it ranked in the attribution top-K" if how == "attribution_top_k" else "it was drawn as a random check of the prefilter"
         return f"Negation numbers for {row['label']} are exact ablations ({why}; CPU prefilter mode)."
     return (f"Negation numbers for {row['label']} are attribution-patching estimates only (the _atp_ rows): the CPU prefilter "
@@ -388,8 +471,9 @@ def _moved_by_head(model: ModelData, k: int = TOP_K) -> dict[tuple[int, int], li
 
 def _key_groups(model: ModelData, k: int = 3) -> list[dict[str, Any]]:
     """The k group ablations (below whole layers) that move negated accuracy most, for the model page's first screen."""
-    rows = [g for g in _group_rows(model) if g.get("group_kind") not in ("layer", "all") and _num(g.get("neg_acc_delta")) is not None]
-    rows.sort(key=lambda g: (-abs(float(g["neg_acc_delta"])), str(g["group_name"]), int(g["k"]), str(g["ablation"])))
+    acc = EFFECT_SPECS["neg_acc"].name
+    rows = [g for g in _group_rows(model) if g.get("group_kind") not in ("layer", "all") and _num(g.get(acc)) is not None]
+    rows.sort(key=lambda g: (-abs(float(g[acc])), str(g["group_name"]), int(g["k"]), str(g["ablation"])))
     return rows[:k]
 
 
@@ -443,23 +527,20 @@ def role_context(site: SiteData, role: str) -> dict[str, Any]:
             groups.append({"model": m.model_id, "model_url": urls.model_page(m.slug), "metric": doc,
                            "heads": [_head_ref(m, r, doc) for r in members],
                            "validation": validation_blocks(m, role),
-                           "causal": causal_heads(m) if role in m.roles and m.roles[role].signatures[:1] == (DROP_SIGNATURE,) else []})
+                           "causal": causal_heads(m) if role in m.roles and m.roles[role].signatures[:1] == (DROP,) else []})
     declared = site.roles.get(role)
     return {**common(page, f"role: {role_label(role, site.roles)} — headwiki", site), "role": role, "declared": declared,
             "text": declared.text if declared else "", "groups": groups, "rule": _role_rule(site, role)}
 
 
-DROP_SIGNATURE = "in_context_loss_drop"  # the signature the per-head causal shares measure
 SIGNATURE_WORDS = {
-    DROP_SIGNATURE: "the in-context loss drop on repeated random tokens (first-copy minus second-copy loss)",
-    "induction_heads_score": "the labelled induction heads' induction score (K-composition)",
+    DROP: "the in-context loss drop on repeated random tokens (first-copy minus second-copy loss)",
+    IND_SCORE: "the labelled induction heads' induction score (K-composition)",
 }
 GROUP_ORDER = {"top1": 0, "top3": 1, "top5": 2, "all": 3}
 
 
-def _pct(v: Any) -> str:
-    f = _num(v)
-    return "–" if f is None else f"{f:.0%}" if abs(f) >= 0.1 else f"{f:.1%}"
+_pct = fmt.percent
 
 
 def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
@@ -485,9 +566,9 @@ def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
             sentence += (f"; {len(randoms)} random {k}-head sets from the same layers remove {_pct(full['random_mean'])} on average "
                          f"[range {_pct(full['random_min'])} to {_pct(full['random_max'])}]. ")
             sentence += ("Significant: the labelled heads beat every random set "
-                         f"(paired permutation p ≤ {_num(full['p_paired']):.2g} against each, rank p = {_num(full['p_rank']):.2g})."
+                         f"(paired permutation p ≤ {fmt.pvalue(full['p_paired'])} against each, rank p = {fmt.pvalue(full['p_rank'])})."
                          if bool(full["significant"]) else
-                         f"Not significant (rank p = {_num(full['p_rank']):.2g}, largest paired p = {_num(full['p_paired']):.2g}): "
+                         f"Not significant (rank p = {fmt.pvalue(full['p_rank'])}, largest paired p = {fmt.pvalue(full['p_paired'])}): "
                          "the labelled heads do not carry this behaviour more than random heads of the same layers.")
         else:
             sentence += ". No matched random set exists (the group fills its layers), so nothing is claimed."
@@ -500,7 +581,7 @@ def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
                   "effect": f"{_pct(r['effect'])} [{_pct(r['effect_lo'])}, {_pct(r['effect_hi'])}]",
                   "random": (f"{_pct(r['random_mean'])} [{_pct(r['random_min'])}, {_pct(r['random_max'])}]"
                              if _num(r.get("random_mean")) is not None else "no matched set"),
-                  "p": (f"{_num(r['p_rank']):.2g} / {_num(r['p_paired']):.2g}" if _num(r.get("p_rank")) is not None else "–"),
+                  "p": (f"{fmt.pvalue(r['p_rank'])} / {fmt.pvalue(r['p_paired'])}" if _num(r.get("p_rank")) is not None else fmt.DASH),
                   "significant": bool(r["significant"])} for r in recs]
         blocks.append({"signature": str(sig), "ablation": str(ablation), "what": what, "sentence": sentence, "note": full.get("note") or "",
                        "n_seqs": full.get("n_seqs"), "seq_len": full.get("seq_len"),
@@ -510,13 +591,14 @@ def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
 
 
 def causal_heads(model: ModelData) -> list[dict[str, Any]]:
-    """Heads marked causally_important (single zero ablation), with their three ablations and whether they agree."""
+    """Heads marked causally important (single zero ablation), with their three ablations and whether they agree."""
     h = model.heads
-    if "causally_important" not in h.columns:
+    flag, zero = CAUSALLY_IMPORTANT.name, CAUSAL_SHARE_ZERO.name
+    if flag not in h.columns:
         return []
     out = []
-    for r in h[h["causally_important"].fillna(False).astype(bool)].sort_values("causal_share_zero", ascending=False).to_dict("records"):
-        z, m, s = _num(r.get("causal_share_zero")), _num(r.get("causal_share_mean")), _num(r.get("causal_share_resample"))
+    for r in h[h[flag].fillna(False).astype(bool)].sort_values(zero, ascending=False).to_dict("records"):
+        z, m, s = (_num(r.get(CAUSAL_SHARE.expand(k).name)) for k in ("zero", "mean", "resample"))
         others = [x for x in (m, s) if x is not None]
         if z is None or not others:
             agree = "–"
@@ -526,16 +608,30 @@ def causal_heads(model: ModelData) -> list[dict[str, Any]]:
             agree = "no: only zero ablation shows it (zero ablation may break this head in a way the others do not)"
         else:
             agree = "partly: " + ("mean agrees, resample does not" if m is not None and m >= 0.5 * z else "resample agrees, mean does not")
-        out.append({**_head_ref(model, r, None), "zero": f"{_pct(z)} [{_pct(r.get('causal_share_zero_lo'))}, {_pct(r.get('causal_share_zero_hi'))}]",
+        out.append({**_head_ref(model, r, None), "zero": f"{_pct(z)} [{_pct(r.get(zero + '_lo'))}, {_pct(r.get(zero + '_hi'))}]",
                     "mean": _pct(m), "resample": _pct(s), "agree": agree, "labelled": bool(model.roles_of(r))})
     return out
+
+
+MULTI_ROLE_TITLE = "Heads with more than one role, detector and negation alike (possible confounds)"
+
+
+def multi_role_sql(site: SiteData) -> str | None:
+    """The heads the wiki calls multi-role (ModelData.roles_of: every role-holding column, two or more roles), in SQL
+    over the columns the declarations name; None when the database holds no roles."""
+    holders = [c for c in dict.fromkeys(r.held_in for r in site.roles.values()) if c in site.column_types]
+    if not holders:
+        return None
+    lists = [c if site.column_types[c].endswith("[]") else f"CASE WHEN {c} IS NULL THEN [] ELSE [{c}] END" for c in holders]
+    every = lists[0] if len(lists) == 1 else f"list_concat({', '.join(f'coalesce({x}, [])' for x in lists)})"
+    return (f"SELECT model_id, label, {every} AS all_roles FROM heads WHERE len(coalesce({every}, [])) >= 2 "
+            "ORDER BY model_id, layer, head")
 
 
 def sql_examples(site: SiteData) -> list[tuple[str, str]]:
     """(title, SQL) pairs chosen for the columns and roles this database actually has (read from its declarations)."""
     cols = set(site.metric_columns)
     roles = site.roles
-    holders = [c for c in dict.fromkeys(r.held_in for r in roles.values()) if c in cols]
     ex = [
         ("Models in the database", "SELECT model_id, architecture, n_layers, n_heads, n_params FROM models ORDER BY model_id"),
         ("Roles declared per model (metric, threshold, what they mean)",
@@ -550,22 +646,24 @@ def sql_examples(site: SiteData) -> list[tuple[str, str]]:
         ex.append((f"Top {detector[0].label} heads with their 95% CI",
                    f"SELECT model_id, label, round({m}, 3) AS {m}, round({m}_lo, 3) AS lo, "
                    f"round({m}_hi, 3) AS hi FROM heads WHERE {m} IS NOT NULL ORDER BY {m} DESC LIMIT 10"))
-    if holders:
-        count = " + ".join(f"coalesce(len({c}), 0)" if site.column_types.get(c, "").endswith("[]") else f"({c} IS NOT NULL)::INT"
-                           for c in holders)
-        ex.append(("Heads with more than one role, detector and negation alike (possible confounds)",
-                   f"SELECT model_id, label, {', '.join(holders)} FROM heads WHERE {count} >= 2 ORDER BY model_id, layer, head"))
-    negation = [r for r in roles.values() if r.family == "negation"]
-    effect = next((f"{r.metric}_zero" for r in negation if f"{r.metric}_zero" in cols and f"{r.metric}_zero_q" in cols), None)
-    if effect:
-        ex.append(("Heads whose zero ablation changes a negation role's metric (BH q < 0.05)",
-                   f"SELECT model_id, label, round({effect}, 3) AS delta, round({effect}_q, 4) AS q, {', '.join(holders)} "
-                   f"FROM heads WHERE {effect}_q < 0.05 ORDER BY abs({effect}) DESC"))
+    multi = multi_role_sql(site)
+    if multi:
+        ex.append((MULTI_ROLE_TITLE, multi))
+    acc = EFFECT_SPECS["neg_acc"].expand("zero").name
+    if acc in cols:
+        ex.append(("Heads whose zero ablation changes negated accuracy (BH q < 0.05)",
+                   f"SELECT model_id, label, round(100 * {acc}, 1) AS delta_pts, round({acc}_q, 4) AS q "
+                   f"FROM heads WHERE {acc}_q < 0.05 ORDER BY {acc}"))
+        rev = REVERSAL.expand("zero").name
+        if rev in cols:
+            ex.append(("Heads whose zero ablation changes the negation-specific reversal R (BH q < 0.05)",
+                       f"SELECT model_id, label, round({rev}, 3) AS delta_r, round({rev}_q, 4) AS q "
+                       f"FROM heads WHERE {rev}_q < 0.05 ORDER BY abs({rev}) DESC"))
         if detector:
             m = detector[-1].metric
             ex.append((f"Negation effect next to {detector[-1].label} score (the confound the wiki flags)",
-                       f"SELECT model_id, label, round({effect}, 3) AS delta, round({m}, 3) AS {m} "
-                       f"FROM heads WHERE {effect} IS NOT NULL ORDER BY abs({effect}) DESC LIMIT 10"))
+                       f"SELECT model_id, label, round(100 * {acc}, 1) AS neg_delta_pts, round({m}, 3) AS {m} "
+                       f"FROM heads WHERE {acc} IS NOT NULL ORDER BY {acc} LIMIT 10"))
         ex.append(("Negation baselines with CIs",
                    "SELECT model_id, dataset, condition, n_items, round(accuracy, 3) AS acc, round(accuracy_lo, 3) AS lo, "
                    "round(accuracy_hi, 3) AS hi FROM negation_baselines ORDER BY ALL"))
@@ -601,7 +699,7 @@ def _cell(v: Any) -> str:
     if v is None:
         return "NULL"
     if isinstance(v, float):
-        return "NULL" if math.isnan(v) else f"{v:.4g}"
+        return "NULL" if math.isnan(v) else fmt.number(v, sig=4)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(map(str, v)) + "]"
     return str(v)
@@ -619,13 +717,37 @@ def provenance_context(site: SiteData) -> dict[str, Any]:
             "models": [m.info for m in site.models], "db_name": site.db_name}
 
 
-def search_index(site: SiteData) -> list[dict[str, Any]]:
-    """One compact entry per head for the client-side search (URLs relative to the site root)."""
+def search_index(site: SiteData) -> dict[str, Any]:
+    """The client-side search's data: one compact entry per head (URLs relative to the site root) with its heatmap
+    metrics IN THE UNITS THE PAGES SHOW (accuracy deltas in points), and each metric's unit per model, so that
+    `neg_acc_delta_zero<-5` means -5 points and the box can say why nothing matched."""
     out = []
+    units: dict[str, dict[str, dict[str, str]]] = {}
     for m in site.models:
         docs = [d for d in m.metrics if d.heatmap]
+        scale = {d.name: fmt.unit_info(fmt.metric_unit(d)).scale for d in docs}
+        units[m.model_id] = {d.name: {"unit": fmt.metric_unit(d), "short": fmt.unit_info(fmt.metric_unit(d)).short,
+                                      "label": d.label} for d in docs}
         for r in m.heads.to_dict("records"):
-            vals = {d.name: round(v, 4) for d in docs if (v := _num(r.get(d.name))) is not None}
+            vals = {d.name: round(v * scale[d.name], 4) for d in docs if (v := _num(r.get(d.name))) is not None}
             out.append({"m": m.model_id, "l": r["label"], "u": urls.head_page(m.slug, r["layer"], r["head"]),
                         "r": m.roles_of(r), "v": vals})
-    return out
+    return {"entries": out, "units": units}
+
+
+
+# --- issue 23: KV groups on head pages (kept separate: the grouped-query attention block of a head page) ---
+
+def _role_list(v: Any) -> list[str]:
+    return [] if v is None or isinstance(v, (float, str)) else [str(x) for x in list(v)]
+
+
+def kv_peers(model: ModelData, rows: list[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any] | None:
+    """The head's KV group and the other query heads of its layer that read the same KV head (None when the
+    database has no kv_group column for the model)."""
+    group = row.get(KV_GROUP.name)
+    if group is None or pd.isna(group):
+        return None
+    peers = [_head_ref(model, x, None) for x in rows
+             if x["layer"] == row["layer"] and x.get(KV_GROUP.name) == group and x["label"] != row["label"]]
+    return {"group": int(group), "peers": peers, "size": len(peers) + 1}

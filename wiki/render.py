@@ -18,10 +18,15 @@ from headwiki.atomic_dir import MARKER, check_replaceable, replaced_dir
 from headwiki.db.store import reading
 from headwiki.errors import HeadwikiError
 from headwiki.progress import log, progress_task
+from headwiki.wiki import format as fmt
 from headwiki.wiki import pages, urls
 from headwiki.wiki.context import load_site_data
 
 STATIC_FILES = {"style.css": urls.STYLE_CSS, "site.js": urls.SITE_JS}
+# plotly.js's official "cartesian" partial bundle (npm plotly.js-cartesian-dist-min, MIT, LICENSE beside it): the
+# heatmap trace and everything it draws with, 1.5 MB (0.50 MB gzipped) instead of the full 4.6 MB bundle; the same
+# plotly.js version as the Python plotly that writes the figures (tests/test_wiki_render.py checks).
+PLOTLY_BUNDLE = "plotly-cartesian.min.js"
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,10 @@ def make_env() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["num"] = pages.fmt_number
+    env.filters["val"] = fmt.value  # x|val("points", True) -> '+12.0 pts'
+    env.filters["est"] = fmt.estimate  # x|est(lo, hi, "nats", True) -> '+0.12 nats [+0.05, +0.20]'
+    env.filters["with_article"] = fmt.with_article  # 'induction head' -> 'an induction head'
+    env.filters["capitalize_first"] = fmt.capitalize  # unlike Jinja's capitalize, keeps 'BOS'
     return env
 
 
@@ -64,8 +73,6 @@ def _write(root: Path, rel: str, text: str) -> int:
 
 def _build(db_path: Path, db_arg: str, tmp: Path) -> tuple[int, int, int, int, int]:
     """Write the whole site into `tmp`. -> (models, heads, pages, bytes, largest head page)."""
-    import plotly.offline
-
     site = load_site_data(db_path)
     env = make_env()
     roles = pages.all_roles(site)
@@ -83,11 +90,11 @@ def _build(db_path: Path, db_arg: str, tmp: Path) -> tuple[int, int, int, int, i
         return size
 
     with progress_task("rendering site", total) as bar:
-        written += _write(tmp, urls.PLOTLY_JS, plotly.offline.get_plotlyjs())
         static = resources.files("headwiki.wiki") / "static"
+        written += _write(tmp, urls.PLOTLY_JS, static.joinpath(PLOTLY_BUNDLE).read_text(encoding="utf-8"))
         for name, rel in sorted(STATIC_FILES.items()):
             written += _write(tmp, rel, static.joinpath(name).read_text(encoding="utf-8"))
-        written += _write(tmp, urls.SEARCH_JS, env.get_template("search_index.js").render(entries=pages.search_index(site)))
+        written += _write(tmp, urls.SEARCH_JS, env.get_template("search_index.js").render(**pages.search_index(site)))
         render("index.html", urls.INDEX, pages.index_context(site))
         bar.advance()
         with reading(db_path) as con:
