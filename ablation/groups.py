@@ -51,13 +51,18 @@ def ranked_sizes(n_total: int) -> list[int]:
     return sizes
 
 
+def rank_heads(frame: pd.DataFrame) -> list[tuple[int, int]]:
+    """(layer, head) by descending `score` (columns layer, head, score); ties by layer then head, NaN scores last."""
+    score = frame["score"].to_numpy(dtype=float)
+    order = np.lexsort((frame["head"].to_numpy(), frame["layer"].to_numpy(), np.where(np.isnan(score), np.inf, -score)))
+    return [(int(frame["layer"].iloc[i]), int(frame["head"].iloc[i])) for i in order]
+
+
 def role_groups(scores: Mapping[str, pd.DataFrame]) -> list[HeadGroup]:
     """Top-k groups per role; `scores[role]` has columns layer, head, score (one row per head)."""
     groups: list[HeadGroup] = []
     for role, frame in scores.items():
-        score = frame["score"].to_numpy(dtype=float)
-        order = np.lexsort((frame["head"].to_numpy(), frame["layer"].to_numpy(), np.where(np.isnan(score), np.inf, -score)))
-        ranked = [(int(frame["layer"].iloc[i]), int(frame["head"].iloc[i])) for i in order]
+        ranked = rank_heads(frame)
         for k in ranked_sizes(len(ranked)):
             groups.append(HeadGroup("role", role, k, tuple(ranked[:k])))
     return groups

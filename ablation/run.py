@@ -57,6 +57,7 @@ from headwiki.stats import spearman, wilson_interval
 PASS_NAME = "ablate"
 PASS_VERSION = "1"  # bump when the ablation metrics change meaning (part of the resume fingerprint)
 PRIMARY_ABLATION = "zero"
+GROUP_EFFECT_SEED = 100  # group effects use seed + this (bootstrap) and + this + 5 (reversal); the sandbox reuses it
 MEAN_DEFINITION = (
     "mean ablation sets the head's hook_z (output before W_O) at every position to its mean over all non-pad "
     "prompt tokens of every affirmative, negated and control prompt of the dataset (candidate tokens excluded), "
@@ -486,8 +487,9 @@ def _groups_frame(group_list: list[HeadGroup], group_lp: torch.Tensor, kinds: tu
     if not group_list:
         return pd.DataFrame()
     vals = item_values(group_lp).numpy()  # [len(kinds) * G, n, k]
-    e = paired_effects(base_vals, vals, clusters, n_boot=n_boot, n_perm=n_perm, seed=seed + 100)
-    r = reversal_effects(base_ld, logit_diffs(group_lp.double()).numpy(), clusters, n_boot=n_boot, n_perm=n_perm, seed=seed + 105)
+    e = paired_effects(base_vals, vals, clusters, n_boot=n_boot, n_perm=n_perm, seed=seed + GROUP_EFFECT_SEED)
+    r = reversal_effects(base_ld, logit_diffs(group_lp.double()).numpy(), clusters, n_boot=n_boot, n_perm=n_perm,
+                         seed=seed + GROUP_EFFECT_SEED + 5)
     rows = []
     for i, (k, g) in enumerate((k, g) for k in kinds for g in group_list):
         row: dict[str, Any] = {"group_kind": g.kind, "group_name": g.name, "k": g.k, "heads": g.labels, "ablation": k}

@@ -31,6 +31,7 @@ _LAZY_COMMANDS = {
     "validate": "headwiki.ablation.cli:validate",
     "site": "headwiki.wiki.cli:site",
     "toy": "headwiki.toy.cli:toy",
+    "sandbox": "headwiki.sandbox.cli:sandbox",
 }
 
 

@@ -30,8 +30,7 @@ def _norm(name: str) -> str:
 
 def test_every_imported_package_is_declared() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
-    # optional extras (not the test extra) count: their imports are guarded by a one-line "pip install
-    # 'headwiki[EXTRA]'" error (e.g. ray for `build --executor ray`)
+    # runtime dependencies, plus the optional extras a feature declares for itself (sandbox: marimo); never the test extra
     extras = [d for name, deps in config["project"].get("optional-dependencies", {}).items() if name != "test" for d in deps]
     declared = {_norm(re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0]) for d in [*config["project"]["dependencies"], *extras]}
     folders = set(config["tool"]["setuptools"]["package-dir"].values())
