@@ -534,3 +534,12 @@ def test_borderline_labels_are_marked_on_head_pages(real_site: Path, real_site_d
         assert ('id="borderline"' in html) == bool(border), (mid, layer, head)
         marked += bool(border)
     assert rows and marked >= 1  # the toy build has at least one borderline label (L0H0's duplicate-token score)
+
+
+def test_head_pages_of_ablated_models_show_the_sandbox_command(real_site: Path, real_site_db: Path) -> None:
+    """issue 21: a head page links the sandbox with the command that opens it on that head."""
+    site = load_site_data(real_site_db)
+    for m in site.models:
+        html = unescape((real_site / urls.head_page(m.slug, 0, 1)).read_text(encoding="utf-8"))
+        expected = f"headwiki sandbox --model {m.model_id} --db {site.db_name} --heads L0H1"
+        assert (expected in html) == m.has_negation, m.model_id

@@ -338,6 +338,8 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
             "causal": _head_causal(row, columns, bool(roles)),
             "exactness": _exactness(row),
             "kv_peers": kv_peers(model, rows, row),  # issue 23: KV group (see kv_peers below)
+            "sandbox_cmd": (f"headwiki sandbox --model {shlex.quote(model.model_id)} --db {shlex.quote(site.db_name)} "
+                            f"--heads {row['label']}") if model.has_negation else "",
             "borderline": _role_list(row.get(BORDERLINE.name)),
             "prev": urls.head_page(model.slug, *_step(rows, i, -1)), "next": urls.head_page(model.slug, *_step(rows, i, 1)),
         }
