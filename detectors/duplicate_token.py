@@ -15,6 +15,7 @@ import torch
 
 from headwiki.detectors.induction import attention_at_offset, attention_at_offset_nobos, second_copy_positions
 from headwiki.detectors.registry import BatchMeta, Detector, register
+from headwiki.detectors.roles import RANDOM_INIT_CONTROL, role_rule
 from headwiki.spec import Metric, Role, role
 
 
@@ -56,10 +57,8 @@ NOBOS_DETECTOR = register(Detector(name=NOBOS_METRIC.name, version=NOBOS_METRIC.
 ROLE = role(Role(
     METRIC.name, "duplicate-token", "detector", METRIC.name, text="attends to earlier copies of the current token",
     colour="#d95f02", threshold=0.3,
-    rule=("raw score (BOS counted) >= threshold AND 95% CI lower bound > the random-init control; a head below it "
-          "whose BOS-excluded score clears the threshold with enough non-BOS mass is flagged duplicate_token_bos_parked, "
-          "not labelled (headwiki.detectors.roles)"),
-    control="the same head position in a random-initialized model of the same architecture, on the same sequences",
+    rule=role_rule(METRIC.name),
+    control=RANDOM_INIT_CONTROL,
     consequence="lost repeated-token detection",
     no_signature=("no clean behavioural signature: attending to earlier copies of the current token has no "
                   "single downstream behaviour to ablate (it feeds suppression and induction circuits alike), "

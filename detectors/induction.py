@@ -22,6 +22,7 @@ import torch
 
 from headwiki.detectors.registry import BatchMeta, Detector, register
 from headwiki.causal_spec import DROP
+from headwiki.detectors.roles import RANDOM_INIT_CONTROL, role_rule
 from headwiki.spec import Metric, Role, role
 
 
@@ -101,10 +102,8 @@ NOBOS_DETECTOR = register(Detector(name=NOBOS_METRIC.name, version=NOBOS_METRIC.
 ROLE = role(Role(
     METRIC.name, "induction", "detector", METRIC.name,
     text="attends to the token after an earlier copy of the current token", colour="#7b3294", threshold=0.4,
-    rule=("raw score (BOS counted) >= threshold AND 95% CI lower bound > the random-init control; a head below it "
-          "whose BOS-excluded score clears the threshold with enough non-BOS mass is flagged induction_bos_parked, "
-          "not labelled (headwiki.detectors.roles)"),
-    control="the same head position in a random-initialized model of the same architecture, on the same sequences",
+    rule=role_rule(METRIC.name),
+    control=RANDOM_INIT_CONTROL,
     consequence="broken in-context copying (induction)", signatures=(DROP,),
     citation="Olsson et al. 2022, In-context Learning and Induction Heads", order=0,
 ))

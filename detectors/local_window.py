@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 
 from headwiki.detectors.registry import BatchMeta, Detector, register
+from headwiki.detectors.roles import RANDOM_INIT_CONTROL, role_rule
+from headwiki.causal_spec import DROP
 from headwiki.spec import Metric, Role, role
 
 WINDOW = 8
@@ -53,9 +55,9 @@ DETECTOR = register(Detector(name=METRIC.name, version=METRIC.version, needs="te
 ROLE = role(Role(
     METRIC.name, "local-window", "detector", METRIC.name,
     text=f"spreads its attention over the previous few ({WINDOW}) tokens", colour="#35978f", threshold=0.5,
-    rule="score >= threshold AND 95% CI lower bound > the random-init control",
-    control="the same head position in a random-initialized model of the same architecture, on the same sequences",
-    consequence="lost local (recent-token) context", signatures=("in_context_loss_drop",),
+    rule=role_rule(METRIC.name, bos_flag=False),
+    control=RANDOM_INIT_CONTROL,
+    consequence="lost local (recent-token) context", signatures=(DROP,),
     citation="observed on SmolLM2-135M layer 1 (headwiki issue 23)",
     order=3,
 ))

@@ -24,6 +24,7 @@ import torch
 from headwiki.detectors.induction import attention_at_offset, attention_at_offset_nobos
 from headwiki.detectors.registry import BatchMeta, Detector, register
 from headwiki.causal_spec import DROP, IND_SCORE
+from headwiki.detectors.roles import RANDOM_INIT_CONTROL, role_rule
 from headwiki.spec import Metric, Role, role
 
 
@@ -77,10 +78,8 @@ NOBOS_DETECTOR = register(Detector(name=NOBOS_METRIC.name, version=NOBOS_METRIC.
 ROLE = role(Role(
     METRIC.name, "previous-token", "detector", METRIC.name, text="attends to the previous token", colour="#1b7837",
     threshold=0.4,
-    rule=("raw score (BOS counted) >= threshold AND 95% CI lower bound > the random-init control; a head below it "
-          "whose BOS-excluded score clears the threshold with enough non-BOS mass is flagged previous_token_bos_parked, "
-          "not labelled (headwiki.detectors.roles)"),
-    control="the same head position in a random-initialized model of the same architecture, on the same sequences",
+    rule=role_rule(METRIC.name),
+    control=RANDOM_INIT_CONTROL,
     consequence="lost token-order information", signatures=(DROP, IND_SCORE),
     citation="Olsson et al. 2022 (K-composition with induction heads)", order=1,
 ))

@@ -43,6 +43,18 @@ for _m in (ROLES_COLUMN, N_ROLES, MULTI_ROLE):
     SPEC.add_metric(_m)
 
 
+RANDOM_INIT_CONTROL = "the same head position in a random-initialized model of the same architecture, on the same sequences"
+
+
+def role_rule(metric: str, bos_flag: bool = True) -> str:
+    """The rule text a detector role declares (one wording of the rule of this module)."""
+    text = "raw score (BOS counted) >= threshold AND 95% CI lower bound > the random-init control"
+    if bos_flag:
+        text += (f"; a head below it whose BOS-excluded score clears the threshold with enough non-BOS mass is flagged "
+                 f"{metric}_bos_parked, not labelled (headwiki.detectors.roles)")
+    return text
+
+
 def detector_roles() -> list[Role]:
     """Every declared detector role (built-ins and plugins), in display order."""
     from headwiki.detectors.registry import default_registry
