@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,15 @@ def smollm2(smollm2_gguf: Path):
     from headwiki.models import load_model
 
     return load_model(str(smollm2_gguf), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for a module (pytestmark usefixtures): on the shared 2-core box, spinning OpenMP
+    threads made the ablation tests 10-25x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

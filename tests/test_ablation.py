@@ -42,14 +42,7 @@ STORY_ITEMS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    """One intra-op thread: on the shared 2-core box, spinning OpenMP threads made these tests 10-25x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def gpt2(random_gpt2_dir: Path) -> LoadedModel:

@@ -21,13 +21,7 @@ from headwiki.negation_spec import EFFECT_SPECS, REVERSAL
 SMALL = {"max_items": 24, "n_boot": 200, "n_perm": 200, "seed": 0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def toy_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
