@@ -24,7 +24,7 @@ from headwiki.cli_options import db_option, emit, model_options
               help="exact: ablate every head; prefilter: attribution patching for every head, exact ablation of the top-K "
                    "and K random others (64 items unless --max-items); auto: prefilter on CPU for models with > 128 heads")
 @click.option("--top-k", default=8, show_default=True, type=click.IntRange(min=1), help="prefilter mode: heads ablated exactly by attribution rank (plus as many random)")
-def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str | None, ablation: str, seed: int, batch_size: int,
+def ablate(model: str, device: str, dtype: str, bos: str, db_path: str, dataset: str | None, ablation: str, seed: int, batch_size: int,
            max_items: int | None, n_boot: int, no_groups: bool, no_attribution: bool, mode: str, top_k: int) -> None:
     """Ablate every attention head (zero / mean / resample) on negation minimal pairs; write Δ accuracies with CIs and q-values."""
     from headwiki.ablation.items import default_dataset, resolve_dataset
@@ -37,7 +37,7 @@ def ablate(model: str, device: str, dtype: str, db_path: str, dataset: str | Non
     dataset = dataset or default_dataset(model)
     check_db_target(db_path)
     resolve_dataset(dataset, seed=seed, max_items=max_items)  # bad data fails before the model loads
-    loaded = load_model(model, device=device, dtype=dtype)
+    loaded = load_model(model, device=device, dtype=dtype, bos=bos)
     result = ablate_model(loaded, db_path, dataset=dataset, ablations=kinds, seed=seed, batch_size=batch_size,
                           max_items=max_items, n_boot=n_boot, n_perm=n_boot, groups=not no_groups,
                           attribution=not no_attribution, mode=mode, top_k=top_k)
@@ -107,7 +107,7 @@ def _compact(frame: pd.DataFrame, k: str, perm: dict | None = None) -> pd.DataFr
 @click.option("--top-k", default=24, show_default=True, type=click.IntRange(min=1), help="prefilter mode: single heads ablated exactly by attribution rank (plus as many random)")
 @click.option("--n-random", default=10, show_default=True, type=click.IntRange(min=10), help="matched random head sets per labelled group (>= 10)")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="seed for sequences, random sets, bootstrap and permutations")
-def validate(model: str, device: str, dtype: str, db_path: str, n_seqs: int, seq_len: int, mode: str, top_k: int,
+def validate(model: str, device: str, dtype: str, bos: str, db_path: str, n_seqs: int, seq_len: int, mode: str, top_k: int,
              n_random: int, seed: int) -> None:
     """Causally validate detector roles: ablate the labelled heads vs matched random sets on each role's signature."""
     from headwiki.ablation.validation import ValidateResult, read_labelled, validate_model
@@ -117,7 +117,7 @@ def validate(model: str, device: str, dtype: str, db_path: str, n_seqs: int, seq
 
     read_labelled(db_path, resolve_source(model)[0])  # no detector results: fail before the model loads
     check_db_target(db_path)  # nor a database it cannot write
-    loaded = load_model(model, device=device, dtype=dtype)
+    loaded = load_model(model, device=device, dtype=dtype, bos=bos)
     result = validate_model(loaded, db_path, n_seqs=n_seqs, seq_len=seq_len, n_random=n_random, seed=seed, mode=mode, top_k=top_k)
     assert isinstance(result, ValidateResult)  # skip_if_done is off here
     emit(validation_table(result.rows), "table", title=f"{result.model_id}: causal validation of roles (run {result.run_id}, {n_seqs} sequences)")

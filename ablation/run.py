@@ -159,12 +159,13 @@ def ablate_model(
     assert_same_model(db_path, info.as_dict())
     ds = resolve_dataset(dataset, seed=seed, max_items=max_items)
     pad_id = bridge.tokenizer.pad_token_id if getattr(bridge.tokenizer, "pad_token_id", None) is not None else 0
-    unk_rate = check_known_tokens(ds.items, bridge_encoder(bridge), getattr(bridge.tokenizer, "unk_token_id", None),
+    unk_rate = check_known_tokens(ds.items, bridge_encoder(bridge, loaded.start), getattr(bridge.tokenizer, "unk_token_id", None),
                                   ds.name, info.name, default_dataset(info.source))
-    enc = encode_items(ds.items, bridge_encoder(bridge), info.n_ctx, pad_id=pad_id)
+    enc = encode_items(ds.items, bridge_encoder(bridge, loaded.start), info.n_ctx, pad_id=pad_id)
     role_scores = _read_role_scores(db_path, info.name) if groups else {}
     params = {"dataset": ds.name, "ablations": list(kinds), "seed": seed, "batch_size": batch_size, "max_items": max_items,
-              "n_boot": n_boot, "n_perm": n_perm, "groups": groups, "attribution": attribution}
+              "n_boot": n_boot, "n_perm": n_perm, "groups": groups, "attribution": attribution,
+              "start_token": loaded.start.record()}
     if mode == "prefilter":  # exact-mode fingerprints stay what they were
         params.update(mode=mode, top_k=top_k)
     roles_key = hashlib.sha256("".join(f"{r}:{f.to_json()}" for r, f in sorted(role_scores.items())).encode()).hexdigest()[:16]

@@ -174,9 +174,9 @@ class Sandbox:
         self.seed, self.n_boot, self.n_perm = seed, n_boot, n_perm
         self.dataset = resolve_dataset(dataset, seed=seed, max_items=max_items)
         pad_id = bridge.tokenizer.pad_token_id if getattr(bridge.tokenizer, "pad_token_id", None) is not None else 0
-        check_known_tokens(self.dataset.items, bridge_encoder(bridge), getattr(bridge.tokenizer, "unk_token_id", None),
+        check_known_tokens(self.dataset.items, bridge_encoder(bridge, loaded.start), getattr(bridge.tokenizer, "unk_token_id", None),
                            self.dataset.name, info.name, dataset)
-        enc = encode_items(self.dataset.items, bridge_encoder(bridge), info.n_ctx, pad_id=pad_id)
+        enc = encode_items(self.dataset.items, bridge_encoder(bridge, loaded.start), info.n_ctx, pad_id=pad_id)
         self.runner = AblationRunner(bridge, enc, batch_size=batch_size, max_rows=max_rows, seed=seed)
         clean = self.runner.clean(keep_z=True)  # z of every layer: resample ablation draws donors from it
         self.base_vals = item_values(clean.slot_lp.cpu()).numpy()  # [n, len(METRICS)]

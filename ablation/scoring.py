@@ -20,6 +20,7 @@ import torch
 
 from headwiki.ablation.items import CONDITIONS, NegationItem
 from headwiki.errors import HeadwikiError
+from headwiki.start_token import StartToken
 
 Encoder = Callable[[list[str]], list[list[int]]]
 
@@ -78,12 +79,22 @@ class Encoded:
         return Encoded(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()})
 
 
-def bridge_encoder(bridge: object) -> Encoder:
-    """Tokenize like `bridge.to_tokens` (BOS policy of the model), without padding."""
+def bridge_encoder(bridge: object, start: StartToken | None = None) -> Encoder:
+    """Tokenize like `bridge.to_tokens` (BOS policy of the model), without padding.
+
+    start: the `--bos` start token (headwiki.start_token). None or `auto` keeps the model's own policy (its
+    tokenizer's special tokens, BOS prepended where the model prepends one); any other choice tokenizes the
+    text without special tokens and puts that token at position 0.
+    """
     tokenizer = bridge.tokenizer  # type: ignore[attr-defined]
     cfg = bridge.cfg  # type: ignore[attr-defined]
     if tokenizer is None:
         raise HeadwikiError("the model has no tokenizer: the negation pass scores text, so load a model with one")
+    if start is not None and not start.is_auto:
+        def encode_with_start(texts: list[str]) -> list[list[int]]:
+            return [[start.id] + list(row) for row in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+        return encode_with_start
     prepend = bool(getattr(cfg, "default_prepend_bos", True)) and not bool(getattr(cfg, "tokenizer_prepends_bos", True))
     bos = tokenizer.bos_token_id
     eos = tokenizer.eos_token_id

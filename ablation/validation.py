@@ -15,6 +15,12 @@ role. p_rank = (1 + #random effects >= effect) / (1 + n_random); p_paired = the 
 random sets, two-sided paired sign-flip permutation p (over sequences) of labelled minus random;
 significant = the effect beats every random set and p_paired < 0.01.
 
+Two more groups per role, with the same statistics: under grouped-query attention, `kv_groups` — every query head
+of the KV groups that hold the labelled heads, against random whole KV groups of the same layers (what a KV-level
+intervention removes: an induction head's BOS-only groupmate goes with it); and `bos_parked` — the heads flagged
+`<metric>_bos_parked` for the role (raw score below the threshold, BOS-excluded score above it; not labelled), against
+random heads of their layers: does the flag point at heads that do the role's job?
+
 Every head is also zero-ablated alone on D (`causal_share_zero`, with CI) — on CPU for models with
 many heads (mode auto -> prefilter) only the top `top_k` heads by an attribution-patching estimate
 (`causal_share_atp`) plus `top_k` random others are ablated exactly (`causal_share_exact`); the heads with the
@@ -46,9 +52,12 @@ from headwiki.db.store import (
     connect, ensure_head_rows, head_label, new_run_id, record_run, replace_rows, transaction, utcnow,
     write_head_metrics, write_model,
 )
-from headwiki.detectors.data import bos_id, ordinary_token_ids, repeat_sequences, tokens_hash
+from headwiki.detectors.data import ordinary_token_ids, repeat_sequences, tokens_hash
 from headwiki.detectors.induction import ROLE as INDUCTION
+from headwiki.kv_group import kv_groups
 from headwiki.causal_spec import (  # noqa: F401 (re-exported)
+    BOS_PARKED_GROUP,
+    KV_GROUPS,
     CAUSAL_SHARE,
     CAUSAL_SHARE_ATP,
     CAUSAL_SHARE_EXACT,
@@ -58,6 +67,7 @@ from headwiki.causal_spec import (  # noqa: F401 (re-exported)
     IND_SCORE,
 )
 from headwiki.errors import HeadwikiError
+from headwiki.spec import bos_parked_name
 from headwiki.models import LoadedModel
 from headwiki.progress import log, progress_task
 from headwiki.resume import SkippedPass, find_finished, fingerprint
@@ -108,6 +118,7 @@ class RoleCheck:
     metric: str
     signatures: tuple[str, ...]
     no_signature: str
+    flag: str = ""  # the role's BOS-parked flag column when the heads table has it
 
 
 def read_labelled(db_path: str | Path, model_id: str) -> tuple[pd.DataFrame, dict[str, RoleCheck]]:
@@ -122,10 +133,12 @@ def read_labelled(db_path: str | Path, model_id: str) -> tuple[pd.DataFrame, dic
         declared = con.execute(
             "SELECT role, metric, signatures, no_signature FROM roles WHERE model_id = ? AND family = 'detector' "
             "ORDER BY sort_order, role", [model_id]).fetchall() if "roles" in tables else []
-        checks = {r: RoleCheck(m, tuple(sig or ()), ns or "") for r, m, sig, ns in declared if m in cols}
+        checks = {r: RoleCheck(m, tuple(sig or ()), ns or "", bos_parked_name(m) if bos_parked_name(m) in cols else "")
+                  for r, m, sig, ns in declared if m in cols}
         if "roles" not in cols or not checks:
             raise HeadwikiError(f"{db_path} has no detector results for {model_id!r}: run `headwiki detect --model ...` first")
-        scores = ", ".join(f'"{c.metric}" AS "{r}"' for r, c in checks.items())
+        scores = ", ".join([f'"{c.metric}" AS "{r}"' for r, c in checks.items()]
+                           + [f'"{c.flag}"' for c in checks.values() if c.flag])
         frame = con.execute(f"SELECT layer, head, roles, {scores} FROM heads WHERE model_id = ? ORDER BY layer, head",
                             [model_id]).df()
     finally:
@@ -139,6 +152,14 @@ def read_labelled(db_path: str | Path, model_id: str) -> tuple[pd.DataFrame, dic
 def labelled_heads(frame: pd.DataFrame, role: str) -> list[tuple[int, int]]:
     """Heads holding `role`, best score first."""
     sel = frame[frame["roles"].map(lambda r: role in r)].sort_values([role, "layer", "head"], ascending=[False, True, True])
+    return [(int(L), int(h)) for L, h in zip(sel["layer"], sel["head"])]
+
+
+def flagged_heads(frame: pd.DataFrame, flag: str) -> list[tuple[int, int]]:
+    """Heads whose boolean column `flag` is true ([] without the column)."""
+    if not flag or flag not in frame:
+        return []
+    sel = frame[frame[flag].fillna(False).astype(bool)]
     return [(int(L), int(h)) for L, h in zip(sel["layer"], sel["head"])]
 
 
@@ -166,6 +187,33 @@ def matched_random_sets(group: list[tuple[int, int]], excluded: set[tuple[int, i
             chosen.extend((L, int(h)) for h in picks)
         sets.append(chosen)
     return sets
+
+
+def matched_random_kv_sets(groups: list[tuple[int, int]], excluded: set[tuple[int, int]], kv: list[list[int]],
+                           n_kv: int, n_sets: int, rng: np.random.Generator) -> list[list[tuple[int, int]]]:
+    """`n_sets` random sets of whole KV groups with the layer multiset of `groups` ((layer, kv head) pairs), avoiding KV
+    groups that hold an `excluded` head where the layer allows, each expanded to its query heads (layer, head)."""
+    per_layer: dict[int, int] = {}
+    for L, _ in groups:
+        per_layer[L] = per_layer.get(L, 0) + 1
+    sets = []
+    for _ in range(n_sets):
+        chosen: list[tuple[int, int]] = []
+        for L, count in sorted(per_layer.items()):
+            held = {kv[L][h] for (layer, h) in excluded if layer == L}
+            pool = [g for g in range(n_kv) if g not in held]
+            if len(pool) < count:  # every group of the layer holds a labelled head: any group outside the set
+                pool = [g for g in range(n_kv) if (L, g) not in set(groups)] or list(range(n_kv))
+            picks = {int(g) for g in rng.choice(pool, size=min(count, len(pool)), replace=False)}
+            chosen.extend((L, h) for h in range(len(kv[L])) if kv[L][h] in picks)
+        sets.append(chosen)
+    return sets
+
+
+def kv_group_heads(heads: list[tuple[int, int]], kv: list[list[int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The (layer, kv head) groups holding `heads`, and every query head of those groups (sorted)."""
+    groups = sorted({(L, kv[L][h]) for L, h in heads})
+    return groups, [(L, h) for L, g in groups for h in range(len(kv[L])) if kv[L][h] == g]
 
 
 def group_sizes(n_labelled: int, ks: tuple[int, ...] = GROUP_KS) -> list[tuple[str, int]]:
@@ -203,11 +251,12 @@ def validate_model(
     frame, checks = read_labelled(db_path, info.name)
     signatures = {r: tuple(x for x in c.signatures if x in SIGNATURES) for r, c in checks.items()}
     tokenizer = bridge.tokenizer
-    tokens = repeat_sequences(ordinary_token_ids(tokenizer, info.d_vocab), n_seqs, seq_len, bos_id(tokenizer), seed + SEED_OFFSET)
+    tokens = repeat_sequences(ordinary_token_ids(tokenizer, info.d_vocab), n_seqs, seq_len, loaded.start.id, seed + SEED_OFFSET)
     labelled = {role: labelled_heads(frame, role) for role in checks}
     params = {"n_seqs": n_seqs, "seq_len": seq_len, "n_random": n_random, "n_compare": n_compare, "seed": seed,
               "mode": mode, "top_k": top_k, "ks": list(ks), "group_ablations": list(group_ablations),
-              "n_boot": n_boot, "n_perm": n_perm, "labelled": {r: [head_label(*x) for x in v] for r, v in labelled.items()}}
+              "n_boot": n_boot, "n_perm": n_perm, "labelled": {r: [head_label(*x) for x in v] for r, v in labelled.items()},
+              "start_token": loaded.start.record()}
     data_hash = tokens_hash(tokens)
     fp = fingerprint(PASS_NAME, info, params, data_hash)
     if skip_if_done and (done := find_finished(db_path, info.name, PASS_NAME, fp)):
@@ -232,19 +281,30 @@ def validate_model(
     rng = np.random.default_rng(seed)
     plan: list[dict[str, Any]] = []  # one entry per (role, group): spec indices
     specs: list[Spec] = []
+    candidates: list[tuple[str, str, list[tuple[int, int]], list[list[tuple[int, int]]]]] = []  # (role, group, heads, randoms)
     for role, sigs in signatures.items():
         heads = labelled[role]
+        flagged = flagged_heads(frame, checks[role].flag)
+        if sigs and flagged:  # the role's BOS-parked heads (a flag, not a label): do they do its job?
+            candidates.append((role, BOS_PARKED_GROUP, flagged,
+                               matched_random_sets(flagged, set(heads) | set(flagged) | set(induction_heads), n_heads, n_random, rng)))
         if not sigs or not heads:
             continue
         excluded = set(heads) | set(induction_heads)
         for name, k in group_sizes(len(heads), ks):
             group = heads[:k]
             randoms = matched_random_sets(group, excluded, n_heads, n_random, rng)  # the same sets for every ablation
-            for kind in group_ablations:
-                plan.append({"role": role, "name": name, "k": k, "heads": group, "spec": len(specs), "ablation": kind,
-                             "random": list(range(len(specs) + 1, len(specs) + 1 + n_random)), "random_heads": randoms})
-                specs.append((replica(group), kind))
-                specs.extend((replica(r), kind) for r in randoms)
+            candidates.append((role, name, group, randoms))
+        if info.n_kv_heads < n_heads:  # grouped-query attention: the labelled heads' whole KV groups vs random KV groups
+            kv = kv_groups(n_layers, n_heads, info.n_kv_heads)
+            held, group = kv_group_heads(heads, kv)
+            candidates.append((role, KV_GROUPS, group, matched_random_kv_sets(held, excluded, kv, info.n_kv_heads, n_random, rng)))
+    for role, name, group, randoms in candidates:
+        for kind in group_ablations:
+            plan.append({"role": role, "name": name, "k": len(group), "heads": group, "spec": len(specs), "ablation": kind,
+                         "random": list(range(len(specs) + 1, len(specs) + 1 + n_random)), "random_heads": randoms})
+            specs.append((replica(group), kind))
+            specs.extend((replica(r), kind) for r in randoms)
     t0 = time.perf_counter()
     with progress_task(f"validate {info.name}: labelled vs random head sets", len(specs)) as bar:
         g_drop, g_scores = runner.measure(specs, progress=bar)

@@ -38,10 +38,10 @@ import json, os, resource, sys, time
 import torch
 from headwiki.models import load_model
 from headwiki.ablation.signature import SignatureRunner
-from headwiki.detectors.data import bos_id, ordinary_token_ids, repeat_sequences
+from headwiki.detectors.data import ordinary_token_ids, repeat_sequences
 loaded = load_model(sys.argv[1], device="cpu")
 b, info = loaded.bridge, loaded.info
-tokens = repeat_sequences(ordinary_token_ids(b.tokenizer, info.d_vocab), 16, 12, bos_id(b.tokenizer), 7919)
+tokens = repeat_sequences(ordinary_token_ids(b.tokenizer, info.d_vocab), 16, 12, loaded.start.id, 7919)
 runner = SignatureRunner(b, tokens, 12, [(3, 1), (5, 2)], max_rows=64)
 runner.clean()
 specs = [({L: (h,)}, "zero") for L, h in [(1, 4), (2, 3), (4, 0), (6, 6), (8, 1), (10, 2), (13, 5), (16, 8)]]

@@ -26,7 +26,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="heads per role in the summary table")
 @format_options
 def detect(
-    model: str, device: str, dtype: str, db_path: str, n_seqs: int | None, seq_len: int | None, seed: int,
+    model: str, device: str, dtype: str, bos: str, db_path: str, n_seqs: int | None, seq_len: int | None, seed: int,
     batch_size: int | None, text_dataset: str | None, text_file: str | None, thresholds: tuple[str, ...], top: int, fmt: str,
 ) -> None:
     """Score every attention head with the detectors and store one row per head in the DB."""
@@ -44,7 +44,7 @@ def detect(
     check_db_target(db_path)  # bad input fails before the model loads
     if text_file:
         file_passages(text_file)
-    loaded = load_model(model, device=device, dtype=dtype)
+    loaded = load_model(model, device=device, dtype=dtype, bos=bos)
     result = detect_model(
         loaded, db_path, n_seqs=n_seqs or DEFAULT_N_SEQS, seq_len=seq_len, seed=seed, text=text,
         thresholds=overrides, batch_size=batch_size or DEFAULT_BATCH_SIZE,

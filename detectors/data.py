@@ -30,15 +30,6 @@ class TextSource:
     passages: list[str]
 
 
-def bos_id(tokenizer: Any) -> int:
-    """The id every detector sequence starts with (BOS, else EOS as GPT-2 uses it)."""
-    for attr in ("bos_token_id", "eos_token_id"):
-        value = getattr(tokenizer, attr, None)
-        if value is not None:
-            return int(value)
-    raise HeadwikiError("the model's tokenizer has neither a BOS nor an EOS token: detectors need a start token; set bos_token in tokenizer_config.json")
-
-
 def ordinary_token_ids(tokenizer: Any, d_vocab: int) -> torch.Tensor:
     """Ids of the tokenizer's ordinary vocabulary, sorted.
 

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from headwiki.errors import HeadwikiError
-from headwiki.spec import SPEC, Metric, Role
+from headwiki.spec import SPEC, Metric, Role, bos_parked_name
 
 if TYPE_CHECKING:  # annotations only
     import torch
@@ -110,7 +110,7 @@ def bos_parked_flag(metric: Metric) -> Metric:
     """The flag of a metric declared as another's BOS-excluded score: `<metric>_bos_parked`."""
     raw = SPEC.metrics[metric.bos_excluded_for]
     return SPEC.add_metric(Metric(
-        f"{raw.name}_bos_parked", f"{raw.label}: BOS-parked", "label", "flag", "",
+        bos_parked_name(raw.name), f"{raw.label}: BOS-parked", "label", "flag", "",
         f"{raw.name} < its role threshold but {metric.name} >= it with {metric.bos_share} <= {1 - MIN_NON_BOS_MASS:g}: "
         f"the head does {raw.label} with the attention it does not park on BOS (a flag, not a role)",
         dtype="BOOLEAN", data=metric.data, version=metric.version))

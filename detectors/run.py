@@ -32,7 +32,6 @@ from headwiki.db.store import (
 from headwiki.db.lock import locked_pass
 from headwiki.detectors import controls as control_mod
 from headwiki.detectors.data import (
-    bos_id,
     ordinary_token_ids,
     random_sequences,
     repeat_sequences,
@@ -132,7 +131,7 @@ def build_inputs(loaded: LoadedModel, n_seqs: int, half_len: int, seed: int, tex
     length = 2 * half_len + 1
     if length >= info.n_ctx:
         raise HeadwikiError(f"--seq-len {half_len} gives sequences of {length} tokens, not below the context {info.n_ctx}: use --seq-len {(info.n_ctx - 2) // 2} or less")
-    bos = bos_id(tokenizer)
+    bos = loaded.start.id
     vocab = ordinary_token_ids(tokenizer, info.d_vocab)
     source = resolve_text(text, info.source == "toy", n_seqs * length)
     windows = text_windows(tokenizer, source.passages, n_seqs, length, bos)
@@ -212,7 +211,7 @@ def compute_detections(
         "text": inputs.text_source, "thresholds": limits, "batch_size": batch_size, "n_boot": n_boot,
         "detectors": {d.name: d.version for d in registry}, "control_key": key,
         "n_by_input": {k: int(len(v)) for k, v in inputs.tokens.items()},
-        "stability_grid": grid_settings,
+        "stability_grid": grid_settings, "start_token": loaded.start.record(),
     }
     return Detections(frame, docs, ctrl, key, stored is None, examples, params, data_hash, n_seqs)
 

@@ -18,6 +18,7 @@ from headwiki.atomic_dir import check_replaceable
 from headwiki.db.lock import check_db_target, write_lock
 from headwiki.models import load_model, resolve_source
 from headwiki.progress import log
+from headwiki.start_token import AUTO, check_choice
 
 
 @dataclass
@@ -44,15 +45,17 @@ def build(
     ablate_options: dict[str, Any] | None = None,
     validate_options: dict[str, Any] | None = None,
     site: bool = True,
+    bos: str = AUTO,
 ) -> BuildReport:
     """Run every pass for every model (in order), then render the site from the database.
 
     dataset: one negation dataset for every model, or {model spec: dataset} (a model not in it, or None,
-    gets :func:`headwiki.ablation.items.default_dataset`)."""
+    gets :func:`headwiki.ablation.items.default_dataset`). bos: the start token choice (headwiki.start_token)."""
+    check_choice(bos)
     check_build_inputs(models, db_path, out_dir if site else None, dataset)
     # one build at a time per database: a second one waits here, then skips what the first finished
     with write_lock(db_path, f"build {' '.join(models)}"):
-        return _build_locked(models, db_path, out_dir, dataset, device, dtype, force, detect_options, ablate_options,
+        return _build_locked(models, db_path, out_dir, dataset, device, dtype, bos, force, detect_options, ablate_options,
                              validate_options, site)
 
 
@@ -81,7 +84,7 @@ def _dataset_for(spec: str, dataset: str | Mapping[str, str] | None) -> str:
 
 def _build_locked(
     models: list[str], db_path: str | Path, out_dir: str | Path, dataset: str | Mapping[str, str] | None, device: str,
-    dtype: str, force: bool, detect_options: dict[str, Any] | None, ablate_options: dict[str, Any] | None,
+    dtype: str, bos: str, force: bool, detect_options: dict[str, Any] | None, ablate_options: dict[str, Any] | None,
     validate_options: dict[str, Any] | None, site: bool,
 ) -> BuildReport:
     from headwiki.ablation.run import ablate_model
@@ -93,7 +96,7 @@ def _build_locked(
     report = BuildReport(db_path=Path(db_path), out_dir=Path(out_dir))
     for spec in models:
         log(f"[bold]model {spec}[/bold]: loading")
-        loaded = load_model(spec, device=device, dtype=dtype)
+        loaded = load_model(spec, device=device, dtype=dtype, bos=bos)
         model_id = loaded.info.name
         report.model_ids.append(model_id)
         detected = detect_model(loaded, db_path, skip_if_done=not force, **(detect_options or {}))

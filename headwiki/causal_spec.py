@@ -30,3 +30,14 @@ CAUSAL_SHARE_ATP = spec_metric(Metric(
 CAUSALLY_IMPORTANT = spec_metric(Metric(
     "causally_important", "causally important", "causal", "flag", "",
     f"among the heads with the largest {CAUSAL_SHARE_ZERO.name} and a 95% CI above 0", data=_SHARE_DATA, dtype="BOOLEAN"))
+
+#: role_validation.group_name of the KV-group check (grouped-query attention only): every query head of the KV groups
+#: that hold the role's labelled heads, ablated together, against random KV groups of the same layers. Heads of one
+#: group share keys and values, so a labelled head's groupmates (e.g. a BOS-only head beside an induction head) are
+#: what a KV-level intervention removes with it.
+KV_GROUPS = "kv_groups"
+
+#: role_validation.group_name of the BOS-parked check: the heads flagged `<metric>_bos_parked` for a role (raw score
+#: below the threshold, BOS-excluded score above it; a flag, not a role) ablated together on the role's signatures,
+#: against random head sets of the same layers — does the flagged head do the role's job?
+BOS_PARKED_GROUP = "bos_parked"

@@ -18,6 +18,7 @@ import pandas as pd
 from headwiki import __version__
 from headwiki.cli_options import db_option, emit, format_options, model_options
 from headwiki.errors import HeadwikiError
+from headwiki.start_token import AUTO, CHOICES_HELP
 
 
 # Pass commands live next to the code they drive; each is imported only when it is run (or listed by
@@ -61,11 +62,11 @@ def cli() -> None:
 @cli.command()
 @model_options
 @format_options
-def info(model: str, device: str, dtype: str, fmt: str) -> None:
+def info(model: str, device: str, dtype: str, bos: str, fmt: str) -> None:
     """Load a model and print its ModelInfo record."""
     from headwiki.models import load_model
 
-    loaded = load_model(model, device=device, dtype=dtype)
+    loaded = load_model(model, device=device, dtype=dtype, bos=bos)
     record = loaded.info.as_dict()
     if fmt == "table":
         emit(pd.DataFrame({"field": list(record), "value": [str(v) for v in record.values()]}), fmt, title=f"model {loaded.info.name}")
@@ -81,6 +82,7 @@ def info(model: str, device: str, dtype: str, fmt: str) -> None:
 @click.option("--dataset", default=None, help="negation items: english | toy | multinli | FILE (default: toy for the toy model, english otherwise)")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda, cuda:N")
 @click.option("--dtype", default="float32", show_default=True, help="float32 | bfloat16 | float16")
+@click.option("--bos", default=AUTO, show_default=True, help=CHOICES_HELP)
 @click.option("--force", is_flag=True, help="re-run passes even when an identical finished run is in the database")
 @click.option("--shard", default=None, metavar="I/N",
               help="build only every N-th --model starting at I (0 <= I < N), e.g. $SLURM_ARRAY_TASK_ID/8, each into its own "
@@ -89,7 +91,7 @@ def info(model: str, device: str, dtype: str, fmt: str) -> None:
               help="ray: one Ray task per model ($RAY_ADDRESS or a local instance; needs headwiki[ray]), shards merged")
 @click.option("--max-items", default=None, type=click.IntRange(min=2),
               help="ablate on a seeded random subset of this many negation items (as `ablate --max-items`)")
-def build(models: tuple[str, ...], db_path: str, out_dir: str, dataset: str | None, device: str, dtype: str, force: bool,
+def build(models: tuple[str, ...], db_path: str, out_dir: str, dataset: str | None, device: str, dtype: str, bos: str, force: bool,
           shard: str | None, executor: str, max_items: int | None) -> None:
     """Detect -> ablate -> site for every --model, into one database and one site (resumable)."""
     from headwiki.build import build as run_build
@@ -106,10 +108,10 @@ def build(models: tuple[str, ...], db_path: str, out_dir: str, dataset: str | No
         from headwiki.executors import build_with_ray
 
         report = build_with_ray(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force,
-                                ablate_options=ablate_options)
+                                ablate_options=ablate_options, bos=bos)
     else:
         report = run_build(list(models), db_path, out_dir, dataset=dataset, device=device, dtype=dtype, force=force,
-                           ablate_options=ablate_options)
+                           ablate_options=ablate_options, bos=bos)
     print_build_summary(report)
 
 

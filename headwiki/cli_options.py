@@ -15,7 +15,10 @@ F = Callable[..., Any]
 
 
 def model_options(func: F) -> F:
-    """--model, --device, --dtype."""
+    """--model, --device, --dtype, --bos."""
+    from headwiki.start_token import AUTO, CHOICES_HELP
+
+    func = click.option("--bos", default=AUTO, show_default=True, help=CHOICES_HELP)(func)
     func = click.option("--dtype", default="float32", show_default=True, help="float32 | bfloat16 | float16")(func)
     func = click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda, cuda:N")(func)
     func = click.option(

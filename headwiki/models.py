@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from headwiki.errors import HeadwikiError
+from headwiki.start_token import AUTO, StartToken, check_choice, resolve_start_token
 from headwiki.kernels import speed_up
 from headwiki.progress import log
 
@@ -67,6 +68,7 @@ class LoadedModel:
 
     bridge: Any  # transformer_lens.model_bridge.TransformerBridge
     info: ModelInfo
+    start: StartToken  # the token at position 0 of every sequence a pass feeds it (`--bos`)
 
 
 def resolve_device(device: str | None) -> str:
@@ -220,14 +222,18 @@ def resolve_source(spec: str) -> tuple[str, str, str]:
     return spec, "hub", spec
 
 
-def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "float32", name: str | None = None) -> LoadedModel:
+def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "float32", name: str | None = None,
+               bos: str = AUTO) -> LoadedModel:
     """Boot `spec` (toy | local dir | .gguf file or a dir holding one | hub id) on `device` and describe it.
+
+    `bos`: the start token choice (headwiki.start_token), resolved against the model's tokenizer.
 
     Hub ids honour the HF cache and HF_HUB_OFFLINE; a model that is neither cached nor
     downloadable raises HeadwikiError with the fix.
     """
     from transformer_lens.model_bridge import TransformerBridge
 
+    check_choice(bos)
     model_name, source, path = resolve_source(spec)
     device_str = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
@@ -285,7 +291,7 @@ def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "
     if gguf_meta is not None:
         info = dataclasses.replace(info, quantization=gguf_meta.quantization, file_sha256=gguf_meta.sha256,
                                    dequantized_dtype=dtype)
-    return LoadedModel(bridge=bridge, info=info)
+    return LoadedModel(bridge=bridge, info=info, start=resolve_start_token(bridge.tokenizer, info.d_vocab, bos))
 
 
 def check_tokenizer(bridge: Any, path: str) -> None:

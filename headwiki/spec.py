@@ -185,6 +185,11 @@ class Spec:
 SPEC = Spec()
 
 
+def bos_parked_name(metric: str) -> str:
+    """The column of the BOS-parked flag of a role metric (detectors/roles.py writes it, validation checks it)."""
+    return f"{metric}_bos_parked"
+
+
 def metric(m: Metric) -> Metric:
     """Declare a metric in :data:`SPEC` (at import time of the module that computes it)."""
     return SPEC.add_metric(m)

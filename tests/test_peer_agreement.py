@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformer_lens.head_detector import detect_head
 
-from headwiki.detectors.data import bos_id, ordinary_token_ids, repeat_sequences, resolve_text, text_windows
+from headwiki.detectors.data import ordinary_token_ids, repeat_sequences, resolve_text, text_windows
 from headwiki.detectors.peer import TL_HEAD_NAMES, tl_scores
 from headwiki.hooks import capture_patterns
 from headwiki.models import LoadedModel, load_model
@@ -29,7 +29,7 @@ def _sequences(loaded: LoadedModel, text: str | None) -> list[str]:
     """Decoded strings of headwiki's repeat sequences and natural-text windows (BOS left to the tokenizer)."""
     tok = loaded.bridge.tokenizer
     vocab = ordinary_token_ids(tok, loaded.info.d_vocab)
-    bos = bos_id(tok)
+    bos = loaded.start.id
     repeats = repeat_sequences(vocab, N_SEQS, HALF, bos, seed=0)
     source = resolve_text(text, loaded.info.source == "toy", N_SEQS * (2 * HALF + 1))
     windows = text_windows(tok, source.passages, N_SEQS, 2 * HALF + 1, bos)

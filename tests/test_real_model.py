@@ -63,6 +63,22 @@ def test_validation_floors_on_smollm2(smol_validation, smol_db: Path) -> None:
     assert stored >= 3 and exact == 8, "top 4 by attribution + 4 random heads ablated exactly"
 
 
+def test_kv_group_ablation_on_smollm2(smol_validation) -> None:
+    """Issue 23: under GQA (3 KV heads of 9 query heads per layer) every validated role also ablates the whole KV
+    groups of its labelled heads against 10 random KV groups of the same layers; the wiki words it."""
+    from headwiki.causal_spec import KV_GROUPS
+
+    rows = smol_validation.rows
+    for role in rows[rows.signature != "none"].role.unique():
+        labelled = rows[(rows.role == role) & (rows.group_name == "all")].iloc[0].heads
+        kv = rows[(rows.role == role) & (rows.group_name == KV_GROUPS)]
+        assert set(kv.ablation) == {"zero", "mean"}, role
+        heads = list(kv.iloc[0].heads)
+        layers = {int(h[1:].split("H")[0]) for h in labelled}
+        assert set(labelled) <= set(heads) and len(heads) % 3 == 0 and len(heads) >= 3 * len(layers), (role, heads)
+        assert (kv.n_random == 10).all() and kv.effect.notna().all()
+
+
 def test_smollm2_site_in_a_browser(smol_validation, smol_db: Path, tmp_path: Path) -> None:
     """The SmolLM2 wiki renders; its induction role page shows the validation sentence, strip plots and the
     causally important heads in headless chromium without console errors; a screenshot is saved."""
@@ -85,6 +101,7 @@ def test_smollm2_site_in_a_browser(smol_validation, smol_db: Path, tmp_path: Pat
         assert page.locator("svg.validation circle.random").count() >= 10
         text = page.inner_text("body")
         assert "labelled induction heads together removes" in text and "Causally important heads" in text
+        assert "Ablating the labelled heads' whole KV groups" in text  # GQA: the KV-group check in words
         page.screenshot(path=str(shots / "smollm2-induction-role.png"), full_page=True)
         page.goto((out / "provenance.html").as_uri())
         assert "MOSTLY_Q4_1" in page.inner_text("body")

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from headwiki.ablation.signature import copy_losses, copy_positions
-from headwiki.ablation.validation import _effect_row, group_sizes, matched_random_sets
+from headwiki.ablation.validation import _effect_row, group_sizes, kv_group_heads, matched_random_kv_sets, matched_random_sets
+from headwiki.kv_group import kv_groups
 from headwiki.db.store import reading
 
 
@@ -38,6 +39,22 @@ def test_matched_random_sets_keep_the_layer_multiset_and_avoid_labels() -> None:
     assert len({tuple(sorted(s)) for s in sets}) > 1, "sets must differ"
     assert group_sizes(8) == [("top1", 1), ("top3", 3), ("top5", 5), ("all", 8)]
     assert group_sizes(3) == [("top1", 1), ("all", 3)] and group_sizes(0) == []
+
+
+def test_kv_group_sets_hold_whole_groups_of_the_same_layers() -> None:
+    """GQA (9 query heads, 3 KV heads, as SmolLM2): the labelled heads' KV groups expand to all their query heads;
+    random sets are whole KV groups of the same layers that hold no excluded head."""
+    kv = kv_groups(4, 9, 3)
+    held, group = kv_group_heads([(2, 4), (2, 5), (3, 0)], kv)
+    assert held == [(2, 1), (3, 0)] and group == [(2, 3), (2, 4), (2, 5), (3, 0), (3, 1), (3, 2)]
+    excluded = {(2, 4), (2, 5), (3, 0), (2, 7)}  # layer 2: groups 1 and 2 hold excluded heads -> only group 0 is free
+    sets = matched_random_kv_sets(held, excluded, kv, 3, n_sets=12, rng=np.random.default_rng(0))
+    assert len(sets) == 12
+    for s in sets:
+        assert [h for L, h in s if L == 2] == [0, 1, 2]
+        layer3 = sorted(h for L, h in s if L == 3)
+        assert layer3 in ([3, 4, 5], [6, 7, 8])
+    assert len({tuple(s) for s in sets}) == 2, "both free groups of layer 3 are drawn"
 
 
 def test_effect_row_fraction_removed_and_tests() -> None:

@@ -16,10 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from headwiki.causal_spec import CAUSAL_SHARE, CAUSAL_SHARE_ATP, CAUSAL_SHARE_ZERO, CAUSALLY_IMPORTANT, DROP, IND_SCORE
+from headwiki.causal_spec import (
+    BOS_PARKED_GROUP, CAUSAL_SHARE, CAUSAL_SHARE_ATP, CAUSAL_SHARE_ZERO, CAUSALLY_IMPORTANT, DROP, IND_SCORE, KV_GROUPS,
+)
 from headwiki.negation_spec import ABLATION_EXACT, EFFECT_SPECS, REVERSAL, SELECTED_BY
 from headwiki.kv_group import METRIC as KV_GROUP
 from headwiki.label_spec import BORDERLINE
+from headwiki.start_token import cli_flag as start_flag, describe as describe_start
 from headwiki.wiki import urls
 from headwiki.wiki.context import MetricDoc, ModelData, RoleDoc, SiteData, parse_json
 from headwiki.wiki import format as fmt
@@ -77,16 +80,25 @@ def fmt_estimate(v: Any, lo: Any, hi: Any, doc: MetricDoc, sig: int = fmt.SIG, p
     return fmt.estimate(v, lo, hi, fmt.metric_unit(doc), signed=is_signed(doc), sig=sig, prose=prose)
 
 
-def permutation_floors(model: ModelData) -> dict[str, dict[str, Any]]:
-    """The latest finished ablate run's permutation tests (provenance 'permutation' per ablation kind, and
-    'reversal_permutation' under the key 'reversal'): where each p-value's Monte-Carlo floor lies. {} when none."""
+ABLATE_PASS = "ablate"  # runs.pass_name of the negation pass (headwiki.ablation.run.PASS_NAME; the wiki does not import passes)
+
+
+def _latest_finished(model: ModelData, pass_name: str) -> dict[str, dict[str, Any]]:
+    """{'params': ..., 'provenance': ...} of the model's latest finished run of `pass_name` ({} if none)."""
     runs = model.runs
     if runs is None or runs.empty or "pass_name" not in runs:
         return {}
-    done = runs[(runs["pass_name"] == "ablate") & (runs["status"] == "finished")]
+    done = runs[(runs["pass_name"] == pass_name) & (runs["status"] == "finished")]
     if done.empty:
         return {}
-    prov = parse_json(done.sort_values("finished_at").iloc[-1].get("provenance"))
+    last = done.sort_values("finished_at").iloc[-1]
+    return {"params": parse_json(last.get("params")), "provenance": parse_json(last.get("provenance"))}
+
+
+def permutation_floors(model: ModelData) -> dict[str, dict[str, Any]]:
+    """The latest finished ablate run's permutation tests (provenance 'permutation' per ablation kind, and
+    'reversal_permutation' under the key 'reversal'): where each p-value's Monte-Carlo floor lies. {} when none."""
+    prov = _latest_finished(model, ABLATE_PASS).get("provenance", {})
     out = {str(k): v for k, v in (prov.get("permutation") or {}).items() if isinstance(v, dict)}
     if isinstance(prov.get("reversal_permutation"), dict):
         out["reversal"] = prov["reversal_permutation"]
@@ -338,8 +350,10 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
             "causal": _head_causal(row, columns, bool(roles)),
             "exactness": _exactness(row),
             "kv_peers": kv_peers(model, rows, row),  # issue 23: KV group (see kv_peers below)
-            "sandbox_cmd": (f"headwiki sandbox --model {shlex.quote(model.model_id)} --db {shlex.quote(site.db_name)} "
-                            f"--heads {row['label']}") if model.has_negation else "",
+            "sandbox_cmd": " ".join(filter(None, [
+                f"headwiki sandbox --model {shlex.quote(model.model_id)} --db {shlex.quote(site.db_name)}",
+                start_flag(_latest_finished(model, ABLATE_PASS).get("params", {}).get("start_token")), f"--heads {row['label']}"]))
+                if model.has_negation else "",
             "borderline": _role_list(row.get(BORDERLINE.name)),
             "prev": urls.head_page(model.slug, *_step(rows, i, -1)), "next": urls.head_page(model.slug, *_step(rows, i, 1)),
         }
@@ -539,10 +553,53 @@ SIGNATURE_WORDS = {
     DROP: "the in-context loss drop on repeated random tokens (first-copy minus second-copy loss)",
     IND_SCORE: "the labelled induction heads' induction score (K-composition)",
 }
-GROUP_ORDER = {"top1": 0, "top3": 1, "top5": 2, "all": 3}
+GROUP_ORDER = {"top1": 0, "top3": 1, "top5": 2, "all": 3, KV_GROUPS: 4, BOS_PARKED_GROUP: 5}
 
 
 _pct = fmt.percent
+EXTRA_GROUPS = (KV_GROUPS, BOS_PARKED_GROUP)  # validation groups beside the labelled top-k (their own sentence)
+
+
+def _versus_random(r: dict[str, Any]) -> str:
+    """"; random ... remove X on average [range ...] (significant | not significant, p ...)" for one group row."""
+    n = len(r.get("random_effects") if r.get("random_effects") is not None else [])
+    if not n:
+        return "; no matched random set exists (the group fills its layers), so nothing is claimed"
+    verdict = (f"significant: beats every random set, paired p ≤ {fmt.pvalue(r['p_paired'])}" if bool(r["significant"]) else
+               f"not significant: rank p = {fmt.pvalue(r['p_rank'])}, largest paired p = {fmt.pvalue(r['p_paired'])}")
+    return (f"; {n} random sets from the same layers remove {_pct(r['random_mean'])} on average "
+            f"[range {_pct(r['random_min'])} to {_pct(r['random_max'])}] ({verdict})")
+
+
+def _labelled_sentence(full: dict[str, Any], ablation: str, label: str, what: str) -> str:
+    """The validation sentence of the labelled heads (group 'all')."""
+    k = int(full["k"])
+    sentence = (f"{ablation.capitalize()}-ablating the {k} labelled {label} head{'s' if k != 1 else ''} together removes "
+                f"{_pct(full['effect'])} [95% CI {_pct(full['effect_lo'])}, {_pct(full['effect_hi'])}] of {what}")
+    randoms = full.get("random_effects") if full.get("random_effects") is not None else []
+    if not len(randoms):
+        return sentence + ". No matched random set exists (the group fills its layers), so nothing is claimed."
+    sentence += (f"; {len(randoms)} random {k}-head sets from the same layers remove {_pct(full['random_mean'])} on average "
+                 f"[range {_pct(full['random_min'])} to {_pct(full['random_max'])}]. ")
+    return sentence + ("Significant: the labelled heads beat every random set "
+                       f"(paired permutation p ≤ {fmt.pvalue(full['p_paired'])} against each, rank p = {fmt.pvalue(full['p_rank'])})."
+                       if bool(full["significant"]) else
+                       f"Not significant (rank p = {fmt.pvalue(full['p_rank'])}, largest paired p = {fmt.pvalue(full['p_paired'])}): "
+                       "the labelled heads do not carry this behaviour more than random heads of the same layers.")
+
+
+def _extra_group_sentence(r: dict[str, Any], label: str, what: str) -> str:
+    """The sentence of a KV-group or BOS-parked validation row."""
+    heads = ", ".join(str(h) for h in (r["heads"] if r.get("heads") is not None else []))
+    effect = f"{_pct(r['effect'])} [{_pct(r['effect_lo'])}, {_pct(r['effect_hi'])}]"
+    if r["group_name"] == KV_GROUPS:
+        lead = (f"Ablating the labelled heads' whole KV groups ({int(r['k'])} query heads sharing their keys and values) "
+                f"removes {effect}")
+    else:
+        lead = (f"The head{'s' if int(r['k']) != 1 else ''} flagged BOS-parked for {label} ({heads}: below the threshold only "
+                f"because of attention parked on BOS; not labelled) remove{'' if int(r['k']) != 1 else 's'} {effect} of {what} "
+                "when ablated")
+    return lead + _versus_random(r) + "."
 
 
 def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
@@ -558,22 +615,14 @@ def validation_blocks(model: ModelData, role: str) -> list[dict[str, Any]]:
         if sig == "none" or all(_num(r.get("effect")) is None for r in recs):
             blocks.append({"signature": sig, "note": recs[0].get("note") or "", "sentence": "", "svg": "", "rows": []})
             continue
-        full = next((r for r in recs if r["group_name"] == "all"), recs[-1])
-        k = int(full["k"])
+        labelled = [r for r in recs if r["group_name"] not in EXTRA_GROUPS and _num(r.get("effect")) is not None]
+        full = next((r for r in labelled if r["group_name"] == "all"), labelled[-1] if labelled else recs[-1])
         what = SIGNATURE_WORDS.get(str(sig), str(sig))
-        randoms = [float(x) for x in (full.get("random_effects") if full.get("random_effects") is not None else [])]
-        sentence = (f"{str(ablation).capitalize()}-ablating the {k} labelled {role_label(role, model.roles)} head{'s' if k != 1 else ''} together removes "
-                    f"{_pct(full['effect'])} [95% CI {_pct(full['effect_lo'])}, {_pct(full['effect_hi'])}] of {what}")
-        if randoms:
-            sentence += (f"; {len(randoms)} random {k}-head sets from the same layers remove {_pct(full['random_mean'])} on average "
-                         f"[range {_pct(full['random_min'])} to {_pct(full['random_max'])}]. ")
-            sentence += ("Significant: the labelled heads beat every random set "
-                         f"(paired permutation p ≤ {fmt.pvalue(full['p_paired'])} against each, rank p = {fmt.pvalue(full['p_rank'])})."
-                         if bool(full["significant"]) else
-                         f"Not significant (rank p = {fmt.pvalue(full['p_rank'])}, largest paired p = {fmt.pvalue(full['p_paired'])}): "
-                         "the labelled heads do not carry this behaviour more than random heads of the same layers.")
-        else:
-            sentence += ". No matched random set exists (the group fills its layers), so nothing is claimed."
+        sentence = _labelled_sentence(full, str(ablation), role_label(role, model.roles), what) if labelled else ""
+        for r in recs:
+            if r["group_name"] in EXTRA_GROUPS and _num(r.get("effect")) is not None:
+                sentence += " " + _extra_group_sentence(r, role_label(role, model.roles), what)
+        sentence = sentence.strip()
         groups = [{"name": str(r["group_name"]), "k": int(r["k"]), "effect": _num(r["effect"]), "lo": _num(r["effect_lo"]),
                    "hi": _num(r["effect_hi"]),
                    "random": [float(x) for x in (r.get("random_effects") if r.get("random_effects") is not None else [])]}
@@ -713,6 +762,8 @@ def provenance_context(site: SiteData) -> dict[str, Any]:
     for r in _records(site.runs):
         r = dict(r)
         r["params_pretty"] = json.dumps(parse_json(r.get("params")), indent=2, sort_keys=True)
+        start = parse_json(r.get("params")).get("start_token")
+        r["start_token"] = describe_start(start) if start else ""
         r["provenance_pretty"] = json.dumps(parse_json(r.get("provenance")), indent=2, sort_keys=True)
         runs.append(r)
     return {**common(page, "Provenance — headwiki", site), "runs": runs, "meta": site.meta,

@@ -28,7 +28,7 @@ def _(args, mo):
     from headwiki.sandbox.presets import read_tables
 
     with mo.status.spinner(title=f"loading {args.model} and caching its clean run on {args.dataset} ..."):
-        loaded = load_model(args.model, device=args.device)
+        loaded = load_model(args.model, device=args.device, bos=args.bos)
         tables = read_tables(args.db, loaded.info.name)
         sandbox = Sandbox(loaded, args.dataset, seed=args.seed, max_items=args.max_items)
     return sandbox, tables

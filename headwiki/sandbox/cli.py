@@ -8,6 +8,7 @@ import click
 
 from headwiki.cli_options import db_option
 from headwiki.db.store import head_label
+from headwiki.start_token import AUTO, CHOICES_HELP, check_choice
 from headwiki.sandbox.launch import DEFAULT_PORT, AppArgs, check_heads_fit, check_marimo, check_port, marimo_command, parse_heads
 
 
@@ -20,16 +21,18 @@ from headwiki.sandbox.launch import DEFAULT_PORT, AppArgs, check_heads_fit, chec
 @click.option("--max-items", default=None, type=click.IntRange(min=2), help="a seeded random subset of this many items (as `headwiki ablate --max-items`)")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="seed of the subset, resample donors and bootstrap (as ablate)")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N")
+@click.option("--bos", default=AUTO, show_default=True, help=CHOICES_HELP + " (as the DB's ablate run used)")
 @click.option("--heads", default="", help="heads toggled when the app opens, e.g. L0H4,L1H2")
 @click.option("--edit", is_flag=True, help="open the notebook in `marimo edit` instead of `marimo run`")
 @click.option("--headless", is_flag=True, help="do not open a browser")
 def sandbox(model: str, db_path: str, dataset: str | None, port: int, max_items: int | None, seed: int, device: str,
-            heads: str, edit: bool, headless: bool) -> None:
+            bos: str, heads: str, edit: bool, headless: bool) -> None:
     """Toggle attention heads and watch negation accuracy: a marimo app over the model and the DB (127.0.0.1 only)."""
     from headwiki.ablation.items import check_dataset_spec, default_dataset
     from headwiki.sandbox.presets import check_db_holds_model
 
     check_port(port)
+    check_choice(bos)
     toggled = parse_heads(heads)
     check_marimo()
     dataset = dataset or default_dataset(model)
@@ -40,7 +43,7 @@ def sandbox(model: str, db_path: str, dataset: str | None, port: int, max_items:
     n_layers, n_heads = check_db_holds_model(db_path, model_id)
     check_heads_fit(toggled, n_layers, n_heads, model_id)
     args = AppArgs(model=model, db=db_path, dataset=dataset, max_items=max_items, seed=seed, device=device,
-                   heads=",".join(head_label(L, h) for L, h in toggled))
+                   heads=",".join(head_label(L, h) for L, h in toggled), bos=bos)
     cmd = marimo_command(args, port, edit=edit, headless=headless)
     click.echo(f"headwiki sandbox: http://127.0.0.1:{port} (Ctrl-C stops it)", err=True)
     try:

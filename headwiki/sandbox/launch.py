@@ -12,6 +12,7 @@ from typing import Any
 
 from headwiki.db.store import head_label
 from headwiki.errors import HeadwikiError
+from headwiki.start_token import AUTO
 
 APP = Path(__file__).with_name("app.py")  # the marimo notebook shipped in the package (`marimo edit` opens it too)
 HOST = "127.0.0.1"
@@ -30,10 +31,12 @@ class AppArgs:
     seed: int = 0
     device: str = "cpu"
     heads: str = ""  # head labels toggled at start, comma-separated (L0H4,L1H2)
+    bos: str = AUTO  # the start token choice (headwiki.start_token), as the DB's ablate pass used
 
     def as_cli(self) -> list[str]:
         """The arguments after `--` on the marimo command line (read back by :func:`app_args`)."""
-        out = ["--model", self.model, "--db", self.db, "--dataset", self.dataset, "--seed", str(self.seed), "--device", self.device]
+        out = ["--model", self.model, "--db", self.db, "--dataset", self.dataset, "--seed", str(self.seed), "--device", self.device,
+               "--bos", self.bos]
         out += ["--max-items", str(self.max_items)] if self.max_items is not None else []
         return out + (["--heads", self.heads] if self.heads else [])
 
@@ -52,7 +55,7 @@ def app_args(cli: Mapping[str, Any]) -> AppArgs:
     max_items = get("max-items")
     return AppArgs(model=model, db=db, dataset=get("dataset") or default_dataset(model),
                    max_items=int(max_items) if max_items else None, seed=int(get("seed") or 0), device=get("device") or "cpu",
-                   heads=get("heads") or "")
+                   heads=get("heads") or "", bos=get("bos") or AUTO)
 
 
 def parse_heads(text: str | None) -> tuple[tuple[int, int], ...]:
