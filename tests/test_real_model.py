@@ -63,10 +63,12 @@ def test_validation_floors_on_smollm2(smol_validation, smol_db: Path) -> None:
     assert stored >= 3 and exact == 8, "top 4 by attribution + 4 random heads ablated exactly"
 
 
-def test_kv_group_ablation_on_smollm2(smol_validation) -> None:
+def test_kv_group_and_bos_parked_ablation_on_smollm2(smol_validation, smol_db: Path) -> None:
     """Issue 23: under GQA (3 KV heads of 9 query heads per layer) every validated role also ablates the whole KV
-    groups of its labelled heads against 10 random KV groups of the same layers; the wiki words it."""
-    from headwiki.causal_spec import KV_GROUPS
+    groups of its labelled heads against 10 random KV groups of the same layers; the heads flagged BOS-parked for a
+    role are ablated on its signatures against random heads of their layers; the wiki words both."""
+    from headwiki.causal_spec import BOS_PARKED_GROUP, KV_GROUPS
+    from headwiki.spec import bos_parked_name
 
     rows = smol_validation.rows
     for role in rows[rows.signature != "none"].role.unique():
@@ -77,6 +79,17 @@ def test_kv_group_ablation_on_smollm2(smol_validation) -> None:
         layers = {int(h[1:].split("H")[0]) for h in labelled}
         assert set(labelled) <= set(heads) and len(heads) % 3 == 0 and len(heads) >= 3 * len(layers), (role, heads)
         assert (kv.n_random == 10).all() and kv.effect.notna().all()
+        flag = bos_parked_name(role)  # the detector roles are named like their metric
+        with reading(smol_db) as con:
+            cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'heads'").fetchall()}
+            flagged = [r[0] for r in con.execute(f'SELECT label FROM heads WHERE "{flag}" ORDER BY layer, head').fetchall()] if flag in cols else []
+        parked = rows[(rows.role == role) & (rows.group_name == BOS_PARKED_GROUP)]
+        if flagged:
+            assert set(parked.ablation) == {"zero", "mean"} and list(parked.iloc[0].heads) == flagged, (role, flagged)
+            assert (parked.n_random == 10).all() and parked.effect.notna().all()
+        else:
+            assert parked.empty
+    assert (rows.group_name == BOS_PARKED_GROUP).any(), "SmolLM2 has a BOS-parked previous-token head (L19H8 at the defaults)"
 
 
 def test_smollm2_site_in_a_browser(smol_validation, smol_db: Path, tmp_path: Path) -> None:
