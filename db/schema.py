@@ -112,12 +112,19 @@ DDL: tuple[str, ...] = (
         run_id VARCHAR,
         PRIMARY KEY (model_id, role, signature, group_name, ablation)
     )""",
+    # OV profile of each head (headwiki.detectors.weights): for a few input tokens, the tokens whose direct logits
+    # the head's OV output raises (boosted) and lowers (suppressed) most, relative to the vocabulary mean.
+    """CREATE TABLE IF NOT EXISTS head_ov_profile (
+        model_id VARCHAR, layer INTEGER, head INTEGER, input_rank INTEGER, input_token VARCHAR, direction VARCHAR,
+        rank INTEGER, token VARCHAR, logit DOUBLE,
+        PRIMARY KEY (model_id, layer, head, input_rank, direction, rank)
+    )""",
 )
 
 # Tables whose rows belong to one model (cleared per model when a pass rewrites them).
 MODEL_TABLES: tuple[str, ...] = (
     "heads", "metrics", "head_examples", "negation_baselines", "negation_items",
-    "negation_item_effects", "negation_groups", "role_validation", "roles",
+    "negation_item_effects", "negation_groups", "role_validation", "roles", "head_ov_profile",
 )
 
 LONG_VIEW = "head_metrics_long"

@@ -54,6 +54,7 @@ from headwiki.detectors.roles import (
     resolve_thresholds,
 )
 from headwiki.detectors import stability as stab
+from headwiki.detectors import weights as weight_mod
 from headwiki.detectors.scoring import _device, n_forward_batches, score_inputs
 from headwiki.errors import HeadwikiError
 from headwiki.hooks import pattern_hook, require_hooks
@@ -100,6 +101,7 @@ class Detections:
     params: dict[str, Any]
     data_hash: str
     n: int
+    ov_profile: pd.DataFrame = field(default_factory=pd.DataFrame)  # head_ov_profile rows (detectors/weights.py)
 
 
 @dataclass
@@ -186,6 +188,7 @@ def compute_detections(
     device = _device(bridge)
     with progress_task(f"detect {info.name}", n_forward_batches(inputs.tokens, registry, batch_size)) as bar:
         per_seq = score_inputs(bridge, inputs.tokens, registry, meta, batch_size, bar.advance)
+    weight_cols, ov_profile, weight_ctx = _weight_pass(loaded, seed)
     if stored is None:
         n_control = n_forward_batches(inputs.tokens, registry, batch_size, only=control_mod.control_detectors(registry))
         gc.collect()
@@ -194,12 +197,14 @@ def compute_detections(
                 info.path, bridge.tokenizer, device, seed,
                 hf_config=bridge.original_model.config if info.source == "gguf" else None)
             ctrl = control_mod.compute_controls(control_bridge, inputs.tokens, registry, meta, batch_size, bar.advance)
+            ctrl.update(weight_mod.weight_controls(control_bridge, weight_ctx))
             del control_bridge
         gc.collect()
     else:
         log(f"control {key} reused from {db_path}")
         ctrl = stored
     frame, docs = _metric_frame(per_seq, registry, inputs, n_boot, seed, info.n_layers, info.n_heads)
+    docs.update(weight_mod.add_weight_columns(frame, weight_cols, weight_ctx, ctrl))
     frame[KV_GROUP.name] = fixed_column(torch.tensor(kv_groups(info.n_layers, info.n_heads, info.n_kv_heads)), KV_GROUP)
     docs[KV_GROUP.name] = {"description": f"{KV_GROUP.description} ({info.n_heads} query heads, {info.n_kv_heads} KV heads)",
                            "data": KV_GROUP.data, "n": 1, "spec": KV_GROUP}
@@ -213,7 +218,21 @@ def compute_detections(
         "n_by_input": {k: int(len(v)) for k, v in inputs.tokens.items()},
         "stability_grid": grid_settings, "start_token": loaded.start.record(),
     }
-    return Detections(frame, docs, ctrl, key, stored is None, examples, params, data_hash, n_seqs)
+    params["weight_detectors"] = {d.name: d.version for d in weight_mod.WEIGHT_DETECTORS.values()}
+    return Detections(frame, docs, ctrl, key, stored is None, examples, params, data_hash, n_seqs, ov_profile)
+
+
+def _weight_pass(loaded: LoadedModel, seed: int) -> tuple[dict[str, torch.Tensor], pd.DataFrame, Any]:
+    """The weight detectors' columns, the OV profile rows and the weight context (headwiki.detectors.weights)."""
+    ordinary = ordinary_token_ids(loaded.bridge.tokenizer, loaded.info.d_vocab)
+    with progress_task(f"OV circuits {loaded.info.name} (weights)", 1) as bar:
+        ctx = weight_mod.weight_context(loaded.bridge.tokenizer, ordinary, seed)
+        weights = weight_mod.ov_weights(loaded.bridge)
+        cols = weight_mod.weight_scores(weights, ctx)
+        inputs = weight_mod.profile_inputs(loaded.bridge.tokenizer, ordinary)
+        profile = weight_mod.ov_profile_frame(loaded.info.name, weights, loaded.bridge.tokenizer, inputs)
+        bar.advance()
+    return cols, profile, ctx
 
 
 def _metric_frame(
@@ -319,6 +338,9 @@ def _add_stability(frame: pd.DataFrame, docs: dict[str, dict[str, Any]], loaded:
                                            seed, batch_size, bar.advance)
     held_lists = frame[ROLES_COLUMN.name].tolist()
     shape = (loaded.info.n_layers, loaded.info.n_heads)
+    fixed = {d.metric: frame[d.metric].to_numpy(dtype=float).reshape(shape) for d in declared.values()
+             if d.metric in weight_mod.weight_metric_names()}  # weights-only scores: the same in every cell
+    cells = [{**c, **fixed} for c in cells]
 
     def col(name: str) -> np.ndarray:
         return frame[name].to_numpy(dtype=float).reshape(shape)
@@ -355,6 +377,7 @@ def write_detections(
         write_head_metrics(con, info.name, det.frame, docs=det.docs, run_id=run_id, pass_name=PASS_NAME)
         write_roles(con, info.name, role_rows(det.params["thresholds"]), family="detector", run_id=run_id)
         replace_rows(con, "head_examples", det.examples, where={"model_id": info.name})
+        replace_rows(con, "head_ov_profile", det.ov_profile, where={"model_id": info.name})
         if det.control_computed:
             replace_rows(con, "controls", control_mod.controls_frame(det.control_key, det.controls, run_id), where={"arch_key": det.control_key})
         record_run(
@@ -371,6 +394,7 @@ def code_versions(registry: Registry | None = None) -> dict[str, Any]:
     version and a digest of the pass's source (a new detector or an edited one re-runs the pass)."""
     registry = registry or default_registry()
     return {"detector registry": {d.name: d.version for d in registry},
+            "weight detectors": {d.name: d.version for d in weight_mod.WEIGHT_DETECTORS.values()},
             "spec": {**{f"metric:{m.name}": m.version for d in registry for m in d.metrics},
                      **{f"role:{r.name}": r.version for r in detector_roles()}},
             "detector pass source": source_digest("headwiki.detectors")}
