@@ -64,10 +64,12 @@ def unembed(W_U: torch.Tensor, final_gain: torch.Tensor | None, norm: Norm) -> t
 
 
 def token_gram(E: torch.Tensor, U: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    """G = U E: E [d_vocab, d_model] (normalized token rows), U [d_model, d_vocab] -> [d_model, d_model] (float64)."""
+    """G = U E: E [d_vocab, d_model] (normalized token rows), U [d_model, d_vocab] -> [d_model, d_model] (float64).
+
+    Each chunk's product in float32 (the cost: d_model^2 d_vocab), accumulated in float64."""
     G = torch.zeros(U.shape[0], E.shape[1], dtype=torch.float64)
     for start in range(0, E.shape[0], chunk):
-        G += U[:, start:start + chunk].double() @ E[start:start + chunk].double()
+        G += (U[:, start:start + chunk].float() @ E[start:start + chunk].float()).double()
     return G
 
 
