@@ -24,12 +24,15 @@ from headwiki.ov_circuit import copying_scores
 from headwiki.spec import Metric, Role, role
 
 THRESHOLD = 0.5
-_DATA = "model weights only: W_E (normalized as the attention LayerNorm sees it), W_V with the attention-LayerNorm gain, W_O, W_U with the final-LayerNorm gain; deterministic"
+_DATA = ("model weights only: E = the effective embedding W_E + MLP_0(W_E), normalized as the attention LayerNorm sees "
+         "it; W_V with the attention-LayerNorm gain (each query head its KV head's W_V); W_O; W_U with the final-LayerNorm "
+         "gain; deterministic")
 _CI = "no sampling: the interval is zero-width (lo = hi = value); compare with the random-init control"
 METRIC = Metric(
     "copying", "OV copying", "detector", "score", "",
-    "eigenvalue positivity sum(lambda)/sum(|lambda|) of the head's full OV circuit W_E W_V W_O W_U (from the d_head x "
-    f"d_head matrix W_O (W_U^T W_E^T)^T W_V; +1 copies the attended token, -1 suppresses it); {_CI}",
+    "eigenvalue positivity sum(lambda)/sum(|lambda|) of the head's full OV circuit E W_V W_O W_U over the vocabulary "
+    "(computed from the d_head x d_head matrix W_O (W_U E) W_V, which has the same nonzero eigenvalues); +1 copies the "
+    f"attended token, -1 suppresses it; {_CI}",
     data=_DATA, direction="signed", ci=True, heatmap=True, order=20,
     confound="lost copying of attended tokens to the output",
 )

@@ -61,7 +61,8 @@ def successor_columns(weights: OVWeights, context: WeightContext) -> dict[str, t
     return {METRIC.name: score, f"{METRIC.name}_lo": lo, f"{METRIC.name}_hi": hi, RANDOM.name: rand}
 
 
-DETECTOR = register_weights(WeightDetector(name=METRIC.name, version="1", fn=successor_columns, metrics=(METRIC, RANDOM)))
+DETECTOR = register_weights(WeightDetector(name=METRIC.name, version="1", fn=successor_columns, metrics=(METRIC, RANDOM),
+                                             ordinal=True))
 ROLE = role(Role(
     METRIC.name, "successor", "detector", METRIC.name,
     text="maps an ordinal token to its successor (Monday -> Tuesday, 3 -> 4) through its OV circuit",

@@ -128,6 +128,7 @@ class WeightDetector:
     version: str
     fn: WeightFn
     metrics: tuple[Metric, ...]
+    ordinal: bool = False  # scored on the ordinal runs: n = their (member, successor) pairs, data names the runs
 
 
 WEIGHT_DETECTORS: dict[str, WeightDetector] = {}
@@ -240,7 +241,7 @@ def add_weight_columns(frame: pd.DataFrame, cols: dict[str, torch.Tensor], conte
     for name, values in cols.items():
         frame[name] = values.reshape(-1).double().numpy()
     runs = "; ".join(f"{r.name}: {' '.join(r.words)}" for r in context.runs) or "none found in this tokenizer"
-    for m in weight_metrics():
+    for det, m in ((d, m) for d in WEIGHT_DETECTORS.values() for m in d.metrics):
         if m.name not in cols:
             continue
         extra = ""
@@ -249,7 +250,7 @@ def add_weight_columns(frame: pd.DataFrame, cols: dict[str, torch.Tensor], conte
             extra = f" [random-init control over all {c.numel()} heads: min {c.min():.3f}, max {c.max():.3f}]"
         data = m.data
         n = 1
-        if m.name.startswith("successor"):
+        if det.ordinal:
             n = n_pairs(context.runs)
             data = f"{m.data}; runs used: {runs}"
         docs[m.name] = {"description": m.description + extra, "data": data, "n": n, "spec": m}

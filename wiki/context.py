@@ -91,6 +91,7 @@ class ModelData:
     runs: pd.DataFrame
     validation: pd.DataFrame = field(default_factory=pd.DataFrame)  # role_validation rows
     roles: dict[str, RoleDoc] = field(default_factory=dict)  # declared roles, display order
+    ov_profile: pd.DataFrame = field(default_factory=pd.DataFrame)  # head_ov_profile rows (detectors/weights.py)
 
     @property
     def n_layers(self) -> int:
@@ -272,6 +273,7 @@ def load_site_data(db_path: str | Path) -> SiteData:
                 runs=runs[runs["model_id"] == mid].reset_index(drop=True) if len(runs) else runs,
                 validation=side("role_validation", "role, signature, k, group_name"),
                 roles=_roles(side("roles", "sort_order, role")),
+                ov_profile=side("head_ov_profile", "layer, head, input_rank, direction, rank"),
             ))
     if not models:
         raise HeadwikiError(f"database {db_path} has models but no head rows: run `headwiki detect --db {db_path}` first")

@@ -343,7 +343,7 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
             **common(page, f"{row['label']} · {model.model_id} — headwiki", site),
             "model": model, "row": row, "label": row["label"], "layer": L, "head": H, "roles": roles,
             "metric_rows": metric_rows, "statements": statements, "summary": summary, "same_role": same_role,
-            "neighbours": neighbours, "similar": similar, "examples": examples,
+            "neighbours": neighbours, "similar": similar, "examples": examples, "ov_profile": ov_profile(model, L, H),
             "moved": moved.get((L, H), []), "groups": in_groups.get(row["label"], []),
             "templates": templates.get((L, H), []), "profile_metrics": [d.label for d in profile_docs],
             "validation": [(r, b) for r in roles for b in validation_blocks(model, r)],
@@ -523,6 +523,20 @@ def _templates_by_head(model: ModelData, k: int = TOP_K) -> dict[tuple[int, int]
     for r in per.groupby(["layer", "head"], sort=False).head(k).to_dict("records"):
         out.setdefault((int(r["layer"]), int(r["head"])), []).append({**r, "ablation": kind})
     return out
+
+
+def ov_profile(model: Any, layer: int, head: int) -> list[dict[str, Any]]:
+    """The head's OV profile (table head_ov_profile): per input token, the tokens its OV output boosts and suppresses
+    most, as [{input, boosted: [(token, logit)], suppressed: [...]}]."""
+    p = model.ov_profile
+    if p.empty:
+        return []
+    rows = p[(p["layer"] == layer) & (p["head"] == head)]
+    out: dict[int, dict[str, Any]] = {}
+    for r in rows.to_dict("records"):
+        entry = out.setdefault(int(r["input_rank"]), {"input": r["input_token"], "boosted": [], "suppressed": []})
+        entry[r["direction"]].append((r["token"], f"{r['logit']:+.2f}"))
+    return [out[k] for k in sorted(out)]
 
 
 def _role_rule(site: SiteData, role: str) -> str:
