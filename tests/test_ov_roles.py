@@ -58,7 +58,7 @@ def _write_model(root: Path, seed: int, plant: bool) -> Path:
 
     from headwiki.random_models import build_word_tokenizer, word_vocab, write_random_model
 
-    words = word_vocab(4) + ORDINAL_WORDS
+    words = word_vocab(4) + ORDINAL_WORDS + [","]
     words += [f"w{i}" for i in range(128 - len(words))]
     out = write_random_model(root, arch="llama", n_layers=N_LAYERS, n_heads=N_HEADS, n_kv_heads=N_KV, d_model=D_MODEL,
                              vocab_size=len(words), seed=seed)
@@ -173,3 +173,22 @@ def test_detect_pass_labels_planted_not_random(planted, tmp_path: Path) -> None:
     assert sum(t == i for (t,), (_, i) in zip(top, inputs)) >= 2
     assert [r[0] for r in role_rows] == ["copy_suppression", "copying", "successor"]
     assert all(r[1] == 0.5 and r[2] and r[3] for r in role_rows)
+
+
+def test_ordinal_prompts_and_ablation_check(planted) -> None:
+    """Next-ordinal prompts ("Monday , Tuesday , Wednesday ," -> "Thursday") and the ablation check's rows: the clean
+    accuracy is the model's own top-1, and ablating a group changes the logits it is computed from."""
+    from headwiki.ablation.ordinal import correct, ordinal_check, ordinal_prompts
+
+    tok = planted.bridge.tokenizer
+    p = ordinal_prompts(tok, planted.start.id)
+    days = [i for i, r in enumerate(p.runs) if r == "days"]
+    assert tok.decode(p.tokens[days[0], 1:]).split() == ["Monday", ",", "Tuesday", ",", "Wednesday", ","]
+    assert tok.decode([int(p.targets[days[0]])]) == "Thursday"
+    assert len(p.targets) == sum(len(s) - 3 for s in (NUMBERS, NUMBER_WORDS, DAYS, MONTHS, LETTERS))
+    with torch.no_grad():
+        direct = planted.bridge(p.tokens)[:, -1].argmax(-1) == p.targets
+    assert torch.equal(correct(planted.bridge, p), direct)
+    rows = ordinal_check(planted.bridge, p, {"planted": [SUCCESSOR]}, N_LAYERS, N_HEADS, kind="zero", n_random=3)
+    assert rows[0]["k"] == 1 and rows[0]["clean_acc"] == pytest.approx(float(direct.float().mean()))
+    assert 0 < rows[0]["p_rank"] <= 1 and rows[0]["n_prompts"] == len(p.targets)
