@@ -113,7 +113,7 @@ DDL: tuple[str, ...] = (
         PRIMARY KEY (model_id, role, signature, group_name, ablation)
     )""",
     # OV profile of each head (headwiki.detectors.weights): for a few input tokens, the tokens whose direct logits
-    # the head's OV output raises (boosted) and lowers (suppressed) most, relative to the vocabulary mean.
+    # the head's OV output raises (boosted) and lowers (suppressed) most; logit = z-score over the vocabulary.
     """CREATE TABLE IF NOT EXISTS head_ov_profile (
         model_id VARCHAR, layer INTEGER, head INTEGER, input_rank INTEGER, input_token VARCHAR, direction VARCHAR,
         rank INTEGER, token VARCHAR, logit DOUBLE,

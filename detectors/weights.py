@@ -198,7 +198,7 @@ def profile_inputs(tokenizer: Any, ordinary: torch.Tensor, n: int = PROFILE_INPU
 
 def ov_profile_frame(model_id: str, weights: OVWeights, tokenizer: Any, inputs: list[int], k: int = PROFILE_TOP) -> pd.DataFrame:
     """head_ov_profile rows: for each head and input token, the k tokens its OV output boosts and suppresses most
-    (direct logit effect through the unembedding, relative to the mean over the vocabulary)."""
+    (direct logit effect through the unembedding, as a z-score over the vocabulary)."""
     rows = weights.E[torch.tensor(inputs)]
     logits = ov_logits(rows, weights.W_V, weights.W_O, weights.U)  # [L, H, n_in, V]
     up_v, up_i, down_v, down_i = top_tokens(logits, k)

@@ -126,10 +126,12 @@ def successor_hits(rows: torch.Tensor, W_V: torch.Tensor, W_O: torch.Tensor, U: 
 
 
 def top_tokens(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Boosted and suppressed tokens of OV logit rows, relative to the row mean.
+    """Boosted and suppressed tokens of OV logit rows, as z-scores over the vocabulary (the rows' scale is arbitrary:
+    the final LayerNorm divides by a residual norm the weights do not fix).
 
-    logits [..., d_vocab] -> (boosted values, boosted ids, suppressed values, suppressed ids), each [..., k]."""
+    logits [..., d_vocab] -> (boosted z, boosted ids, suppressed z, suppressed ids), each [..., k]."""
     centred = logits - logits.mean(-1, keepdim=True)
+    centred = centred / centred.std(-1, keepdim=True).clamp_min(1e-12)
     up = centred.topk(k, dim=-1)
     down = (-centred).topk(k, dim=-1)
     return up.values, up.indices, -down.values, down.indices

@@ -527,7 +527,7 @@ def _templates_by_head(model: ModelData, k: int = TOP_K) -> dict[tuple[int, int]
 
 def ov_profile(model: Any, layer: int, head: int) -> list[dict[str, Any]]:
     """The head's OV profile (table head_ov_profile): per input token, the tokens its OV output boosts and suppresses
-    most, as [{input, boosted: [(token, logit)], suppressed: [...]}]."""
+    most, as [{input, boosted: "'tok' +1.23, ...", suppressed: "..."}] (tokens quoted: leading spaces show)."""
     p = model.ov_profile
     if p.empty:
         return []
@@ -535,8 +535,9 @@ def ov_profile(model: Any, layer: int, head: int) -> list[dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     for r in rows.to_dict("records"):
         entry = out.setdefault(int(r["input_rank"]), {"input": r["input_token"], "boosted": [], "suppressed": []})
-        entry[r["direction"]].append((r["token"], f"{r['logit']:+.2f}"))
-    return [out[k] for k in sorted(out)]
+        entry[r["direction"]].append(f"{r['token']!r} {r['logit']:+.1f}")
+    return [{**out[k], "boosted": ", ".join(out[k]["boosted"]), "suppressed": ", ".join(out[k]["suppressed"])}
+            for k in sorted(out)]
 
 
 def _role_rule(site: SiteData, role: str) -> str:
