@@ -116,6 +116,7 @@ def _top(grid: torch.Tensor) -> tuple[int, int]:
     return divmod(i, grid.shape[1])
 
 
+@pytest.mark.slow
 def test_planted_heads_rank_first(planted) -> None:
     from headwiki.detectors.weights import ov_weights
 
