@@ -12,7 +12,7 @@ docs give that control's spread over all heads.
 
 Threshold 0.5 for both roles, fixed before looking at any model: (P - N) / (P + N) >= 0.5 means the positive
 eigenvalue mass P is at least three times the negative mass N (for suppression, the other way round). A random
-OV circuit's eigenvalues scatter around 0 (random-init SmolLM2-135M: |score| <= 0.28 over its 270 heads).
+OV circuit's eigenvalues scatter around 0 (random-init SmolLM2-135M: all 270 heads within [-0.061, +0.065]; the toy model, d_head 16: within [-0.13, +0.11]).
 """
 
 from __future__ import annotations
