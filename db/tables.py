@@ -1,8 +1,8 @@
 """The database's tables as files for the site: Parquet, CSV and JSON downloads, and the SQL console's data.
 
 Every table and view of the database (`exported_tables`) is written by DuckDB `COPY` into one folder of the
-site (`write_site_tables`): `<table>.parquet`, `<table>.csv`, `<table>.json` (one JSON array of records), and
-`console/<table>.js`, the rows the in-page SQL console (SQLite compiled to WebAssembly, sql.js) loads with a
+site (`write_site_tables`): `<table>.parquet`, and for a table of at most TEXT_MAX_CELLS cells `<table>.csv`,
+`<table>.json` (one JSON array of records) and `console/<table>.js`, the rows the in-page SQL console (SQLite compiled to WebAssembly, sql.js) loads with a
 `<script>` tag, since a page opened from file:// may not fetch files. The console's copy is SQLite-typed:
 
 * integers and booleans -> INTEGER (true = 1), floating point -> REAL, everything else -> TEXT;
@@ -26,9 +26,10 @@ from typing import Any
 import duckdb
 
 CONSOLE_DIR = "console"
-# A table with more cells than this is a download only, not loaded by the console (its script would be tens of MB):
-# SmolLM2's per-item negation effects (270 heads x 424 items x 3 ablations x 10 columns) are the case in point.
-CONSOLE_MAX_CELLS = 1_500_000
+# A table with more cells than this ships as Parquet only: no CSV, JSON or console script (as text it would be tens of
+# MB: the per-item negation effects of 384 heads x 200 items x 2 ablations are 19 MB of CSV and 37 MB of JSON against
+# 4.9 MB of Parquet; `headwiki query --csv` writes any table as CSV).
+TEXT_MAX_CELLS = 1_500_000
 CONSOLE_CALLBACK = "headwikiSqlTable"  # what each console/<table>.js calls (wiki/static/sql-console.js defines it)
 _INTEGER = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
             "UHUGEINT", "BOOLEAN")
@@ -44,7 +45,7 @@ class SiteTable:
     n_rows: int
     columns: tuple[str, ...]
     files: dict[str, str] = field(default_factory=dict)  # format ("parquet", "csv", "json") -> relative path
-    console: str | None = None  # console/<name>.js, or None when the table is too large for the console
+    console: str | None = None  # console/<name>.js; None (and Parquet only) when the table is over TEXT_MAX_CELLS
 
     @property
     def in_console(self) -> bool:
@@ -116,22 +117,19 @@ def write_site_tables(db_path: str | Path, out: Path) -> list[SiteTable]:
             columns = [(d[0], str(d[1])) for d in con.execute(f"SELECT * FROM {source} LIMIT 0").description]
             n_rows = int(con.execute(f"SELECT count(*) FROM {source}").fetchone()[0])
             ordered = f"SELECT * FROM {source} ORDER BY ALL"
-            files = {}
-            for fmt, options in (("parquet", "FORMAT parquet"), ("csv", "FORMAT csv, HEADER true")):
-                rel = f"{name}.{fmt}"
-                con.execute(f"COPY ({ordered}) TO {_literal(str(out / rel))} ({options})")
-                files[fmt] = rel
-            friendly = _console_select(columns, source)
-            con.execute(f"COPY ({friendly}) TO {_literal(str(out / f'{name}.json'))} (FORMAT json, ARRAY true)")
-            files["json"] = f"{name}.json"
+            con.execute(f"COPY ({ordered}) TO {_literal(str(out / f'{name}.parquet'))} (FORMAT parquet)")
+            files = {"parquet": f"{name}.parquet"}
             console = None
-            if n_rows * max(len(columns), 1) <= CONSOLE_MAX_CELLS:
+            if n_rows * max(len(columns), 1) <= TEXT_MAX_CELLS:
+                con.execute(f"COPY ({ordered}) TO {_literal(str(out / f'{name}.csv'))} (FORMAT csv, HEADER true)")
+                friendly = _console_select(columns, source)
+                con.execute(f"COPY ({friendly}) TO {_literal(str(out / f'{name}.json'))} (FORMAT json, ARRAY true)")
+                files.update(csv=f"{name}.csv", json=f"{name}.json")
                 rows = [[_json_value(v) for v in r] for r in con.execute(friendly).fetchall()]
                 payload = {"name": name, "columns": [[c, sqlite_type(t)] for c, t in columns], "rows": rows}
                 console = f"{CONSOLE_DIR}/{name}.js"
                 text = json.dumps(payload, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-                # ensure_ascii and no "</" keep the payload inert inside a script, whatever the strings hold
-                text = text.replace("</", "<\\/")
+                text = text.replace("</", "<\\/")  # with ensure_ascii: inert inside a script, whatever the strings hold
                 (out / console).write_text(f"{CONSOLE_CALLBACK}({text});\n", encoding="utf-8")
             tables.append(SiteTable(name, n_rows, tuple(c for c, _ in columns), files, console))
         con.execute("DETACH src")

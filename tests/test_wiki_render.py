@@ -574,3 +574,22 @@ def test_site_ships_every_table_as_parquet_csv_json_and_console_data(real_site: 
         assert len(payload["rows"]) == counts[name]
     assert [d[0] for d in reader.execute(f"SELECT * FROM read_parquet(?) LIMIT 0", [str(data / "heads.parquet")]).description] == heads_cols
     reader.close()
+
+
+def test_a_table_over_the_text_cap_ships_as_parquet_only(real_site_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table of more than TEXT_MAX_CELLS cells gets its Parquet file (all rows) and no CSV, JSON or console script;
+    smaller tables keep all four; a second write gives byte-identical files."""
+    import duckdb
+
+    from headwiki.db import tables as site_tables
+
+    monkeypatch.setattr(site_tables, "TEXT_MAX_CELLS", 1000)
+    written = {t.name: t for t in site_tables.write_site_tables(real_site_db, tmp_path / "a")}
+    big = written["heads"]  # 56 rows x ~200 columns
+    assert big.n_rows * len(big.columns) > 1000 and set(big.files) == {"parquet"} and big.console is None
+    assert not (tmp_path / "a" / "heads.csv").exists() and not (tmp_path / "a" / "console" / "heads.js").exists()
+    assert duckdb.connect().execute("SELECT count(*) FROM read_parquet(?)", [str(tmp_path / "a" / "heads.parquet")]).fetchone()[0] == big.n_rows
+    small = written["models"]
+    assert set(small.files) == {"parquet", "csv", "json"} and small.console == "console/models.js"
+    site_tables.write_site_tables(real_site_db, tmp_path / "b")
+    assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")

@@ -21,6 +21,7 @@ from headwiki.causal_spec import (
 )
 from headwiki.negation_spec import ABLATION_EXACT, EFFECT_SPECS, REVERSAL, SELECTED_BY
 from headwiki.kv_group import METRIC as KV_GROUP
+from headwiki.db.tables import TEXT_MAX_CELLS
 from headwiki.label_spec import BORDERLINE
 from headwiki.start_token import cli_flag as start_flag, describe as describe_start
 from headwiki.wiki import urls
@@ -814,7 +815,7 @@ def sql_context(site: SiteData, con: Any, db_arg: str, tables: list[Any] | None 
                   "files": {fmt_: f"{data}/{rel}" for fmt_, rel in t.files.items()}} for t in tables]
     console_tables = {t.name: (f"{data}/{t.console}" if t.console else None) for t in tables}
     return {**common(page, "SQL — headwiki", site), "examples": examples, "db_arg": db_arg, "downloads": downloads,
-            "console_tables": json.dumps(console_tables, sort_keys=True),
+            "console_tables": json.dumps(console_tables, sort_keys=True), "text_max_cells": TEXT_MAX_CELLS,
             "engine_js": urls.relative(page, urls.SQL_ENGINE_JS), "console_js": urls.relative(page, urls.SQL_CONSOLE_JS)}
 
 
