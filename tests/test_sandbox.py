@@ -262,3 +262,41 @@ def test_render_shows_the_result_numbers(sandbox: Sandbox) -> None:
         assert m and (int(m[1]), int(m[2])) == (acc.k, acc.n) and float(m[3]) == round(100 * acc.value, 1)
     assert f'data-heads="{",".join(res.labels)}"' in page and res.verdict.word in page
     assert len(flips_frame(res)) == len(res.flips) > 0
+
+
+def test_heatmap_selection_names_and_toggles_heads() -> None:
+    """A click (one cell), a box (cells + markers, duplicates) and a lasso (markers) name heads; off-grid points drop."""
+    from headwiki.sandbox.presets import selected_heads, toggle
+
+    click = [{"x": 3, "y": 1, "z": -12.5, "curveNumber": 0, "pointNumber": [1, 3]}]
+    assert selected_heads(click, 2, 8) == {(1, 3)}
+    box = [{"x": 0, "y": 1, "z": 1.0}, {"x": 1, "y": 1, "z": 2.0}, {"x": 1.0, "y": 1.0, "curveNumber": 1, "pointIndex": 9}]
+    assert selected_heads(box, 2, 8) == {(1, 0), (1, 1)}
+    assert selected_heads([{"x": 8, "y": 0}, {"x": 0, "y": 2}, {"x": -1, "y": 0}, {"z": 3}, {}], 2, 8) == frozenset()
+    assert selected_heads([], 2, 8) == frozenset()
+    on = frozenset({(0, 1), (1, 3)})
+    assert toggle(on, {(1, 3)}) == {(0, 1)}  # a click on a toggled head turns it off
+    assert toggle(on, {(1, 3), (1, 4)}) == {(0, 1), (1, 4)}  # a selection toggles each of its heads
+    assert toggle(toggle(on, {(0, 5)}), {(0, 5)}) == on
+
+
+@pytest.mark.slow
+def test_heatmap_cells_and_progress_steps(toy_db: tuple[Any, Path], sandbox: Sandbox) -> None:
+    """The heatmap carries one selectable marker per cell; evaluate calls on_step once per batched forward it runs."""
+    from headwiki.sandbox import presets as P
+
+    _, db = toy_db
+    t = P.read_tables(db, "toy")
+    cells = [tr for tr in P.heatmap(t, "zero", []).data if tr.name == P.CELLS_TRACE]
+    assert len(cells) == 1 and P.selected_heads([{"x": x, "y": y} for x, y in zip(cells[0].x, cells[0].y)], t.n_layers, t.n_heads) == {
+        (L, h) for L in range(t.n_layers) for h in range(t.n_heads)}
+    for kind in ("zero", "resample"):
+        heads = [(1, 6), (1, 7)] if kind == "zero" else [(1, 5)]
+        n = sandbox.n_steps(heads, kind)
+        assert n == len(sandbox.runner.chunks)  # 1 replica (zero) or 3 donor draws (resample) fit one forward per chunk
+        calls: list[int] = []
+        res = sandbox.evaluate(heads, kind, on_step=lambda: calls.append(1))
+        assert len(calls) == n and sandbox.n_steps(heads, kind) == 0  # memoized now: no forward
+        assert res.heads == tuple(sorted(heads))
+    clean = sandbox.evaluate([], "zero")
+    assert sandbox.n_steps([], "zero") == 0 and clean.verdict.word == WITHIN_NOISE and "no heads" in clean.verdict.reason
