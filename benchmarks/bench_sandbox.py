@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `headwiki sandbox` runs the app (headwiki/cli.py), before torch
+from headwiki.sandbox import APP_THREAD_ENV  # torch-free, numpy-free
+
+for _name, _value in APP_THREAD_ENV.items():  # as `headwiki sandbox` runs the app, before numpy and torch load
+    os.environ.setdefault(_name, _value)
 
 import argparse
 import json
@@ -77,7 +80,7 @@ def run_benchmark(threads: int = 2, model: str = "toy", dataset: str | None = No
                          "stats_s": statistics.median(t - f for t, f in zip(total, forward)), "load_1m": load})
     clean_after = _clean_forward_s(sb, loaded)
     return {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {threads} torch threads, OMP_WAIT_POLICY="
-                       f"{os.environ.get('OMP_WAIT_POLICY')}; torch {torch.__version__}",
+                       f"{os.environ.get('OMP_WAIT_POLICY')}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}; torch {torch.__version__}",
             "model": f"{loaded.info.name} {nL}x{nH}", "dataset": sb.dataset.name, "n_items": len(sb.dataset.items),
             "n_prompts": int(sb.runner.enc.n_units), "load_s": load_s, "open_s": open_s, "target_s": TARGET_S,
             "clean_forward_s": [clean_before, clean_after], "load_1m": [r["load_1m"] for r in rows] + [os.getloadavg()[0]],

@@ -281,12 +281,13 @@ def test_heatmap_selection_names_and_toggles_heads() -> None:
 
 
 @pytest.mark.slow
-def test_heatmap_cells_and_progress_steps(toy_db: tuple[Any, Path], sandbox: Sandbox) -> None:
+def test_heatmap_cells_and_progress_steps(toy_db: tuple[Any, Path]) -> None:
     """The heatmap carries one selectable marker per cell; evaluate calls on_step once per batched forward it runs."""
     from headwiki.sandbox import presets as P
 
-    _, db = toy_db
+    toy, db = toy_db
     t = P.read_tables(db, "toy")
+    sandbox = Sandbox(toy, "toy", max_items=8, n_boot=50, n_perm=50)  # its own memo: nothing evaluated yet
     cells = [tr for tr in P.heatmap(t, "zero", []).data if tr.name == P.CELLS_TRACE]
     assert len(cells) == 1 and P.selected_heads([{"x": x, "y": y} for x, y in zip(cells[0].x, cells[0].y)], t.n_layers, t.n_heads) == {
         (L, h) for L in range(t.n_layers) for h in range(t.n_heads)}

@@ -6,6 +6,14 @@ app = marimo.App(width="full", app_title="headwiki: negation ablation sandbox")
 
 @app.cell
 def _():
+    import os
+
+    from headwiki.sandbox import APP_THREAD_ENV
+
+    # what `headwiki sandbox` starts the app with, also when the notebook is opened with plain `marimo edit|run`: BLAS and
+    # OpenMP threads that sleep instead of spinning (shared CPUs); effective when torch / numpy load after this cell
+    for _name, _value in APP_THREAD_ENV.items():
+        os.environ.setdefault(_name, _value)
     import marimo as mo
 
     return (mo,)
