@@ -232,6 +232,11 @@ def test_command_imports_no_torch_and_binds_localhost() -> None:
     after = marimo_command(with_heads, 2799)[-len(with_heads.as_cli()):]
     assert app_args({after[i].lstrip("-"): after[i + 1] for i in range(0, len(after), 2)}) == with_heads
     assert APP.is_file() and "marimo.App(" in APP.read_text()
+    # the app's process: one-thread BLAS and sleeping OpenMP waiters unless the user set otherwise
+    from headwiki.sandbox.launch import app_env
+
+    assert app_env({"PATH": "/bin"}) == {"PATH": "/bin", "OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_NUM_THREADS": "1"}
+    assert app_env({"OPENBLAS_NUM_THREADS": "4"})["OPENBLAS_NUM_THREADS"] == "4"
 
 
 def test_heads_option_is_checked_before_starting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -82,19 +82,20 @@ def _cli_numbers(db: Path) -> list[tuple[tuple[int, int], int, int]]:
     return [((int(L), int(h)), round((acc + d) * n), int(n)) for L, h, d in top]
 
 
-def _layer_group(db: Path, layer: int) -> tuple[list[str], int]:
-    """The CLI's zero-ablation group of a whole layer: its head labels and the negated correct count it implies."""
+def _layer_group(db: Path, layer: int | None) -> tuple[list[str], int]:
+    """The CLI's zero-ablation group of a whole layer (None: of every head): its head labels and the negated correct
+    count it implies."""
     from headwiki.db.store import reading
 
     col = EFFECT_SPECS["neg_acc"].name
     with reading(db) as con:
         rows = con.execute(f'SELECT heads, "{col}" FROM negation_groups WHERE model_id = \'toy\' AND ablation = \'zero\' '
-                           "AND group_kind = 'layer'").fetchall()
+                           "AND group_kind = ?", ["all" if layer is None else "layer"]).fetchall()
         acc, n = con.execute("SELECT accuracy, n_items FROM negation_baselines WHERE model_id = 'toy' AND condition = 'negated'"
                              ).fetchall()[0]
     for heads, d in rows:
-        if all(x.startswith(f"L{layer}H") for x in heads):
-            return sorted(heads, key=lambda x: int(x.split("H")[1])), round((acc + d) * n)
+        if layer is None or all(x.startswith(f"L{layer}H") for x in heads):
+            return sorted(heads, key=lambda x: tuple(int(v) for v in x[1:].split("H"))), round((acc + d) * n)
     raise AssertionError(f"the CLI stored no layer-{layer} group")
 
 
@@ -126,6 +127,7 @@ def test_toggling_a_head_shows_the_accuracy_the_cli_computed(app_url: str, ablat
     (L0, h0), k_start, _ = _cli_numbers(ablated_db)[1]
     last = 1  # the toy model's last layer: a box over its row toggles the whole layer
     layer_heads, k_layer = _layer_group(ablated_db, last)
+    all_heads, k_all = _layer_group(ablated_db, None)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, headless=True, args=LAUNCH_ARGS)
         try:
@@ -162,6 +164,16 @@ def test_toggling_a_head_shows_the_accuracy_the_cli_computed(app_url: str, ablat
             page.mouse.up()
             page.locator(f'#sandbox-result[data-heads="{",".join(layer_heads)}"]').wait_for(timeout=60_000)
             k_box = _negated(page)[0]
+            # 5. a lasso around layer 0's row toggles its heads on too: every head, the CLI's all-heads group
+            page.locator('.modebar-btn[data-title="Lasso Select"]').first.click()
+            corners = [(-0.4, -0.45), (-0.4, 7.45), (0.4, 7.45), (0.4, -0.45), (-0.4, -0.45)]
+            page.mouse.move(*_cell_xy(page, *corners[0]))
+            page.mouse.down()
+            for c in corners[1:]:
+                page.mouse.move(*_cell_xy(page, *c), steps=8)
+            page.mouse.up()
+            page.locator(f'#sandbox-result[data-heads="{",".join(all_heads)}"]').wait_for(timeout=60_000)
+            k_lasso = _negated(page)[0]
             assert not errors, errors
         finally:
             browser.close()
@@ -170,3 +182,4 @@ def test_toggling_a_head_shows_the_accuracy_the_cli_computed(app_url: str, ablat
     assert k_cli != clean_k  # the head chosen moves negated accuracy: the page changed because of the toggle
     assert verdict.startswith("negated accuracy: ")
     assert k_box == k_layer
+    assert k_lasso == k_all
