@@ -92,6 +92,11 @@ def test_sandbox_equals_the_pass_on_its_stored_groups(toy_db: tuple[Any, Path], 
     # the whole-model ablation really breaks the toy model's negation (the comparison is not of zeros)
     everything = sandbox.evaluate([(L, h) for L in range(sandbox.n_layers) for h in range(sandbox.n_heads)], "zero")
     assert everything.flips and everything.accuracy["negated"].value != clean.accuracy["negated"].value
+    # the noise verdict on real numbers: removing every head is a significant drop (p < alpha, CI below 0, > 5 points),
+    # the clean model is within noise by construction
+    d = everything.deltas["neg_acc"]
+    assert everything.verdict.significant and d.p < ALPHA and d.hi < 0 and d.delta <= -MIN_ACC_DELTA, d
+    assert clean.verdict.word == WITHIN_NOISE
 
 
 @pytest.mark.slow
