@@ -97,11 +97,17 @@ def markdown(r: dict[str, Any]) -> str:
              f"{r['clean_forward_s'][1]:.2f} s after the rows. 1-minute load average while measuring: "
              f"{min(loads):.1f} to {max(loads):.1f} (shared machine: absolute times move with it).", "",
              f"| ablation | head's layer | heads timed | forwards | toggle median s | toggle max s | of which forward s | "
-             f"of which statistics s | load 1m | max under {target:.0f} s |", "|---|---|---|---|---|---|---|---|---|---|"]
+             f"of which statistics s | toggle / clean forward | load 1m | max under {target:.0f} s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    clean = sum(r["clean_forward_s"]) / len(r["clean_forward_s"])
     for x in r["rows"]:
         lines.append(f"| {x['kind']} | {x['layer']} | {x['n_sets']} | {x['forwards']} | {x['toggle_s']:.2f} | {x['toggle_max_s']:.2f} | "
-                     f"{x['forward_s']:.2f} | {x['stats_s']:.2f} | {x['load_1m']:.1f} | {'yes' if x['toggle_max_s'] < target else 'NO'} |")
-    lines += ["", "A toggle = Sandbox.evaluate on a head set not seen before (the ablated forward over every item + all "
+                     f"{x['forward_s']:.2f} | {x['stats_s']:.2f} | {x['toggle_s'] / clean:.2f} | {x['load_1m']:.1f} | "
+                     f"{'yes' if x['toggle_max_s'] < target else 'NO'} |")
+    lines += ["", "toggle / clean forward: the median toggle over the mean of the two plain clean forwards, much less load-dependent "
+              "than the seconds (both slow down together unless the load changes in between): on a quiet machine a toggle takes "
+              "about that multiple of that machine's clean forward.",
+              "", "A toggle = Sandbox.evaluate on a head set not seen before (the ablated forward over every item + all "
               "statistics; the app shows a progress bar over its `forwards`). Reproduce: "
               "`python benchmarks/bench_sandbox.py --threads 2` (toy), "
               "`python benchmarks/bench_sandbox.py --threads 2 --model .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --max-items 100 --sets 2` (SmolLM2)."]
