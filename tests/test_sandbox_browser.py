@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from headwiki.negation_spec import EFFECT_SPECS
+from headwiki.sandbox.presets import WHOLE_LAYER
 
 ITEMS = 48
 LAUNCH_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -128,6 +129,7 @@ def test_toggling_a_head_shows_the_accuracy_the_cli_computed(app_url: str, ablat
     last = 1  # the toy model's last layer: a box over its row toggles the whole layer
     layer_heads, k_layer = _layer_group(ablated_db, last)
     all_heads, k_all = _layer_group(ablated_db, None)
+    layer0_heads, k_layer0 = _layer_group(ablated_db, 0)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, headless=True, args=LAUNCH_ARGS)
         try:
@@ -174,6 +176,10 @@ def test_toggling_a_head_shows_the_accuracy_the_cli_computed(app_url: str, ablat
             page.mouse.up()
             page.locator(f'#sandbox-result[data-heads="{",".join(all_heads)}"]').wait_for(timeout=60_000)
             k_lasso = _negated(page)[0]
+            # 6. a preset replaces the toggled set: "a whole layer" (layer 0) is the CLI's layer-0 group
+            page.get_by_role("combobox", name="preset", exact=True).select_option(label=WHOLE_LAYER)
+            page.locator(f'#sandbox-result[data-heads="{",".join(layer0_heads)}"]').wait_for(timeout=60_000)
+            k_preset = _negated(page)[0]
             assert not errors, errors
         finally:
             browser.close()
@@ -183,3 +189,4 @@ def test_toggling_a_head_shows_the_accuracy_the_cli_computed(app_url: str, ablat
     assert verdict.startswith("negated accuracy: ")
     assert k_box == k_layer
     assert k_lasso == k_all
+    assert k_preset == k_layer0
