@@ -40,3 +40,75 @@ def example_frame(bridge: Any, model_id: str, sequences: dict[str, torch.Tensor]
             for head in range(n_heads):
                 rows.append((model_id, layer, head, kind, strings, patterns[layer, head].tolist()))
     return pd.DataFrame(rows, columns=["model_id", "layer", "head", "kind", "tokens", "pattern"])
+
+
+# --- top-activating positions per head (issue 18): which tokens make a head write the most ---
+
+TOP_K_EXAMPLES = 4
+TOP_WINDOWS = 8
+STRIP_TOKENS = 12  # tokens shown before (and including) the query position
+MAX_STRIP_TOKENS = 24
+TOP_STATISTIC = "output_norm"
+TOP_STATISTIC_TEXT = ("||z_q W_O||: the L2 norm of what the head writes into the residual stream at query position q "
+                      "(its attention-weighted values times its output matrix), over every non-BOS position")
+
+
+def output_norms(z: torch.Tensor, w_o: torch.Tensor) -> torch.Tensor:
+    """||z W_O|| per position and head: z [b, s, H, d_head], w_o [H, d_head, d_model] -> [b, s, H]."""
+    return torch.einsum("bshe,hed->bshd", z.float(), w_o.float()).norm(dim=-1)
+
+
+@torch.inference_mode()
+def capture_patterns_and_z(bridge: Any, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batched forward: tokens [b, s] -> (patterns [b, L, H, s, s], z [b, L, s, H, d_head]), float32 CPU."""
+    from headwiki.hooks import n_layers, pattern_hook, require_hooks, z_hook
+
+    layers = range(n_layers(bridge))
+    names = [pattern_hook(L) for L in layers] + [z_hook(L) for L in layers]
+    require_hooks(bridge, names, "top-activating examples")
+    got: dict[str, torch.Tensor] = {}
+
+    def keeper(name: str) -> Any:
+        def keep(t: torch.Tensor, hook: Any) -> None:
+            got[name] = t.detach().float().cpu()
+        return keep
+
+    bridge.run_with_hooks(tokens, return_type=None, fwd_hooks=[(n, keeper(n)) for n in names])
+    patterns = torch.stack([got[pattern_hook(L)] for L in layers], dim=1)
+    z = torch.stack([got[z_hook(L)] for L in layers], dim=1)
+    return patterns, z
+
+
+def top_positions(stat: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest values of stat [b, s] over positions 1.. (BOS never a query): -> (window [k], position [k])."""
+    flat = stat[:, 1:].reshape(-1)
+    idx = flat.topk(min(k, flat.numel())).indices
+    width = stat.shape[1] - 1
+    return idx // width, idx % width + 1
+
+
+def top_example_frame(bridge: Any, model_id: str, tokens: torch.Tensor, source: str, device: torch.device,
+                      k: int = TOP_K_EXAMPLES) -> pd.DataFrame:
+    """head_top_examples rows: each head's k top-activating positions (statistic TOP_STATISTIC) on the windows
+    tokens [n, s] (BOS first), each with a token strip ending at the query, the head's attention over the strip
+    and the most-attended key (top_key, an index into the strip; the strip starts early enough to hold it, up to
+    MAX_STRIP_TOKENS)."""
+    tokens = tokens[:TOP_WINDOWS]
+    patterns, z = capture_patterns_and_z(bridge, tokens.to(device))  # [b, L, H, s, s], [b, L, s, H, h]
+    w_o = bridge.W_O.detach().float().cpu()  # [L, H, h, d]
+    strings = [[str(t) for t in bridge.tokenizer.convert_ids_to_tokens(row.tolist())] for row in tokens]
+    rows = []
+    n_layers, n_heads = patterns.shape[1:3]
+    for layer in range(n_layers):
+        norms = output_norms(z[:, layer], w_o[layer])  # [b, s, H]
+        for head in range(n_heads):
+            wins, poss = top_positions(norms[:, :, head], k)
+            for rank, (w, q) in enumerate(zip(wins.tolist(), poss.tolist()), start=1):
+                row = patterns[w, layer, head, q, : q + 1]  # attention of query q over keys 0..q
+                key = int(row.argmax())
+                start = max(0, min(key, q - STRIP_TOKENS + 1), q - MAX_STRIP_TOKENS + 1)
+                rows.append((model_id, layer, head, rank, TOP_STATISTIC, float(norms[w, q, head]), w, q,
+                             strings[w][start : q + 1], [round(float(a), 4) for a in row[start:]], q - start,
+                             key - start if key >= start else -1, source))
+    return pd.DataFrame(rows, columns=["model_id", "layer", "head", "rank", "statistic", "value", "seq", "position",
+                                       "tokens", "attention", "query", "top_key", "source"])
