@@ -68,7 +68,10 @@ def pair_scores(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, q: torch.Tens
 
     Upstream W_OV = X Y with x [S, d, h], y [S, h, d]; downstream R = P Q with p [T, d, h], q [T, h, d].
     Returns [S, T]: ||X Y P Q||_F / (||X Y||_F ||P Q||_F)."""
-    m = torch.einsum("shd,tde->sthe", y, p)  # Y P: [S, T, h, h]
+    n_s, h, _ = y.shape
+    n_t, _, h2 = p.shape
+    m = (y.reshape(n_s * h, -1) @ p.permute(1, 0, 2).reshape(p.shape[1], n_t * h2))  # one GEMM: [S*h, T*h]
+    m = m.reshape(n_s, h, n_t, h2).permute(0, 2, 1, 3)  # Y P: [S, T, h, h]
     gx = x.transpose(-1, -2) @ x  # [S, h, h]
     gq = q @ q.transpose(-1, -2)  # [T, h, h]
     inner = m.transpose(-1, -2) @ gx[:, None] @ m  # M^T Gx M: [S, T, h, h]
@@ -99,9 +102,10 @@ def all_scores(w_q: torch.Tensor, w_k: torch.Tensor, w_v: torch.Tensor, w_o: tor
     n_layers, n_heads = w_q.shape[:2]
     p, q = reading_factors(kind, w_q, w_k, w_v, w_o)
     out = torch.full((n_layers, n_heads, n_layers, n_heads), float("nan"), dtype=w_q.dtype)
-    for src in range(n_layers):
-        for dst in range(src + 1, n_layers):
-            out[src, :, dst, :] = pair_scores(w_v[src], w_o[src], p[dst], q[dst])
+    for src in range(n_layers - 1):  # every later layer at once: one batched product per source layer
+        later = n_layers - src - 1
+        scores = pair_scores(w_v[src], w_o[src], p[src + 1:].flatten(0, 1), q[src + 1:].flatten(0, 1))  # [H, later*H]
+        out[src, :, src + 1:, :] = scores.reshape(n_heads, later, n_heads)
     return out
 
 
