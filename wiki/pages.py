@@ -868,7 +868,7 @@ def head_top_examples(model: ModelData) -> dict[tuple[int, int], list[dict[str, 
                  for i, (t, a) in enumerate(zip(toks, att))]
         out.setdefault((int(r["layer"]), int(r["head"])), []).append({
             "rank": int(r["rank"]), "value": fmt.number(float(r["value"]), sig=3), "strip": strip,
-            "outside": int(r["top_key"]) < 0, "seq": int(r["seq"]), "position": int(r["position"]),
+            "seq": int(r["seq"]), "position": int(r["position"]),
             "source": str(r["source"]), "statistic": str(r["statistic"])})
     return out
 
