@@ -87,7 +87,8 @@ def test_every_page_loads_clean_and_every_link_resolves(browser, site_dir: Path)
         page.goto(_file_url(path), wait_until="load")
         if path.name == "index.html" and path.parent.parent.name == "models":
             page.wait_for_selector(".js-plotly-plot svg.main-svg", timeout=20_000)
-        hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+        hrefs = page.eval_on_selector_all(  # an SVG <a> (circuit nodes) holds its href as an SVGAnimatedString
+            "a[href]", "els => els.map(e => typeof e.href === 'string' ? e.href : new URL(e.href.baseVal, document.baseURI).href)")
         for href in hrefs:
             parsed = urlparse(href)
             assert parsed.scheme == "file", f"{path.relative_to(site_dir)} links outside the site: {href}"
@@ -230,10 +231,11 @@ def test_search_accepts_spaces_and_units_and_says_why_nothing_matched(browser, s
 
 
 def test_no_sideways_scroll_at_390px_and_head_summary_in_the_first_screen(browser, site_dir: Path, site_db: Path) -> None:  # noqa: ANN001
-    """At a phone's 390 px the model, provenance, SQL and index pages never scroll sideways (wide tables scroll
+    """At a phone's 390 px the model, circuit, provenance, SQL and index pages never scroll sideways (wide tables scroll
     inside themselves), and a head page's summary paragraph is in the first screen."""
     site = load_site_data(site_db)
-    rels = [urls.PROVENANCE, urls.SQL, urls.INDEX] + [urls.model_page(m.slug) for m in site.models]
+    rels = [urls.PROVENANCE, urls.SQL, urls.INDEX] + [urls.model_page(m.slug) for m in site.models] + \
+        [urls.circuit_page(m.slug) for m in site.models]
     page = browser.new_page(viewport={"width": 390, "height": 844})
     watch = Watch(page)
     for rel in rels:
