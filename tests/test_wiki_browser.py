@@ -266,7 +266,7 @@ def test_circuit_partners_examples_and_scatter_click(browser, site_dir: Path, si
     page.goto(_file_url(site_dir / urls.model_page(toy.slug)))
     page.click(f"a[href='{urls.relative(urls.model_page(toy.slug), urls.circuit_page(toy.slug))}']")
     assert page.url.endswith(urls.circuit_page(toy.slug))
-    edges = page.eval_on_selector_all("svg.circuit path.edge", "els => els.map(e => [e.dataset.kind, e.dataset.src, e.dataset.dst])")
+    edges = page.eval_on_selector_all("svg.circuit path.edge", "els => els.map(e => [e.dataset.kind, e.dataset.from, e.dataset.to])")
     assert any(k == "k" and s in prev and d in ind for k, s, d in edges), edges[:5]
     assert page.locator("#threshold").inner_text().count("z ≥") == 1
     dst = next(d for k, s, d in edges if k == "k" and s in prev and d in ind)

@@ -69,7 +69,7 @@ def circuit_svg(n_layers: int, n_heads: int, edges: pd.DataFrame, link: Callable
         w = 1.0 + 4.0 * max(0.0, float(e.z)) / (zmax or 1.0)
         src, dst = f"L{int(e.src_layer)}H{int(e.src_head)}", f"L{int(e.dst_layer)}H{int(e.dst_head)}"
         parts.append(
-            f'<path class="edge edge-{escape(str(e.kind))}" data-src="{src}" data-dst="{dst}" data-kind="{escape(str(e.kind))}" '
+            f'<path class="edge edge-{escape(str(e.kind))}" data-from="{src}" data-to="{dst}" data-kind="{escape(str(e.kind))}" '
             f'd="M{x1:.0f} {y1 + 40:.0f} C{x1:.0f} {y1 + 40 + bend:.0f} {x2:.0f} {y2 - bend:.0f} {x2:.0f} {y2 - 12:.0f}" '
             f'stroke="{KIND_COLOURS.get(str(e.kind), "#666")}" stroke-width="{w:.1f}" fill="none" stroke-opacity="0.7">'
             f'<title>{src} → {dst}: {str(e.kind).upper()}-composition {e.score:.3f} (z = {e.z:.1f})</title></path>')
