@@ -286,6 +286,9 @@ def test_circuit_partners_examples_and_scatter_click(browser, site_dir: Path, si
     with page.expect_navigation(timeout=10_000):
         point.click(force=True)
     assert "/heads/L" in page.url, page.url
+    page.close()
+    assert not watch.problems, watch.problems
+
 
 def _same_value(duck: object, lite: object) -> bool:
     """One cell from `headwiki query --json` (DuckDB) against the console's (SQLite): equal, numbers to 1e-9."""
