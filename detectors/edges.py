@@ -28,7 +28,7 @@ def _ln1_scale(bridge: Any) -> torch.Tensor | None:
         w = getattr(inner, "weight", None)
         if w is None:
             return None
-        scales.append(w.detach().float().cpu())
+        scales.append(w.detach().float())
     return torch.stack(scales)
 
 
@@ -39,11 +39,11 @@ def is_layernorm(bridge: Any) -> bool:
 
 @torch.inference_mode()
 def bridge_weights(bridge: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(W_Q, W_K, W_V [L, H, d, h] per query head, W_O [L, H, h, d]) in float32 on the CPU (scores agree with float64 to ~1e-6), with ln1 folded into
+    """(W_Q, W_K, W_V [L, H, d, h] per query head, W_O [L, H, h, d]) in float32 on the model's device (a GPU computes them in well under a second; scores agree with float64 to ~1e-6), with ln1 folded into
     the reading matrices and, for LayerNorm, the reading and writing matrices centred (headwiki.composition)."""
     n_heads = int(bridge.cfg.n_heads)
-    w_q, w_k, w_v = (t.detach().float().cpu() for t in (bridge.W_Q, bridge.W_K, bridge.W_V))
-    w_o = bridge.W_O.detach().float().cpu()
+    w_q, w_k, w_v = (t.detach().float() for t in (bridge.W_Q, bridge.W_K, bridge.W_V))
+    w_o = bridge.W_O.detach().float()
     w_k, w_v = comp.expand_kv(w_k, n_heads), comp.expand_kv(w_v, n_heads)
     scale, center = _ln1_scale(bridge), is_layernorm(bridge)
     w_q, w_k, w_v = (comp.fold_norm(w, scale, center) for w in (w_q, w_k, w_v))
@@ -61,7 +61,7 @@ def edge_frame(bridge: Any, model_id: str, n_draws: int = comp.DEFAULT_DRAWS, se
     keep = grid[..., 0] < grid[..., 2]
     idx = grid[keep].numpy()
     for kind in comp.KINDS:
-        scores = comp.all_scores(w_q, w_k, w_v, w_o, kind)[keep]
+        scores = comp.all_scores(w_q, w_k, w_v, w_o, kind).cpu()[keep]
         frames.append(pd.DataFrame({
             "model_id": model_id, "kind": kind, "src_layer": idx[:, 0], "src_head": idx[:, 1], "dst_layer": idx[:, 2],
             "dst_head": idx[:, 3], "score": scores.numpy(), "baseline": base.mean, "baseline_sd": base.sd,

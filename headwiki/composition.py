@@ -101,7 +101,7 @@ def all_scores(w_q: torch.Tensor, w_k: torch.Tensor, w_v: torch.Tensor, w_o: tor
     w_q, w_k, w_v: [L, H, d, h] per query head (norm folded, K/V expanded); w_o: [L, H, h, d]."""
     n_layers, n_heads = w_q.shape[:2]
     p, q = reading_factors(kind, w_q, w_k, w_v, w_o)
-    out = torch.full((n_layers, n_heads, n_layers, n_heads), float("nan"), dtype=w_q.dtype)
+    out = torch.full((n_layers, n_heads, n_layers, n_heads), float("nan"), dtype=w_q.dtype, device=w_q.device)
     for src in range(n_layers - 1):  # every later layer at once: one batched product per source layer
         later = n_layers - src - 1
         scores = pair_scores(w_v[src], w_o[src], p[src + 1:].flatten(0, 1), q[src + 1:].flatten(0, 1))  # [H, later*H]
