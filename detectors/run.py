@@ -39,6 +39,7 @@ from headwiki.detectors.data import (
     text_windows,
     tokens_hash,
 )
+from headwiki.composition import VERSION as COMPOSITION_VERSION
 from headwiki.detectors.edges import edge_frame
 from headwiki.detectors.examples import TOP_STATISTIC_TEXT, example_frame, example_sequences, top_example_frame
 from headwiki.detectors.registry import INPUT_DESCRIPTIONS, BatchMeta, InputKind, Registry, default_registry
@@ -384,7 +385,8 @@ def code_versions(registry: Registry | None = None) -> dict[str, Any]:
     return {"detector registry": {d.name: d.version for d in registry},
             "spec": {**{f"metric:{m.name}": m.version for d in registry for m in d.metrics},
                      **{f"role:{r.name}": r.version for r in detector_roles()}},
-            "detector pass source": source_digest("headwiki.detectors")}
+            "detector pass source": source_digest("headwiki.detectors"),
+            "composition": COMPOSITION_VERSION}  # headwiki.composition lives below the pass (not in its digest)
 
 
 @locked_pass(PASS_NAME)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
+VERSION = "1"  # bump when the scores or the baseline change: part of the detect pass's resume fingerprint
 KINDS: tuple[str, ...] = ("q", "k", "v")
 DEFAULT_DRAWS = 64
 
