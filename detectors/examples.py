@@ -117,7 +117,7 @@ def top_example_frame(bridge: Any, model_id: str, tokens: torch.Tensor, source: 
     tokens = tokens[:TOP_WINDOWS]
     patterns, z = capture_patterns_and_z(bridge, tokens.to(device))  # [b, L, H, s, s], [b, L, s, H, h]
     w_o = bridge.W_O.detach().float().cpu()  # [L, H, h, d]
-    strings = [[str(t) for t in bridge.tokenizer.convert_ids_to_tokens(row.tolist())] for row in tokens]
+    strings = [[bridge.tokenizer.decode([t]) for t in row.tolist()] for row in tokens]  # readable text, not BPE pieces
     rows = []
     n_layers, n_heads = patterns.shape[1:3]
     for layer in range(n_layers):
