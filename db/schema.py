@@ -112,12 +112,27 @@ DDL: tuple[str, ...] = (
         run_id VARCHAR,
         PRIMARY KEY (model_id, role, signature, group_name, ablation)
     )""",
+    # Composition between heads (headwiki.composition, written by the detect pass): Q/K/V-composition score of every
+    # (upstream, downstream) pair with src_layer < dst_layer, its random-matrix baseline (mean, sd, draws) and z.
+    """CREATE TABLE IF NOT EXISTS head_edges (
+        model_id VARCHAR, kind VARCHAR, src_layer INTEGER, src_head INTEGER, dst_layer INTEGER, dst_head INTEGER,
+        score DOUBLE, baseline DOUBLE, baseline_sd DOUBLE, n_draws INTEGER, z DOUBLE,
+        PRIMARY KEY (model_id, kind, src_layer, src_head, dst_layer, dst_head)
+    )""",
+    # Each head's top-activating positions on the detect pass's natural-text windows (detectors/examples.py):
+    # a token strip ending at the query position, the head's attention over the strip, the statistic's value.
+    """CREATE TABLE IF NOT EXISTS head_top_examples (
+        model_id VARCHAR, layer INTEGER, head INTEGER, rank INTEGER, statistic VARCHAR, value DOUBLE,
+        seq INTEGER, position INTEGER, tokens VARCHAR[], attention DOUBLE[], query INTEGER, top_key INTEGER,
+        source VARCHAR,
+        PRIMARY KEY (model_id, layer, head, rank)
+    )""",
 )
 
 # Tables whose rows belong to one model (cleared per model when a pass rewrites them).
 MODEL_TABLES: tuple[str, ...] = (
     "heads", "metrics", "head_examples", "negation_baselines", "negation_items",
-    "negation_item_effects", "negation_groups", "role_validation", "roles",
+    "negation_item_effects", "negation_groups", "role_validation", "roles", "head_edges", "head_top_examples",
 )
 
 LONG_VIEW = "head_metrics_long"

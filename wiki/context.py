@@ -91,6 +91,8 @@ class ModelData:
     runs: pd.DataFrame
     validation: pd.DataFrame = field(default_factory=pd.DataFrame)  # role_validation rows
     roles: dict[str, RoleDoc] = field(default_factory=dict)  # declared roles, display order
+    edges: pd.DataFrame = field(default_factory=pd.DataFrame)  # head_edges rows (composition scores)
+    top_examples: pd.DataFrame = field(default_factory=pd.DataFrame)  # head_top_examples rows
 
     @property
     def n_layers(self) -> int:
@@ -272,6 +274,8 @@ def load_site_data(db_path: str | Path) -> SiteData:
                 runs=runs[runs["model_id"] == mid].reset_index(drop=True) if len(runs) else runs,
                 validation=side("role_validation", "role, signature, k, group_name"),
                 roles=_roles(side("roles", "sort_order, role")),
+                edges=side("head_edges", "kind, src_layer, src_head, dst_layer, dst_head"),
+                top_examples=side("head_top_examples", "layer, head, rank"),
             ))
     if not models:
         raise HeadwikiError(f"database {db_path} has models but no head rows: run `headwiki detect --db {db_path}` first")

@@ -29,7 +29,8 @@ from headwiki.wiki.context import MetricDoc, ModelData, RoleDoc, SiteData, parse
 from headwiki.wiki import format as fmt
 from headwiki.wiki.crossref import NOTABLE_Q, as_float, ci_is_noisy, cross_reference, ordinal, percentile, rank_desc, rank_shown
 from headwiki.wiki.headline import Effect, RoleEvidence, head_summary
-from headwiki.wiki.figures import distribution_svg, heatmap_html, is_signed, pattern_svg, validation_svg
+from headwiki.wiki.figures import distribution_svg, heatmap_html, is_signed, pattern_svg, scatter_html, validation_svg
+from headwiki.wiki import circuit
 from headwiki.wiki.similarity import most_similar
 
 # the negation_groups columns the group tables show (declared in headwiki.negation_spec), and their units
@@ -238,6 +239,8 @@ def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
         "key_groups": _key_groups(model),
         "search": True, "search_model": model.model_id, "built": _last_run(model),
         "n_params": fmt.count(model.info.get("n_params")),
+        "circuit_url": urls.circuit_page(model.slug) if len(model.edges) else None,  # issue 18
+        "scatter": (sc := scatter_data(model, page)), "scatter_html": scatter_html(sc, "scatter-plot") if sc else "",
     }
 
 
@@ -294,6 +297,7 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
     in_groups = _groups_by_head(model)
     templates = _templates_by_head(model)
     perm = permutation_floors(model)
+    partners, top_examples = head_partners(model), head_top_examples(model)  # issue 18
     for i, row in enumerate(rows):
         L, H = int(row["layer"]), int(row["head"])
         page = urls.head_page(model.slug, L, H)
@@ -351,6 +355,8 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
             "causal": _head_causal(row, columns, bool(roles)),
             "exactness": _exactness(row),
             "kv_peers": kv_peers(model, rows, row),  # issue 23: KV group (see kv_peers below)
+            "partners": partners.get((L, H)), "top_examples": top_examples.get((L, H), []),  # issue 18
+            "circuit_url": urls.circuit_page(model.slug) if len(model.edges) else None,
             "sandbox_cmd": " ".join(filter(None, [
                 f"headwiki sandbox --model {shlex.quote(model.model_id)} --db {shlex.quote(site.db_name)}",
                 start_flag(_latest_finished(model, ABLATE_PASS).get("params", {}).get("start_token")), f"--heads {row['label']}"]))
@@ -877,3 +883,89 @@ def kv_peers(model: ModelData, rows: list[dict[str, Any]], row: dict[str, Any]) 
     peers = [_head_ref(model, x, None) for x in rows
              if x["layer"] == row["layer"] and x.get(KV_GROUP.name) == group and x["label"] != row["label"]]
     return {"group": int(group), "peers": peers, "size": len(peers) + 1}
+
+
+# --- issue 18: the circuit view, composition partners, top-activating examples, the all-heads scatter ---
+
+def _roles_by_pos(model: ModelData) -> dict[tuple[int, int], list[str]]:
+    return {(int(r["layer"]), int(r["head"])): model.roles_of(r) for r in model.heads.to_dict("records")}
+
+
+def circuit_context(site: SiteData, model: ModelData) -> dict[str, Any]:
+    """The circuit page: the strongest composition edges drawn over the model's heads, and listed."""
+    page = urls.circuit_page(model.slug)
+    shown = circuit.strongest_edges(model.edges)
+    roles = _roles_by_pos(model)
+    svg = circuit.circuit_svg(
+        model.n_layers, model.n_heads, shown, lambda L, H: urls.relative(page, urls.head_page(model.slug, L, H)), roles,
+        lambda r: role_color(r, site.roles), lambda r: role_label(r, model.roles)) if len(model.edges) else ""
+    rows = [{"kind": str(e["kind"]), "src": _pos_ref(model, int(e["src_layer"]), int(e["src_head"]), roles),
+             "dst": _pos_ref(model, int(e["dst_layer"]), int(e["dst_head"]), roles),
+             "score": fmt.number(float(e["score"]), sig=3), "z": fmt.number(float(e["z"]), 1)}
+            for e in shown.to_dict("records")]
+    base = model.edges.iloc[0] if len(model.edges) else None
+    counts = ({k: int((model.edges["kind"] == k).sum()) for k in circuit.KIND_COLOURS} if len(model.edges) else {})
+    return {**common(page, f"Circuit · {model.model_id} — headwiki", site), "model": model, "svg": svg, "edges": rows,
+            "min_z": circuit.CIRCUIT_MIN_Z, "max_edges": circuit.CIRCUIT_MAX_EDGES, "kinds": circuit.KIND_WORDS,
+            "colours": circuit.KIND_COLOURS, "counts": counts, "n_pairs": len(model.edges),
+            "baseline": None if base is None else {"mean": fmt.number(float(base["baseline"]), sig=3),
+                                                   "sd": fmt.number(float(base["baseline_sd"]), sig=2),
+                                                   "n": int(base["n_draws"])}}
+
+
+def _pos_ref(model: ModelData, layer: int, head: int, roles: Mapping[tuple[int, int], list[str]]) -> dict[str, Any]:
+    return {"label": f"L{layer}H{head}", "url": urls.head_page(model.slug, layer, head), "roles": roles.get((layer, head), []),
+            "model": model.model_id}
+
+
+def head_partners(model: ModelData) -> dict[tuple[int, int], dict[str, list[dict[str, Any]]]]:
+    """Per head: its strongest upstream and downstream composition partners, ready for the head page."""
+    roles = _roles_by_pos(model)
+    out = {}
+    for key, sides in circuit.partners(model.edges).items():
+        out[key] = {side: [{**_pos_ref(model, p["layer"], p["head"], roles), "kind": p["kind"],
+                            "score": fmt.number(p["score"], sig=3), "z": fmt.number(p["z"], 1)} for p in ps]
+                    for side, ps in sides.items()}
+    return out
+
+
+def head_top_examples(model: ModelData) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """Per head: its top-activating positions as token strips (token, attention weight, query?, most attended?)."""
+    out: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    if model.top_examples is None or model.top_examples.empty:
+        return out
+    for r in model.top_examples.to_dict("records"):
+        toks = [str(t) for t in r["tokens"]]
+        att = [float(a) for a in r["attention"]]
+        strip = [{"text": t, "w": a, "query": i == int(r["query"]), "top": i == int(r["top_key"])}
+                 for i, (t, a) in enumerate(zip(toks, att))]
+        out.setdefault((int(r["layer"]), int(r["head"])), []).append({
+            "rank": int(r["rank"]), "value": fmt.number(float(r["value"]), sig=3), "strip": strip,
+            "seq": int(r["seq"]), "position": int(r["position"]),
+            "source": str(r["source"]), "statistic": str(r["statistic"])})
+    return out
+
+
+def scatter_data(model: ModelData, page: str) -> dict[str, Any] | None:
+    """The all-heads scatter's data: every numeric metric (values in the units the pages show), each head's label,
+    relative URL and colour, and the default axes (a role score vs a negation effect, else two role scores)."""
+    docs = [d for d in model.metrics]
+    if len(docs) < 2:
+        return None
+    rows = model.heads.to_dict("records")
+    values = {}
+    for d in docs:
+        scale = fmt.unit_info(fmt.metric_unit(d)).scale
+        values[d.name] = [None if (v := _num(r.get(d.name))) is None else round(v * scale, 5) for r in rows]
+    role_metrics = [r.metric for r in model.roles.values() if r.family == "detector" and model.metric(r.metric)]
+    effects = [d.name for d in docs if d.kind == "negation" and d.role_kind == "delta"]
+    x = role_metrics[0] if role_metrics else docs[0].name
+    y = effects[0] if effects else next((m for m in role_metrics[1:]), docs[1].name if docs[1].name != x else docs[0].name)
+    return {
+        "metrics": [{"name": d.name, "label": d.label, "unit": fmt.unit_info(fmt.metric_unit(d)).short} for d in docs],
+        "label": [str(r["label"]) for r in rows],
+        "url": [urls.relative(page, urls.head_page(model.slug, r["layer"], r["head"])) for r in rows],
+        "colour": [role_color(rs[0], model.roles) if (rs := model.roles_of(r)) else "#9aa3b2" for r in rows],
+        "roles": [", ".join(role_label(x_, model.roles) for x_ in model.roles_of(r)) or "no role" for r in rows],
+        "values": values, "x": x, "y": y,
+    }

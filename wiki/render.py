@@ -82,7 +82,7 @@ def _build(db_path: Path, db_arg: str, tmp: Path) -> tuple[int, int, int, int, i
     env = make_env()
     roles = pages.all_roles(site)
     n_heads = sum(len(m.heads) for m in site.models)
-    total = 3 + len(site.models) + len(roles) + n_heads
+    total = 3 + 2 * len(site.models) + len(roles) + n_heads  # model + circuit page per model
     written = 0
     n_pages = 0
     max_head = 0
@@ -115,6 +115,7 @@ def _build(db_path: Path, db_arg: str, tmp: Path) -> tuple[int, int, int, int, i
             bar.advance()
         for model in site.models:
             render("model.html", urls.model_page(model.slug), pages.model_context(site, model))
+            render("circuit.html", urls.circuit_page(model.slug), pages.circuit_context(site, model))  # issue 18
             bar.advance()
             for rel, ctx in pages.head_contexts(site, model):
                 max_head = max(max_head, render("head.html", rel, ctx))

@@ -37,6 +37,11 @@ def head_page(model_slug: str, layer: int, head: int) -> str:
     return f"models/{model_slug}/heads/L{int(layer)}H{int(head)}.html"
 
 
+def circuit_page(model_slug: str) -> str:
+    """The model's circuit view: heads as nodes, the strongest composition edges."""
+    return f"models/{model_slug}/circuit.html"
+
+
 def role_page(role: str) -> str:
     return f"roles/{slug(role)}.html"
 
