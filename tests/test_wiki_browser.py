@@ -338,7 +338,7 @@ def test_every_sql_example_runs_in_the_page_console_with_the_rows_of_headwiki_qu
             assert all(_same_value(d, lt) for d, lt in zip(row_d.values(), row_l)), (sql, row_d, row_l)
         title = page.locator("section.sql h2").nth(i).inner_text()
         nonempty[title] = len(want)
-    edges = "Previous-token heads that feed induction heads (K-composition edges, strongest first)"
+    edges = "Role-holding heads that feed other role-holding heads (K-composition edges, strongest first)"
     import duckdb
 
     con = duckdb.connect(str(site_db), read_only=True)

@@ -715,8 +715,8 @@ def _holds_role(site: SiteData, role_sql: str, prefix: str = "") -> str:
 
 
 def cross_role_examples(site: SiteData, tables: Mapping[str, tuple[str, ...]]) -> list[tuple[str, str]]:
-    """Questions across roles: heads per role, labelled heads ranked by their negation effect, the previous-token ->
-    induction composition edges (when the database has them)."""
+    """Questions across roles: heads per role, labelled heads ranked by their negation effect, the K-composition edges
+    between role-holding heads (when the database has them; on the toy: previous-token -> induction)."""
     ex: list[tuple[str, str]] = []
     if not _role_holders(site):
         return ex
@@ -733,15 +733,15 @@ def cross_role_examples(site: SiteData, tables: Mapping[str, tuple[str, ...]]) -
                    f"round({acc}_q, 4) AS q FROM heads WHERE len({c}) > 0 AND {acc} IS NOT NULL "
                    f"ORDER BY abs({acc}) DESC, {_ORDER_HEADS} LIMIT 10"))
     edges = set(tables.get("head_edges", ()))
-    names = set(site.roles)
-    if {"kind", "src_layer", "src_head", "dst_layer", "dst_head", "z"} <= edges and {"previous_token", "induction"} <= names:
-        ex.append(("Previous-token heads that feed induction heads (K-composition edges, strongest first)",
-                   "SELECT e.model_id, s.label AS writer, d.label AS reader, round(e.score, 4) AS score, round(e.z, 1) AS z "
+    if {"kind", "src_layer", "src_head", "dst_layer", "dst_head", "z"} <= edges and lists:
+        c = lists[0]
+        ex.append(("Role-holding heads that feed other role-holding heads (K-composition edges, strongest first)",
+                   f"SELECT e.model_id, s.label AS writer, CAST(s.{c} AS VARCHAR) AS writer_roles, d.label AS reader, "
+                   f"CAST(d.{c} AS VARCHAR) AS reader_roles, round(e.score, 4) AS score, round(e.z, 1) AS z "
                    "FROM head_edges e "
                    "JOIN heads s ON s.model_id = e.model_id AND s.layer = e.src_layer AND s.head = e.src_head "
                    "JOIN heads d ON d.model_id = e.model_id AND d.layer = e.dst_layer AND d.head = e.dst_head "
-                   f"WHERE e.kind = 'k' AND ({_holds_role(site, chr(39) + 'previous_token' + chr(39), 's.')}) "
-                   f"AND ({_holds_role(site, chr(39) + 'induction' + chr(39), 'd.')}) "
+                   f"WHERE e.kind = 'k' AND len(s.{c}) > 0 AND len(d.{c}) > 0 "
                    "ORDER BY e.z DESC, e.model_id, writer, reader LIMIT 10"))
     return ex
 
