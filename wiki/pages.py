@@ -193,8 +193,10 @@ def index_context(site: SiteData) -> dict[str, Any]:
             "passes": sorted(set(m.runs["pass_name"])) if len(m.runs) else [],
             "n_params": fmt.count(m.info.get("n_params")),
         })
+    from headwiki.wiki.crosspages import cross_links  # issue 20: the cross-model pages, first thing with >= 2 models
+
     return {**common(page, "headwiki", site), "models": models, "roles": all_roles(site),
-            "search": True, "search_model": ""}
+            "search": True, "search_model": "", "links": cross_links(site)}
 
 
 def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
