@@ -315,18 +315,28 @@ def save(model: GPT2LMHeadModel, out: Path, metrics: dict[str, object],
     :mod:`headwiki.checkpoints`) that makes it load as model ``<series>@step<N>``."""
     from headwiki.checkpoints import write_marker
 
-    seed = cfg.seed if cfg is not None else None
     with replaced_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         build_tokenizer().save_pretrained(tmp)
         write_metrics_and_card(tmp, metrics)
-        write_marker(tmp, seed=seed)
+        write_marker(tmp, seed=cfg.seed if cfg is not None else None)
         if checkpoints:
-            snapshot = build_model(cfg if cfg is not None else TrainConfig())
-            for step, state in checkpoints:
-                snapshot.load_state_dict(state)
-                where = tmp / "checkpoints" / checkpoint_dir_name(step)
-                snapshot.save_pretrained(where, safe_serialization=True)
-                build_tokenizer().save_pretrained(where)
-                write_marker(where, series=out.resolve().name, step=step, seed=seed)
+            write_checkpoints(tmp / "checkpoints", checkpoints, cfg or TrainConfig(), series=out.resolve().name)
 
+
+def write_checkpoints(root: Path, checkpoints: list[tuple[int, dict[str, torch.Tensor]]], cfg: TrainConfig,
+                      series: str) -> list[Path]:
+    """Each (step, state dict) as an HF directory ``root/step<N>`` (model, tokenizer, and the marker with series,
+    step and seed: :mod:`headwiki.checkpoints`). -> the directories, by step."""
+    from headwiki.checkpoints import write_marker
+
+    snapshot = build_model(cfg)
+    out = []
+    for step, state in checkpoints:
+        snapshot.load_state_dict(state)
+        where = root / checkpoint_dir_name(step)
+        snapshot.save_pretrained(where, safe_serialization=True)
+        build_tokenizer().save_pretrained(where)
+        write_marker(where, series=series, step=step, seed=cfg.seed)
+        out.append(where)
+    return out

@@ -1,5 +1,7 @@
-"""`headwiki diff`: every number checked against a hand computation with plain transformers on two random-init GPT-2s
-(seeds 0 and 1), and the diff page in the wiki."""
+"""Issue 20, a wiki for a range of models, on one small database: two random-init GPT-2s (seeds 0 and 1: same shape,
+so the seeds/universality page matches their heads; `headwiki diff` between them, every number checked against a hand
+computation with plain transformers) and a toy checkpoint series from `toy train --checkpoint-every` (the timeline
+page and head-page timelines). Every cross-model page is loaded in Chromium."""
 
 from __future__ import annotations
 
@@ -16,21 +18,39 @@ N_PASSAGES = 3
 MAX_LEN = 24
 
 
+from test_wiki_browser import browser  # noqa: F401 - the session Chromium fixture
+
+
 @pytest.fixture(scope="module")
 def diffed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from headwiki.detectors.run import detect_model
     from headwiki.models import load_model
     from headwiki.modeldiff.run import diff_models
     from headwiki.random_models import write_random_model
+    from headwiki.toy.config import TrainConfig
+    from headwiki.toy.train import build_model, write_checkpoints
+    from headwiki.wiki.render import render_site
 
-    root = tmp_path_factory.mktemp("diff")
+    root = tmp_path_factory.mktemp("range")
     dirs = [write_random_model(root / f"rand-s{s}", arch="gpt2", n_layers=2, n_heads=4, d_model=32, seed=s) for s in (0, 1)]
-    db = root / "diff.duckdb"
+    db = root / "range.duckdb"
     loaded = [load_model(str(d), device="cpu") for d in dirs]
     for m in loaded:
         detect_model(m, db, n_seqs=6, seq_len=6, n_boot=50)
     result = diff_models(loaded[0], loaded[1], db, max_len=MAX_LEN, n_passages=N_PASSAGES, top_k=5)
-    return {"dirs": dirs, "db": db, "loaded": loaded, "result": result}
+    # the toy trainer's checkpoint writer (what `toy train --checkpoint-every` calls) on two untrained inits: a full
+    # training run evaluates for minutes on this machine; the series, not the training, is under test here
+    cfg = TrainConfig(seed=5)
+    states = []
+    for step in (2, 4):
+        torch.manual_seed(step)
+        states.append((step, build_model(cfg).state_dict()))
+    checkpoints = write_checkpoints(root / "toy-run-seed5" / "checkpoints", states, cfg, series="toy-run-seed5")
+    for d in checkpoints:
+        detect_model(load_model(str(d), device="cpu"), db, n_seqs=6, seq_len=6, n_boot=50)
+    site = root / "site"
+    render_site(db, site)
+    return {"dirs": dirs, "db": db, "loaded": loaded, "result": result, "checkpoints": checkpoints, "site": site}
 
 
 def _hand(model_dir: Path, start_id: int, texts: list[str]) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.nn.Module]:
@@ -110,19 +130,91 @@ def test_diff_numbers_match_a_hand_computation(diffed: dict) -> None:
         assert hi == pytest.approx(delta + math.sqrt((xb_hi - xb) ** 2 + (xa - xa_lo) ** 2))
 
 
-def test_diff_page_in_the_wiki(diffed: dict, tmp_path: Path, browser) -> None:  # noqa: ANN001 - playwright
+def test_checkpoints_load_as_one_series_with_steps(diffed: dict) -> None:
+    assert [d.name for d in diffed["checkpoints"]] == ["step000002", "step000004"]
+    con = duckdb.connect(str(diffed["db"]), read_only=True)
+    try:
+        rows = con.execute("SELECT model_id, series, step, seed FROM models WHERE series IS NOT NULL ORDER BY step").fetchall()
+    finally:
+        con.close()
+    assert rows == [("toy-run-seed5@step2", "toy-run-seed5", 2, 5), ("toy-run-seed5@step4", "toy-run-seed5", 4, 5)]
+
+
+def test_hub_revision_spec_is_parsed_and_refused_offline_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from headwiki.checkpoints import split_revision, step_of_revision
+    from headwiki.errors import HeadwikiError
+    from headwiki.models import load_model, resolve_source
+
+    assert resolve_source("EleutherAI/pythia-70m@step3000") == ("EleutherAI/pythia-70m@step3000", "hub", "EleutherAI/pythia-70m@step3000")
+    assert split_revision("EleutherAI/pythia-70m@step3000") == ("EleutherAI/pythia-70m", "step3000")
+    assert step_of_revision("step3000") == 3000 and step_of_revision("main") is None
+    with pytest.raises(HeadwikiError, match="REPO@REVISION"):
+        resolve_source("EleutherAI/pythia-70m@")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HeadwikiError) as err:
+        load_model("EleutherAI/pythia-70m@step3000", device="cpu")
+    assert "'EleutherAI/pythia-70m' at revision step3000 is not in the HuggingFace cache" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_cross_model_pages_say_what_they_compute(diffed: dict) -> None:
     from headwiki.wiki import urls
-    from headwiki.wiki.render import render_site
+
+    site = diffed["site"]
+    index = (site / urls.INDEX).read_text()
+    for rel in (urls.UNIVERSALITY, urls.COMPARE, urls.MOSAIC, urls.series_page("toy-run-seed5")):
+        assert rel in index, rel  # the index leads to every cross-model page
+    assert index.index(urls.UNIVERSALITY) < index.index(urls.COMPARE)  # seeds first
+    uni = (site / urls.UNIVERSALITY).read_text()
+    assert "Hungarian" in uni and "rand-s0" in uni and "rand-s1" in uni
+    compare = (site / urls.COMPARE).read_text()
+    assert "Role prevalence" in compare and "relative depth" in compare and "z-scored" in compare
+    timeline = (site / urls.series_page("toy-run-seed5")).read_text()
+    assert "step 2" in timeline and "step 4" in timeline and "toy-run-seed5@step4" in timeline
+    head = (site / urls.head_page("toy-run-seed5-step4", 1, 0)).read_text()
+    assert 'id="timeline"' in head and "sparkline" in head
+
+
+def test_cross_model_pages_in_the_browser(diffed: dict, browser) -> None:  # noqa: ANN001 - playwright
+    from headwiki.wiki import urls
 
     from test_wiki_browser import Watch, draw_every_heatmap
 
-    out = tmp_path / "site"
-    render_site(diffed["db"], out)
+    site = diffed["site"]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    watch = Watch(page)
+    for rel in (urls.INDEX, urls.UNIVERSALITY, urls.COMPARE, urls.MOSAIC, urls.series_page("toy-run-seed5"),
+                urls.head_page("toy-run-seed5-step4", 1, 0)):
+        page.goto((site / rel).resolve().as_uri(), wait_until="load")
+        page.wait_for_load_state("networkidle")  # lazily drawn plots fetch plotly.js: let them finish before leaving
+        for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
+            assert href.startswith("file://") and Path(href.split("#")[0].removeprefix("file://")).exists(), (rel, href)
+    page.goto((site / urls.series_page("toy-run-seed5")).resolve().as_uri())
+    for i in range(page.locator("figure.timeline").count()):
+        page.locator("figure.timeline").nth(i).scroll_into_view_if_needed()
+    page.wait_for_function("document.querySelectorAll('figure.timeline .js-plotly-plot svg.main-svg').length >= 1", timeout=60_000)
+    page.goto((site / urls.MOSAIC).resolve().as_uri())
+    n = page.locator("figure.heat").count()
+    assert n >= 4  # a tile per model for each shared role metric
+    draw_every_heatmap(page, n)
+    page.locator("figure.heat .js-plotly-plot").first.locator(".nsewdrag").first.click(position={"x": 5, "y": 5})
+    page.wait_for_url("**/heads/L*H*.html", timeout=10_000)  # a mosaic cell opens that model's head page
+    assert watch.problems == []
+    context.close()
+
+
+def test_diff_page_in_the_wiki(diffed: dict, browser) -> None:  # noqa: ANN001 - playwright
+    from headwiki.wiki import urls
+
+    from test_wiki_browser import Watch, draw_every_heatmap
+
+    out = diffed["site"]
     a, b = diffed["result"].model_a, diffed["result"].model_b
     page_path = out / urls.diff_page(a, b)
     html = page_path.read_text()
     assert "Biggest movers" in html and "Tokens where the two differ most" in html and "MOVER" in html
-    assert (out / urls.UNIVERSALITY).is_file() and urls.diff_page(a, b) in (out / "index.html").read_text()
+    assert urls.diff_page(a, b) in (out / "index.html").read_text()
     context = browser.new_context()
     page = context.new_page()
     watch = Watch(page)
