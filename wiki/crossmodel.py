@@ -163,16 +163,25 @@ def checkpoint_series(site: SiteData) -> dict[str, list[ModelData]]:
     return {s: sorted(ms, key=lambda m: step_of(m) or 0) for s, ms in sorted(out.items()) if len(ms) >= 2}
 
 
-def head_series(models: list[ModelData], metric: str, layer: int, head: int) -> list[tuple[int, float]]:
-    """(step, value) of one head's `metric` over a checkpoint series (steps where it is missing left out)."""
-    out = []
-    for m in models:
-        rows = m.heads[(m.heads["layer"] == layer) & (m.heads["head"] == head)]
-        if metric in m.heads.columns and len(rows):
-            v = pd.to_numeric(rows[metric], errors="coerce").iloc[0]
-            if not pd.isna(v):
-                out.append((step_of(m) or 0, float(v)))
-    return out
+def series_values(models: list[ModelData], metric: str) -> tuple[list[int], np.ndarray]:
+    """(steps, values [n_steps, n_layers, n_heads]) of `metric` over a checkpoint series (NaN where missing)."""
+    n_layers, n_heads = max(m.n_layers for m in models), max(m.n_heads for m in models)
+    out = np.full((len(models), n_layers, n_heads), np.nan)
+    for i, m in enumerate(models):
+        if metric in m.heads.columns:
+            out[i, m.heads["layer"].to_numpy(), m.heads["head"].to_numpy()] = \
+                pd.to_numeric(m.heads[metric], errors="coerce").to_numpy(dtype=float)
+    return [step_of(m) or 0 for m in models], out
+
+
+def head_series(models: list[ModelData], metric: str, layer: int, head: int,
+                values: tuple[list[int], np.ndarray] | None = None) -> list[tuple[int, float]]:
+    """(step, value) of one head's `metric` over a checkpoint series (steps where it is missing left out);
+    `values`: :func:`series_values` computed once for many heads."""
+    steps, grid = values if values is not None else series_values(models, metric)
+    if layer >= grid.shape[1] or head >= grid.shape[2]:
+        return []
+    return [(s, float(v)) for s, v in zip(steps, grid[:, layer, head]) if not np.isnan(v)]
 
 
 def sparkline_svg(points: list[tuple[int, float]], current: int | None, colour: str = "#3b6ea5",

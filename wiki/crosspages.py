@@ -139,9 +139,10 @@ def timeline_context(site: SiteData, series: str, models: list[ModelData]) -> di
     for doc in [d for d in last.metrics if d.heatmap]:
         fig = go.Figure()
         best = []
+        values = _series_values(site, series, models, doc.name)
         for L in range(last.n_layers):
             for H in range(last.n_heads):
-                pts = cm.head_series(models, doc.name, L, H)
+                pts = cm.head_series(models, doc.name, L, H, values)
                 if pts:
                     fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines", name=f"L{L}H{H}",
                                              line={"width": 1}, opacity=0.45, hovertemplate=f"L{L}H{H} step %{{x}}: %{{y:.3f}}<extra></extra>"))
@@ -162,6 +163,14 @@ def timeline_context(site: SiteData, series: str, models: list[ModelData]) -> di
             "roles": roles, "steps": steps_rows, "links": cross_links(site)}
 
 
+def _series_values(site: SiteData, series: str, models: list[ModelData], metric: str) -> tuple[list[int], np.ndarray]:
+    """cm.series_values, computed once per render for each (series, metric)."""
+    key = ("series_values", series, metric)
+    if key not in site.cache:
+        site.cache[key] = cm.series_values(models, metric)
+    return site.cache[key]
+
+
 def head_timeline(site: SiteData, model: ModelData, layer: int, head: int) -> dict[str, Any]:
     """The extra context of a head page: the head's role metrics over its checkpoint series ({} keys empty when none)."""
     series = cm.series_of(model)
@@ -169,7 +178,7 @@ def head_timeline(site: SiteData, model: ModelData, layer: int, head: int) -> di
     rows = []
     if members:
         for doc in [d for d in model.metrics if d.heatmap and d.kind == "detector"]:
-            pts = cm.head_series(members, doc.name, layer, head)
+            pts = cm.head_series(members, doc.name, layer, head, _series_values(site, series, members, doc.name))
             svg = cm.sparkline_svg(pts, cm.step_of(model))
             if svg:
                 rows.append({"label": doc.label, "svg": svg,
@@ -247,3 +256,41 @@ def diff_context(site: SiteData, diff: dict[str, Any]) -> dict[str, Any]:
             "mean": fmt.estimate(s["mean_delta"], s["mean_delta_lo"], s["mean_delta_hi"], "nats", True),
             "heatmaps": heatmaps, "movers": movers, "tokens": tokens,
             "baselines": diff["baselines"].to_dict("records") if len(diff["baselines"]) else [], "links": cross_links(site)}
+
+
+def cross_model_sql(site: SiteData) -> list[tuple[str, str]]:
+    """(title, SQL) examples for cross-model questions, only those this database can answer (>= 2 models, a checkpoint
+    series, a stored diff); the SQL page runs each one at render time."""
+    if len(site.models) < 2 and not site.cache.get("diffs"):
+        return []
+    ex: list[tuple[str, str]] = []
+    if "roles" in site.column_types:
+        ex.append(("Role prevalence per model (heads holding each detector role)",
+                   "SELECT role, model_id, count(*) AS heads FROM (SELECT model_id, unnest(roles) AS role FROM heads) "
+                   "GROUP BY ALL ORDER BY role, model_id"))
+    pairs = role_metrics(site) if site.models else []
+    if pairs:
+        role, m = pairs[0]
+        ex.append((f"Strongest {role_label(role, site.roles)} head of every model, at its relative depth",
+                   f"SELECT h.model_id, arg_max(h.label, h.{m}) AS head, round(max(h.{m}), 3) AS {m}, "
+                   f"round((arg_max(h.layer, h.{m}) + 0.5) / any_value(m.n_layers), 2) AS relative_depth "
+                   f"FROM heads h JOIN models m USING (model_id) GROUP BY h.model_id ORDER BY {m} DESC"))
+        if cm.checkpoint_series(site):
+            ex.append((f"{role_label(role, site.roles).capitalize()} score over training steps (checkpoint series)",
+                       f"SELECT m.series, m.step, round(max(h.{m}), 3) AS max_{m}, arg_max(h.label, h.{m}) AS head "
+                       f"FROM heads h JOIN models m USING (model_id) WHERE m.series IS NOT NULL GROUP BY ALL ORDER BY m.series, m.step"))
+        ex.append((f"The same head position in every model of one shape, side by side ({m})",
+                   f"SELECT h.label, list(h.model_id ORDER BY h.model_id) AS models, list(round(h.{m}, 3) ORDER BY h.model_id) AS {m} "
+                   f"FROM heads h JOIN models m USING (model_id) WHERE m.n_layers = (SELECT n_layers FROM models ORDER BY model_id LIMIT 1) "
+                   f"AND m.n_heads = (SELECT n_heads FROM models ORDER BY model_id LIMIT 1) GROUP BY h.label ORDER BY max(h.{m}) DESC LIMIT 8"))
+    if site.cache.get("diffs"):
+        ex.append(("Model diffs: heads whose weights moved most (relative Frobenius norm of ΔW_QK, ΔW_OV)",
+                   "SELECT model_a, model_b, label, round(qk_rel, 3) AS qk_rel, round(ov_rel, 3) AS ov_rel, "
+                   "round(act_rel, 3) AS act_rel FROM diff_heads ORDER BY qk_rel DESC LIMIT 10"))
+        ex.append(("Model diffs: per-head metric changes whose 95% CI excludes zero",
+                   "SELECT model_a, model_b, label, metric, round(delta, 3) AS delta, round(delta_lo, 3) AS lo, "
+                   "round(delta_hi, 3) AS hi FROM diff_head_metrics WHERE delta_lo > 0 OR delta_hi < 0 "
+                   "ORDER BY abs(delta) DESC LIMIT 10"))
+        ex.append(("Model diffs: tokens where the two models' log-probs differ most",
+                   "SELECT model_a, model_b, rank, token, context, round(delta, 3) AS delta FROM diff_tokens ORDER BY ALL LIMIT 10"))
+    return ex

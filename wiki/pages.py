@@ -724,6 +724,9 @@ def sql_examples(site: SiteData) -> list[tuple[str, str]]:
                "SELECT model_id, label, metric, round(value, 4) AS value, round(lo, 4) AS lo, round(hi, 4) AS hi, q "
                "FROM head_metrics_long WHERE metric = (SELECT min(metric) FROM metrics WHERE family = 'detector') "
                "ORDER BY value DESC LIMIT 5"))
+    from headwiki.wiki.crosspages import cross_model_sql  # issue 20: cross-model examples (data in one place)
+
+    ex += cross_model_sql(site)
     ex.append(("Runs and their parameters", "SELECT run_id, model_id, pass_name, seed, n, status FROM runs ORDER BY started_at"))
     return ex
 
