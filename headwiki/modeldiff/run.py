@@ -29,6 +29,7 @@ from headwiki.progress import log, progress_task
 from headwiki.stats import bootstrap_mean_ci
 from headwiki.spec import STAT_SUFFIXES
 
+UNKNOWN_NOTE = 0.2  # above this share of <unk> tokens the page says the passages are mostly unknown to the model
 CI_METHOD = ("bootstrap over passages (1000 resamples) for the mean log-prob difference; per-head metric deltas: "
              "MOVER from the two stored 95% CIs, estimates taken as independent")
 
@@ -134,13 +135,17 @@ def diff_models(a: LoadedModel, b: LoadedModel, db_path: str | Path, *, max_len:
     if a.info.name == b.info.name:
         raise HeadwikiError(f"diff needs two different models, got {a.info.name!r} twice")
     texts = passages()[:n_passages]
+    max_len = min(max_len, a.info.n_ctx, b.info.n_ctx)  # learned positions stop at n_ctx
     same = same_structure(a, b)
+    unk_id = getattr(a.bridge.tokenizer, "unk_token_id", None)
+    n_unk = 0
     per_passage, rows, token_rows = [], [], []
     sum_d2 = sum_a2 = None
     same_tok = True
     with progress_task(f"diff {a.info.name} vs {b.info.name}", len(texts)) as bar:
         for p, text in enumerate(texts):
             ta, tb = encode(a, text, max_len), encode(b, text, max_len)
+            n_unk += int((ta[0, 1:] == unk_id).sum()) if unk_id is not None else 0
             la, za = _forward(a, ta, same)
             lb, zb = _forward(b, tb, same)
             if ta.shape == tb.shape and bool((ta == tb).all()):
@@ -164,6 +169,10 @@ def diff_models(a: LoadedModel, b: LoadedModel, db_path: str | Path, *, max_len:
                                 "compared, no per-token differences or activation differences")
     if not same_tok:
         token_rows, sum_d2 = [], None
+    n_text = sum(int(encode(a, t, max_len).shape[1]) - 1 for t in texts)
+    if n_text and n_unk / n_text > UNKNOWN_NOTE:
+        note = (note + "; " if note else "") + (f"{100 * n_unk / n_text:.0f}% of the passage tokens are unknown (<unk>) to "
+                                                f"{a.info.name}'s tokenizer: the log-prob comparison says little about English")
     mean, lo, hi = (float(x) for x in bootstrap_mean_ci(torch.tensor(per_passage), n_boot=1000, seed=seed))
     n_tokens = sum(r[2] for r in rows)
     tokens = pd.DataFrame(token_rows, columns=["passage", "position", "token", "context", "logp_a", "logp_b", "delta"])
