@@ -43,6 +43,18 @@ def split_revision(spec: str) -> tuple[str, str | None]:
     return repo, rev
 
 
+TOY_TRAINER = "headwiki toy train"
+
+
+def is_toy_run(path: str | Path) -> bool:
+    """A directory written by `headwiki toy train` (a run or one of its checkpoints): the toy tokenizer, so its
+    natural text and negation items are the toy world's, as for the embedded toy model."""
+    try:
+        return Path(path).is_dir() and read_marker(path).get("trainer") == TOY_TRAINER
+    except HeadwikiError:
+        return False
+
+
 def read_marker(directory: str | Path) -> dict[str, Any]:
     """The series/step/seed a model directory declares ({} when it has no marker). Bad marker -> HeadwikiError."""
     path = Path(directory) / MARKER
@@ -57,6 +69,8 @@ def read_marker(directory: str | Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if isinstance(data.get("series"), str) and data["series"]:
         out["series"] = data["series"]
+    if isinstance(data.get("trainer"), str):
+        out["trainer"] = data["trainer"]
     for key in ("step", "seed"):
         if data.get(key) is not None:
             if not isinstance(data[key], int) or data[key] < 0:
@@ -65,7 +79,8 @@ def read_marker(directory: str | Path) -> dict[str, Any]:
     return out
 
 
-def write_marker(directory: str | Path, *, series: str | None = None, step: int | None = None, seed: int | None = None) -> None:
+def write_marker(directory: str | Path, *, series: str | None = None, step: int | None = None, seed: int | None = None,
+                 trainer: str | None = None) -> None:
     """Write :data:`MARKER` into a model directory (keys with None left out)."""
-    data = {k: v for k, v in (("series", series), ("step", step), ("seed", seed)) if v is not None}
+    data = {k: v for k, v in (("series", series), ("step", step), ("seed", seed), ("trainer", trainer)) if v is not None}
     (Path(directory) / MARKER).write_text(json.dumps(data, sort_keys=True) + "\n", encoding="utf-8")

@@ -138,6 +138,16 @@ def test_checkpoints_load_as_one_series_with_steps(diffed: dict) -> None:
     finally:
         con.close()
     assert rows == [("toy-run-seed5@step2", "toy-run-seed5", 2, 5), ("toy-run-seed5@step4", "toy-run-seed5", 4, 5)]
+    # a `toy train` checkpoint reads the toy world like the embedded toy model: toy corpus text, toy negation items
+    from headwiki.ablation.items import default_dataset
+
+    assert default_dataset(str(diffed["checkpoints"][0])) == "toy" and default_dataset(str(diffed["dirs"][0])) == "english"
+    con = duckdb.connect(str(diffed["db"]), read_only=True)
+    try:
+        texts = dict(con.execute("SELECT model_id, json_extract_string(params, '$.text') FROM runs WHERE pass_name = 'detect'").fetchall())
+    finally:
+        con.close()
+    assert texts["toy-run-seed5@step2"].startswith("toy_corpus") and texts["rand-s0"] == "english_passages"
 
 
 def test_hub_revision_spec_is_parsed_and_refused_offline_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -313,13 +313,13 @@ def save(model: GPT2LMHeadModel, out: Path, metrics: dict[str, object],
     README.md (rendered from ``metrics``) into ``out``, whole or not at all; each checkpoint (step, raw weights)
     as an HF directory ``out/checkpoints/step<N>`` with the marker (series = the run folder's name, step, seed:
     :mod:`headwiki.checkpoints`) that makes it load as model ``<series>@step<N>``."""
-    from headwiki.checkpoints import write_marker
+    from headwiki.checkpoints import TOY_TRAINER, write_marker
 
     with replaced_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         build_tokenizer().save_pretrained(tmp)
         write_metrics_and_card(tmp, metrics)
-        write_marker(tmp, seed=cfg.seed if cfg is not None else None)
+        write_marker(tmp, seed=cfg.seed if cfg is not None else None, trainer=TOY_TRAINER)
         if checkpoints:
             write_checkpoints(tmp / "checkpoints", checkpoints, cfg or TrainConfig(), series=out.resolve().name)
 
@@ -328,7 +328,7 @@ def write_checkpoints(root: Path, checkpoints: list[tuple[int, dict[str, torch.T
                       series: str) -> list[Path]:
     """Each (step, state dict) as an HF directory ``root/step<N>`` (model, tokenizer, and the marker with series,
     step and seed: :mod:`headwiki.checkpoints`). -> the directories, by step."""
-    from headwiki.checkpoints import write_marker
+    from headwiki.checkpoints import TOY_TRAINER, write_marker
 
     snapshot = build_model(cfg)
     out = []
@@ -337,6 +337,6 @@ def write_checkpoints(root: Path, checkpoints: list[tuple[int, dict[str, torch.T
         where = root / checkpoint_dir_name(step)
         snapshot.save_pretrained(where, safe_serialization=True)
         build_tokenizer().save_pretrained(where)
-        write_marker(where, series=series, step=step, seed=cfg.seed)
+        write_marker(where, series=series, step=step, seed=cfg.seed, trainer=TOY_TRAINER)
         out.append(where)
     return out
