@@ -95,9 +95,9 @@ def test_diff_numbers_match_a_hand_computation(diffed: dict) -> None:
     dh = d // H
 
     def mats(m: torch.nn.Module, L: int, h: int) -> tuple[torch.Tensor, torch.Tensor]:
-        w = m.transformer.h[L].attn.c_attn.weight.double()
+        w = m.transformer.h[L].attn.c_attn.weight.detach().double()
         q, k, v = (w[:, i * d + h * dh: i * d + (h + 1) * dh] for i in range(3))
-        o = m.transformer.h[L].attn.c_proj.weight.double()[h * dh:(h + 1) * dh]
+        o = m.transformer.h[L].attn.c_proj.weight.detach().double()[h * dh:(h + 1) * dh]
         return q @ k.T, v @ o
 
     con = duckdb.connect(str(diffed["db"]), read_only=True)
