@@ -240,3 +240,33 @@ def test_diff_page_in_the_wiki(diffed: dict, browser) -> None:  # noqa: ANN001 -
         assert Path(href.split("#")[0].removeprefix("file://")).exists(), href
     assert watch.problems == []
     context.close()
+
+
+def test_merge_carries_model_diffs_newest_per_pair(diffed: dict, tmp_path: Path) -> None:
+    """A diff stored in a shard reaches the merged database with all four tables; of two diffs of one pair the newer wins."""
+    import shutil
+
+    from headwiki.db.merge import merge_databases
+    from headwiki.db.schema import DIFF_TABLES
+
+    older = tmp_path / "older.duckdb"
+    shutil.copy(diffed["db"], older)
+    con = duckdb.connect(str(older))
+    try:
+        con.execute("UPDATE model_diffs SET created_at = created_at - INTERVAL 1 DAY, note = 'older'")
+    finally:
+        con.close()
+    out = tmp_path / "merged.duckdb"
+    merge_databases([older, diffed["db"]], out)
+    con = duckdb.connect(str(out), read_only=True)
+    try:
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in DIFF_TABLES}
+        notes = con.execute("SELECT note FROM model_diffs").fetchall()
+    finally:
+        con.close()
+    src = duckdb.connect(str(diffed["db"]), read_only=True)
+    try:
+        expect = {t: src.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in DIFF_TABLES}
+    finally:
+        src.close()
+    assert counts == expect and counts["diff_heads"] == 8 and len(notes) == 1 and notes[0][0] != "older"
