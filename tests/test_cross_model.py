@@ -182,7 +182,7 @@ def test_cross_model_pages_say_what_they_compute(diffed: dict) -> None:
     timeline = (site / urls.series_page("toy-run-seed5")).read_text()
     assert "step 2" in timeline and "step 4" in timeline and "toy-run-seed5@step4" in timeline
     sql = (site / urls.SQL).read_text()  # cross-model examples, each run at render time
-    for title in ("Role prevalence per model", "score over training steps", "heads whose weights moved most",
+    for title in ("at its relative depth", "score over training steps", "heads whose weights moved most",
                   "per-head metric changes whose 95% CI excludes zero"):
         assert title in sql, title
     head = (site / urls.head_page("toy-run-seed5-step4", 1, 0)).read_text()

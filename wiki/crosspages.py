@@ -260,37 +260,33 @@ def diff_context(site: SiteData, diff: dict[str, Any]) -> dict[str, Any]:
 
 def cross_model_sql(site: SiteData) -> list[tuple[str, str]]:
     """(title, SQL) examples for cross-model questions, only those this database can answer (>= 2 models, a checkpoint
-    series, a stored diff); the SQL page runs each one at render time."""
+    series, a stored diff); the SQL page runs each one at render time. Written, like every example there, in SQL that
+    DuckDB and the page's SQLite console both run with the same rows (explicit tie-breaking ORDER BYs)."""
     if len(site.models) < 2 and not site.cache.get("diffs"):
         return []
     ex: list[tuple[str, str]] = []
-    if "roles" in site.column_types:
-        ex.append(("Role prevalence per model (heads holding each detector role)",
-                   "SELECT role, model_id, count(*) AS heads FROM (SELECT model_id, unnest(roles) AS role FROM heads) "
-                   "GROUP BY ALL ORDER BY role, model_id"))
     pairs = role_metrics(site) if site.models else []
-    if pairs:
+    if pairs and len(site.models) >= 2:
         role, m = pairs[0]
         ex.append((f"Strongest {role_label(role, site.roles)} head of every model, at its relative depth",
-                   f"SELECT h.model_id, arg_max(h.label, h.{m}) AS head, round(max(h.{m}), 3) AS {m}, "
-                   f"round((arg_max(h.layer, h.{m}) + 0.5) / any_value(m.n_layers), 2) AS relative_depth "
-                   f"FROM heads h JOIN models m USING (model_id) GROUP BY h.model_id ORDER BY {m} DESC"))
+                   f"SELECT h.model_id, h.label, round(h.{m}, 3) AS {m}, round((h.layer + 0.5) / m.n_layers, 2) AS relative_depth "
+                   f"FROM heads h JOIN models m ON m.model_id = h.model_id "
+                   f"WHERE h.{m} = (SELECT max(x.{m}) FROM heads x WHERE x.model_id = h.model_id) "
+                   f"ORDER BY {m} DESC, h.model_id, h.layer, h.head"))
         if cm.checkpoint_series(site):
             ex.append((f"{role_label(role, site.roles).capitalize()} score over training steps (checkpoint series)",
-                       f"SELECT m.series, m.step, round(max(h.{m}), 3) AS max_{m}, arg_max(h.label, h.{m}) AS head "
-                       f"FROM heads h JOIN models m USING (model_id) WHERE m.series IS NOT NULL GROUP BY ALL ORDER BY m.series, m.step"))
-        ex.append((f"The same head position in every model of one shape, side by side ({m})",
-                   f"SELECT h.label, list(h.model_id ORDER BY h.model_id) AS models, list(round(h.{m}, 3) ORDER BY h.model_id) AS {m} "
-                   f"FROM heads h JOIN models m USING (model_id) WHERE m.n_layers = (SELECT n_layers FROM models ORDER BY model_id LIMIT 1) "
-                   f"AND m.n_heads = (SELECT n_heads FROM models ORDER BY model_id LIMIT 1) GROUP BY h.label ORDER BY max(h.{m}) DESC LIMIT 8"))
+                       f"SELECT m.series, m.step, round(max(h.{m}), 3) AS max_{m} FROM heads h "
+                       f"JOIN models m ON m.model_id = h.model_id WHERE m.series IS NOT NULL "
+                       f"GROUP BY m.series, m.step ORDER BY m.series, m.step"))
     if site.cache.get("diffs"):
         ex.append(("Model diffs: heads whose weights moved most (relative Frobenius norm of ΔW_QK, ΔW_OV)",
                    "SELECT model_a, model_b, label, round(qk_rel, 3) AS qk_rel, round(ov_rel, 3) AS ov_rel, "
-                   "round(act_rel, 3) AS act_rel FROM diff_heads ORDER BY qk_rel DESC LIMIT 10"))
+                   "round(act_rel, 3) AS act_rel FROM diff_heads ORDER BY qk_rel DESC, model_a, model_b, layer, head LIMIT 10"))
         ex.append(("Model diffs: per-head metric changes whose 95% CI excludes zero",
                    "SELECT model_a, model_b, label, metric, round(delta, 3) AS delta, round(delta_lo, 3) AS lo, "
                    "round(delta_hi, 3) AS hi FROM diff_head_metrics WHERE delta_lo > 0 OR delta_hi < 0 "
-                   "ORDER BY abs(delta) DESC LIMIT 10"))
+                   "ORDER BY abs(delta) DESC, model_a, model_b, metric, layer, head LIMIT 10"))
         ex.append(("Model diffs: tokens where the two models' log-probs differ most",
-                   "SELECT model_a, model_b, rank, token, context, round(delta, 3) AS delta FROM diff_tokens ORDER BY ALL LIMIT 10"))
+                   "SELECT model_a, model_b, rank, token, context, round(delta, 3) AS delta FROM diff_tokens "
+                   "ORDER BY model_a, model_b, rank LIMIT 10"))
     return ex
