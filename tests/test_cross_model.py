@@ -270,3 +270,44 @@ def test_merge_carries_model_diffs_newest_per_pair(diffed: dict, tmp_path: Path)
     finally:
         src.close()
     assert counts == expect and counts["diff_heads"] == 8 and len(notes) == 1 and notes[0][0] != "older"
+
+
+def test_cross_model_sql_examples_run_in_the_page_console_as_in_headwiki_query(diffed: dict, browser) -> None:  # noqa: ANN001
+    """The cross-model examples (wiki/crosspages.py:cross_model_sql) run in the SQL page's SQLite console with the rows
+    `headwiki query` (DuckDB) gives on the same database."""
+    import json
+    import re
+    import shlex
+    from html import unescape
+
+    from click.testing import CliRunner
+
+    from headwiki.db.cli import query
+    from headwiki.wiki import urls
+
+    from test_wiki_browser import Watch, _same_value
+
+    html = (diffed["site"] / urls.SQL).read_text(encoding="utf-8")
+    sqls = [unescape(s) for s in re.findall(r'<code class="sql-text">(.*?)</code>', html, re.S)]
+    commands = [shlex.split(unescape(c)) for c in re.findall(r"<pre><code>(headwiki query .*?)</code></pre>", html, re.S)]
+    mine = [i for i, s in enumerate(sqls) if "relative_depth" in s or "m.series" in s or "diff_" in s]
+    assert len(mine) == 5
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = Watch(page)
+    page.goto((diffed["site"] / urls.SQL).resolve().as_uri())
+    page.wait_for_function("document.querySelector('#sql-console .sql-status').dataset.state === 'ready'", timeout=30_000)
+    for i in mine:
+        page.locator("button.sql-example").nth(i).click()
+        page.wait_for_function("sql => { const l = headwikiSql.state.last; return l && l.sql === sql && "
+                               "document.querySelector('#sql-console .sql-status').dataset.state !== 'running'; }",
+                               arg=sqls[i], timeout=30_000)
+        got = page.evaluate("headwikiSql.state.last")
+        assert "error" not in got, (sqls[i], got.get("error"))
+        result = CliRunner().invoke(query, [*commands[i][2:], "--json"])
+        assert result.exit_code == 0, result.output
+        want = json.loads(result.output)
+        assert len(want) > 0 and len(got["rows"]) == len(want), sqls[i]
+        for row_l, row_d in zip(got["rows"], want):
+            assert list(row_d) == got["columns"] and all(_same_value(d, lt) for d, lt in zip(row_d.values(), row_l)), sqls[i]
+    assert watch.problems == []
+    page.close()
