@@ -103,6 +103,10 @@ DDL: tuple[str, ...] = (
     *(f"ALTER TABLE negation_groups ADD COLUMN IF NOT EXISTS reversal_delta{s} DOUBLE" for s in ("", "_lo", "_hi", "_p")),
     # which weights + config a model_id stands for (headwiki.models.model_fingerprint)
     "ALTER TABLE models ADD COLUMN IF NOT EXISTS fingerprint VARCHAR",
+    # checkpoint series (headwiki.checkpoints): training run or hub repo, step within it, training seed (NULL otherwise)
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS series VARCHAR",
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS step BIGINT",
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS seed INTEGER",
     # Causal validation of roles (headwiki.ablation.validation): labelled heads ablated as a group vs matched random sets.
     """CREATE TABLE IF NOT EXISTS role_validation (
         model_id VARCHAR, role VARCHAR, signature VARCHAR, group_name VARCHAR, k INTEGER, heads VARCHAR[],
@@ -128,6 +132,34 @@ DDL: tuple[str, ...] = (
         PRIMARY KEY (model_id, layer, head, rank)
     )""",
 )
+
+# Model diffs (`headwiki diff A B`, headwiki.modeldiff): one summary row per ordered pair (A, B), the tokens where their
+# log-probs differ most, per-head weight / activation differences (same structure), per-head metric deltas B - A with CIs.
+DDL += (
+    """CREATE TABLE IF NOT EXISTS model_diffs (
+        model_a VARCHAR, model_b VARCHAR, run_id VARCHAR, created_at TIMESTAMP, same_structure BOOLEAN,
+        same_tokenizer BOOLEAN, n_passages INTEGER, n_tokens INTEGER, mean_logp_a DOUBLE, mean_logp_b DOUBLE,
+        mean_delta DOUBLE, mean_delta_lo DOUBLE, mean_delta_hi DOUBLE, mean_abs_delta DOUBLE, ci_method VARCHAR,
+        note VARCHAR, params JSON,
+        PRIMARY KEY (model_a, model_b)
+    )""",
+    """CREATE TABLE IF NOT EXISTS diff_tokens (
+        model_a VARCHAR, model_b VARCHAR, rank INTEGER, passage INTEGER, position INTEGER, token VARCHAR,
+        context VARCHAR, logp_a DOUBLE, logp_b DOUBLE, delta DOUBLE,
+        PRIMARY KEY (model_a, model_b, rank)
+    )""",
+    """CREATE TABLE IF NOT EXISTS diff_heads (
+        model_a VARCHAR, model_b VARCHAR, layer INTEGER, head INTEGER, label VARCHAR,
+        qk_rel DOUBLE, ov_rel DOUBLE, act_rel DOUBLE,
+        PRIMARY KEY (model_a, model_b, layer, head)
+    )""",
+    """CREATE TABLE IF NOT EXISTS diff_head_metrics (
+        model_a VARCHAR, model_b VARCHAR, layer INTEGER, head INTEGER, label VARCHAR, metric VARCHAR,
+        value_a DOUBLE, value_b DOUBLE, delta DOUBLE, delta_lo DOUBLE, delta_hi DOUBLE,
+        PRIMARY KEY (model_a, model_b, layer, head, metric)
+    )""",
+)
+DIFF_TABLES: tuple[str, ...] = ("model_diffs", "diff_tokens", "diff_heads", "diff_head_metrics")
 
 # Tables whose rows belong to one model (cleared per model when a pass rewrites them).
 MODEL_TABLES: tuple[str, ...] = (

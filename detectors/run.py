@@ -57,6 +57,7 @@ from headwiki.detectors.roles import (
 )
 from headwiki.detectors import stability as stab
 from headwiki.detectors.scoring import _device, n_forward_batches, score_inputs
+from headwiki.checkpoints import is_toy_run
 from headwiki.errors import HeadwikiError
 from headwiki.hooks import pattern_hook, require_hooks
 from headwiki.kernels import describe as describe_kernels
@@ -137,7 +138,7 @@ def build_inputs(loaded: LoadedModel, n_seqs: int, half_len: int, seed: int, tex
         raise HeadwikiError(f"--seq-len {half_len} gives sequences of {length} tokens, not below the context {info.n_ctx}: use --seq-len {(info.n_ctx - 2) // 2} or less")
     bos = loaded.start.id
     vocab = ordinary_token_ids(tokenizer, info.d_vocab)
-    source = resolve_text(text, info.source == "toy", n_seqs * length)
+    source = resolve_text(text, info.source == "toy" or is_toy_run(info.path), n_seqs * length)  # toy runs: toy text
     windows = text_windows(tokenizer, source.passages, n_seqs, length, bos)
     if len(windows) < MIN_TEXT_WINDOWS:
         raise HeadwikiError(f"natural text {source.name} gives only {len(windows)} windows of {length} tokens: use a shorter --seq-len or more text")

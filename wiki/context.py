@@ -277,10 +277,30 @@ def load_site_data(db_path: str | Path) -> SiteData:
                 edges=side("head_edges", "kind, src_layer, src_head, dst_layer, dst_head"),
                 top_examples=side("head_top_examples", "layer, head, rank"),
             ))
+        diffs = load_diffs(con, {m.model_id for m in models})
     if not models:
         raise HeadwikiError(f"database {db_path} has models but no head rows: run `headwiki detect --db {db_path}` first")
     return SiteData(db_name=db_path.name, meta=meta, models=models, runs=runs,
-                    metric_columns=[c for c, _ in columns], column_types=dict(columns))
+                    metric_columns=[c for c, _ in columns], column_types=dict(columns), cache={"diffs": diffs})
+
+
+def load_diffs(con: Any, model_ids: set[str]) -> list[dict[str, Any]]:
+    """Every stored model diff (`headwiki diff`): {a, b, summary, tokens, heads, metrics, baselines}, ordered by (a, b)."""
+    if not _table_exists(con, "model_diffs"):
+        return []
+    out = []
+    for summary in _frame(con, "SELECT * FROM model_diffs ORDER BY model_a, model_b", []).to_dict("records"):
+        key = [summary["model_a"], summary["model_b"]]
+
+        def part(table: str, order: str) -> pd.DataFrame:
+            return _frame(con, f"SELECT * FROM {table} WHERE model_a = ? AND model_b = ? ORDER BY {order}", key)
+
+        out.append({"a": key[0], "b": key[1], "summary": summary, "tokens": part("diff_tokens", "rank"),
+                    "heads": part("diff_heads", "layer, head"), "metrics": part("diff_head_metrics", "metric, layer, head"),
+                    "baselines": _frame(con, "SELECT * FROM negation_baselines WHERE model_id IN (?, ?) "
+                                             "ORDER BY model_id, dataset, condition", key),
+                    "in_site": {k: k in model_ids for k in key}})
+    return out
 
 
 def head_roles(row: Mapping[str, Any], holders: Sequence[str]) -> list[str]:

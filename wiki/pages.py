@@ -195,8 +195,10 @@ def index_context(site: SiteData) -> dict[str, Any]:
             "passes": sorted(set(m.runs["pass_name"])) if len(m.runs) else [],
             "n_params": fmt.count(m.info.get("n_params")),
         })
+    from headwiki.wiki.crosspages import cross_links  # issue 20: the cross-model pages, first thing with >= 2 models
+
     return {**common(page, "headwiki", site), "models": models, "roles": all_roles(site),
-            "search": True, "search_model": ""}
+            "search": True, "search_model": "", "links": cross_links(site)}
 
 
 def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
@@ -792,6 +794,9 @@ def sql_examples(site: SiteData, tables: Mapping[str, tuple[str, ...]] | None = 
                "SELECT model_id, label, metric, round(value, 4) AS value, round(lo, 4) AS lo, round(hi, 4) AS hi, q "
                "FROM head_metrics_long WHERE metric = (SELECT min(metric) FROM metrics WHERE family = 'detector') "
                f"ORDER BY value DESC NULLS LAST, {_ORDER_HEADS} LIMIT 5"))
+    from headwiki.wiki.crosspages import cross_model_sql  # issue 20: cross-model examples (data in one place)
+
+    ex += cross_model_sql(site)
     ex.append(("Runs and their parameters",
                "SELECT run_id, model_id, pass_name, seed, n, status FROM runs ORDER BY started_at, run_id"))
     return ex

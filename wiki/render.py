@@ -20,7 +20,7 @@ from headwiki.db.tables import write_site_tables
 from headwiki.errors import HeadwikiError
 from headwiki.progress import log, progress_task
 from headwiki.wiki import format as fmt
-from headwiki.wiki import pages, urls
+from headwiki.wiki import crosspages, pages, urls
 from headwiki.wiki.context import load_site_data
 
 STATIC_FILES = {"style.css": urls.STYLE_CSS, "site.js": urls.SITE_JS, "sql-console.js": urls.SQL_CONSOLE_JS}
@@ -110,6 +110,14 @@ def _build(db_path: Path, db_arg: str, tmp: Path) -> tuple[int, int, int, int, i
         bar.advance()
         render("provenance.html", urls.PROVENANCE, pages.provenance_context(site))
         bar.advance()
+        if len(site.models) >= 2:  # cross-model pages (issue 20): wiki/crosspages.py
+            render("compare.html", urls.COMPARE, crosspages.compare_context(site))
+            render("mosaic.html", urls.MOSAIC, crosspages.mosaic_context(site))
+            render("universality.html", urls.UNIVERSALITY, crosspages.universality_context(site))
+            for series, members in crosspages.cm.checkpoint_series(site).items():
+                render("timeline.html", urls.series_page(series), crosspages.timeline_context(site, series, members))
+        for diff in site.cache.get("diffs", []):
+            render("diff.html", urls.diff_page(diff["a"], diff["b"]), crosspages.diff_context(site, diff))
         for role in roles:
             render("role.html", urls.role_page(role), pages.role_context(site, role))
             bar.advance()
@@ -118,6 +126,7 @@ def _build(db_path: Path, db_arg: str, tmp: Path) -> tuple[int, int, int, int, i
             render("circuit.html", urls.circuit_page(model.slug), pages.circuit_context(site, model))  # issue 18
             bar.advance()
             for rel, ctx in pages.head_contexts(site, model):
+                ctx.update(crosspages.head_timeline(site, model, ctx["layer"], ctx["head"]))
                 max_head = max(max_head, render("head.html", rel, ctx))
                 bar.advance()
     return len(site.models), n_heads, n_pages, written, max_head

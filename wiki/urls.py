@@ -63,3 +63,17 @@ def relative(from_page: str, to_path: str) -> str:
     if dirname(from_page) and to_path.startswith(dirname(from_page) + "/"):
         return to_path[len(dirname(from_page)) + 1:] + anchor
     return root_prefix(from_page) + to_path + anchor
+
+
+# --- cross-model pages (issue 20) ---
+COMPARE = "compare.html"
+MOSAIC = "mosaic.html"
+UNIVERSALITY = "universality.html"
+
+
+def series_page(series: str) -> str:
+    return f"series/{slug(series)}.html"
+
+
+def diff_page(model_a: str, model_b: str) -> str:
+    return f"diffs/{slug(model_a)}--{slug(model_b)}.html"
