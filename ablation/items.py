@@ -149,9 +149,11 @@ def default_dataset(model: str) -> str:
     """The negation dataset a model gets when --dataset is not given (ablate and build): the toy world's
     facts for the toy model (its word-level tokenizer cannot read English), English otherwise. `model` is a
     --model value ('toy', 'my-id=toy', a path or hub id) or a ModelInfo.source."""
+    from headwiki.checkpoints import is_toy_run
     from headwiki.models import TOY_NAME, split_model_id
 
-    return "toy" if split_model_id(model)[1] == TOY_NAME else "english"
+    source = split_model_id(model)[1]
+    return "toy" if source == TOY_NAME or is_toy_run(source) else "english"  # a `toy train` run or checkpoint: toy too
 
 
 BUILTIN_DATASETS: tuple[str, ...] = ("english", "toy", "multinli")

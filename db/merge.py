@@ -5,6 +5,7 @@ Rules (said out loud, one line each):
 * a model id present in several inputs is taken whole from the input whose newest *finished* run is newest
   ("newest finished run wins"); two inputs whose model rows carry different weight fingerprints under the same
   id are refused (two different models under one name: rename one with NAME=SOURCE and rebuild it);
+* a model diff (`headwiki diff`) moves whole per pair of models, the newest diff of a pair winning;
 * all of a model's rows move together (`models`, `runs` and every per-model table), so no merged row mixes
   two runs; `heads` gains the union of the inputs' metric columns; random-init controls (shared per
   architecture) are the union, first input first;
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from headwiki.crashpoint import pause_point
 from headwiki.db.lock import DUCKDB_MAGIC, check_db_target, write_lock
-from headwiki.db.schema import MODEL_TABLES
+from headwiki.db.schema import DIFF_TABLES, MODEL_TABLES
 from headwiki.db.store import connect, reading, refresh_long_view
 from headwiki.errors import HeadwikiError
 from headwiki.progress import log
@@ -118,6 +119,8 @@ def _write(tmp: Path, inputs: list[Path], taken: dict[str, Path]) -> None:
                     if table in tables and mine:
                         con.execute(f"INSERT INTO main.{table} BY NAME SELECT * FROM {alias}.main.{table} "
                                     "WHERE model_id IN (SELECT unnest(?::VARCHAR[]))", [mine])
+                if "model_diffs" in tables:
+                    _merge_diffs(con, alias)
                 if "controls" in tables:
                     con.execute(f"INSERT INTO main.controls BY NAME SELECT * FROM {alias}.main.controls c WHERE NOT EXISTS "
                                 "(SELECT 1 FROM main.controls m WHERE m.arch_key = c.arch_key AND m.metric = c.metric "
@@ -129,6 +132,19 @@ def _write(tmp: Path, inputs: list[Path], taken: dict[str, Path]) -> None:
         con.commit()
     finally:
         con.close()
+
+
+def _merge_diffs(con: object, alias: str) -> None:
+    """Model diffs (`headwiki diff`, keyed by the pair (model_a, model_b)) move whole per pair: a pair the output
+    lacks, or holds from an older diff (created_at), is taken from this input in all four diff tables."""
+    pairs = con.execute(  # type: ignore[attr-defined]
+        f"SELECT s.model_a, s.model_b FROM {alias}.main.model_diffs s LEFT JOIN main.model_diffs m "
+        "ON m.model_a = s.model_a AND m.model_b = s.model_b WHERE m.created_at IS NULL OR s.created_at > m.created_at").fetchall()
+    for a, b in pairs:
+        for table in DIFF_TABLES:
+            con.execute(f"DELETE FROM main.{table} WHERE model_a = ? AND model_b = ?", [a, b])  # type: ignore[attr-defined]
+            con.execute(f"INSERT INTO main.{table} BY NAME SELECT * FROM {alias}.main.{table} "  # type: ignore[attr-defined]
+                        "WHERE model_a = ? AND model_b = ?", [a, b])
 
 
 def _add_head_columns(con: object, alias: str) -> None:

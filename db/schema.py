@@ -103,6 +103,10 @@ DDL: tuple[str, ...] = (
     *(f"ALTER TABLE negation_groups ADD COLUMN IF NOT EXISTS reversal_delta{s} DOUBLE" for s in ("", "_lo", "_hi", "_p")),
     # which weights + config a model_id stands for (headwiki.models.model_fingerprint)
     "ALTER TABLE models ADD COLUMN IF NOT EXISTS fingerprint VARCHAR",
+    # checkpoint series (headwiki.checkpoints): training run or hub repo, step within it, training seed (NULL otherwise)
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS series VARCHAR",
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS step BIGINT",
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS seed INTEGER",
     # Causal validation of roles (headwiki.ablation.validation): labelled heads ablated as a group vs matched random sets.
     """CREATE TABLE IF NOT EXISTS role_validation (
         model_id VARCHAR, role VARCHAR, signature VARCHAR, group_name VARCHAR, k INTEGER, heads VARCHAR[],
@@ -111,6 +115,21 @@ DDL: tuple[str, ...] = (
         p_rank DOUBLE, p_paired DOUBLE, significant BOOLEAN, n_seqs INTEGER, seq_len INTEGER, note VARCHAR,
         run_id VARCHAR,
         PRIMARY KEY (model_id, role, signature, group_name, ablation)
+    )""",
+    # Composition between heads (headwiki.composition, written by the detect pass): Q/K/V-composition score of every
+    # (upstream, downstream) pair with src_layer < dst_layer, its random-matrix baseline (mean, sd, draws) and z.
+    """CREATE TABLE IF NOT EXISTS head_edges (
+        model_id VARCHAR, kind VARCHAR, src_layer INTEGER, src_head INTEGER, dst_layer INTEGER, dst_head INTEGER,
+        score DOUBLE, baseline DOUBLE, baseline_sd DOUBLE, n_draws INTEGER, z DOUBLE,
+        PRIMARY KEY (model_id, kind, src_layer, src_head, dst_layer, dst_head)
+    )""",
+    # Each head's top-activating positions on the detect pass's natural-text windows (detectors/examples.py):
+    # a token strip ending at the query position, the head's attention over the strip, the statistic's value.
+    """CREATE TABLE IF NOT EXISTS head_top_examples (
+        model_id VARCHAR, layer INTEGER, head INTEGER, rank INTEGER, statistic VARCHAR, value DOUBLE,
+        seq INTEGER, position INTEGER, tokens VARCHAR[], attention DOUBLE[], query INTEGER, top_key INTEGER,
+        source VARCHAR,
+        PRIMARY KEY (model_id, layer, head, rank)
     )""",
     # OV profile of each head (headwiki.detectors.weights): for a few input tokens, the tokens whose direct logits
     # the head's OV output raises (boosted) and lowers (suppressed) most; logit = z-score over the vocabulary.
@@ -121,10 +140,39 @@ DDL: tuple[str, ...] = (
     )""",
 )
 
+# Model diffs (`headwiki diff A B`, headwiki.modeldiff): one summary row per ordered pair (A, B), the tokens where their
+# log-probs differ most, per-head weight / activation differences (same structure), per-head metric deltas B - A with CIs.
+DDL += (
+    """CREATE TABLE IF NOT EXISTS model_diffs (
+        model_a VARCHAR, model_b VARCHAR, run_id VARCHAR, created_at TIMESTAMP, same_structure BOOLEAN,
+        same_tokenizer BOOLEAN, n_passages INTEGER, n_tokens INTEGER, mean_logp_a DOUBLE, mean_logp_b DOUBLE,
+        mean_delta DOUBLE, mean_delta_lo DOUBLE, mean_delta_hi DOUBLE, mean_abs_delta DOUBLE, ci_method VARCHAR,
+        note VARCHAR, params JSON,
+        PRIMARY KEY (model_a, model_b)
+    )""",
+    """CREATE TABLE IF NOT EXISTS diff_tokens (
+        model_a VARCHAR, model_b VARCHAR, rank INTEGER, passage INTEGER, position INTEGER, token VARCHAR,
+        context VARCHAR, logp_a DOUBLE, logp_b DOUBLE, delta DOUBLE,
+        PRIMARY KEY (model_a, model_b, rank)
+    )""",
+    """CREATE TABLE IF NOT EXISTS diff_heads (
+        model_a VARCHAR, model_b VARCHAR, layer INTEGER, head INTEGER, label VARCHAR,
+        qk_rel DOUBLE, ov_rel DOUBLE, act_rel DOUBLE,
+        PRIMARY KEY (model_a, model_b, layer, head)
+    )""",
+    """CREATE TABLE IF NOT EXISTS diff_head_metrics (
+        model_a VARCHAR, model_b VARCHAR, layer INTEGER, head INTEGER, label VARCHAR, metric VARCHAR,
+        value_a DOUBLE, value_b DOUBLE, delta DOUBLE, delta_lo DOUBLE, delta_hi DOUBLE,
+        PRIMARY KEY (model_a, model_b, layer, head, metric)
+    )""",
+)
+DIFF_TABLES: tuple[str, ...] = ("model_diffs", "diff_tokens", "diff_heads", "diff_head_metrics")
+
 # Tables whose rows belong to one model (cleared per model when a pass rewrites them).
 MODEL_TABLES: tuple[str, ...] = (
     "heads", "metrics", "head_examples", "negation_baselines", "negation_items",
-    "negation_item_effects", "negation_groups", "role_validation", "roles", "head_ov_profile",
+    "negation_item_effects", "negation_groups", "role_validation", "roles", "head_edges", "head_top_examples",
+    "head_ov_profile",
 )
 
 LONG_VIEW = "head_metrics_long"

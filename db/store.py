@@ -193,6 +193,9 @@ def write_model(con: duckdb.DuckDBPyConnection, info: Mapping[str, Any]) -> None
     row["fingerprint"] = info.get("fingerprint") or None
     for key in ("quantization", "file_sha256", "dequantized_dtype"):  # GGUF sources only; NULL otherwise
         row[key] = info.get(key) or None
+    row["series"] = info.get("series") or None  # checkpoint series (headwiki.checkpoints); NULL otherwise
+    for key in ("step", "seed"):
+        row[key] = None if info.get(key) is None else int(info[key])
     row["model_id"] = info["name"]
     row["added_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
     frame = pd.DataFrame([row])

@@ -39,7 +39,9 @@ from headwiki.detectors.data import (
     text_windows,
     tokens_hash,
 )
-from headwiki.detectors.examples import example_frame, example_sequences
+from headwiki.composition import VERSION as COMPOSITION_VERSION
+from headwiki.detectors.edges import edge_frame
+from headwiki.detectors.examples import TOP_STATISTIC_TEXT, example_frame, example_sequences, top_example_frame
 from headwiki.detectors.registry import INPUT_DESCRIPTIONS, BatchMeta, InputKind, Registry, default_registry
 from headwiki.detectors.roles import (
     MULTI_ROLE,
@@ -56,6 +58,7 @@ from headwiki.detectors.roles import (
 from headwiki.detectors import stability as stab
 from headwiki.detectors import weights as weight_mod
 from headwiki.detectors.scoring import _device, n_forward_batches, score_inputs
+from headwiki.checkpoints import is_toy_run
 from headwiki.errors import HeadwikiError
 from headwiki.hooks import pattern_hook, require_hooks
 from headwiki.kernels import describe as describe_kernels
@@ -101,6 +104,8 @@ class Detections:
     params: dict[str, Any]
     data_hash: str
     n: int
+    edges: pd.DataFrame = field(default_factory=pd.DataFrame)  # head_edges rows (composition, from the weights)
+    top_examples: pd.DataFrame = field(default_factory=pd.DataFrame)  # head_top_examples rows
     ov_profile: pd.DataFrame = field(default_factory=pd.DataFrame)  # head_ov_profile rows (detectors/weights.py)
 
 
@@ -135,7 +140,7 @@ def build_inputs(loaded: LoadedModel, n_seqs: int, half_len: int, seed: int, tex
         raise HeadwikiError(f"--seq-len {half_len} gives sequences of {length} tokens, not below the context {info.n_ctx}: use --seq-len {(info.n_ctx - 2) // 2} or less")
     bos = loaded.start.id
     vocab = ordinary_token_ids(tokenizer, info.d_vocab)
-    source = resolve_text(text, info.source == "toy", n_seqs * length)
+    source = resolve_text(text, info.source == "toy" or is_toy_run(info.path), n_seqs * length)  # toy runs: toy text
     windows = text_windows(tokenizer, source.passages, n_seqs, length, bos)
     if len(windows) < MIN_TEXT_WINDOWS:
         raise HeadwikiError(f"natural text {source.name} gives only {len(windows)} windows of {length} tokens: use a shorter --seq-len or more text")
@@ -211,15 +216,22 @@ def compute_detections(
     docs.update(_add_roles(frame, ctrl, limits, info.n_layers, info.n_heads, n_seqs, key))
     grid_settings = _add_stability(frame, docs, loaded, registry, limits, n_seqs, half_len, seed, text, batch_size)
     examples = example_frame(bridge, info.name, example_sequences(inputs.tokens["repeat"], inputs.tokens["text"]), device)
+    edges = edge_frame(bridge, info.name, seed=seed)  # issue 18: Q/K/V composition from the weights
+    top = top_example_frame(bridge, info.name, inputs.tokens["text"], inputs.text_source, device)
     params = {
         "n_seqs": n_seqs, "seq_len": half_len, "sequence_tokens": 2 * half_len + 1, "seed": seed,
         "text": inputs.text_source, "thresholds": limits, "batch_size": batch_size, "n_boot": n_boot,
         "detectors": {d.name: d.version for d in registry}, "control_key": key,
         "n_by_input": {k: int(len(v)) for k, v in inputs.tokens.items()},
         "stability_grid": grid_settings, "start_token": loaded.start.record(),
+        "composition": {"baseline": "iid Gaussian matrices of the same shapes", "n_draws": int(edges["n_draws"].iloc[0])
+                        if len(edges) else 0, "seed": seed},
+        "top_examples": {"statistic": TOP_STATISTIC_TEXT, "windows": int(min(len(inputs.tokens["text"]), top["seq"].max() + 1))
+                         if len(top) else 0, "source": inputs.text_source},
     }
     params["weight_detectors"] = {d.name: d.version for d in weight_mod.WEIGHT_DETECTORS.values()}
-    return Detections(frame, docs, ctrl, key, stored is None, examples, params, data_hash, n_seqs, ov_profile)
+    return Detections(frame, docs, ctrl, key, stored is None, examples, params, data_hash, n_seqs, edges, top,
+                      ov_profile)
 
 
 def _weight_pass(loaded: LoadedModel, seed: int) -> tuple[dict[str, torch.Tensor], pd.DataFrame, Any]:
@@ -377,6 +389,8 @@ def write_detections(
         write_head_metrics(con, info.name, det.frame, docs=det.docs, run_id=run_id, pass_name=PASS_NAME)
         write_roles(con, info.name, role_rows(det.params["thresholds"]), family="detector", run_id=run_id)
         replace_rows(con, "head_examples", det.examples, where={"model_id": info.name})
+        replace_rows(con, "head_edges", det.edges, where={"model_id": info.name})
+        replace_rows(con, "head_top_examples", det.top_examples, where={"model_id": info.name})
         replace_rows(con, "head_ov_profile", det.ov_profile, where={"model_id": info.name})
         if det.control_computed:
             replace_rows(con, "controls", control_mod.controls_frame(det.control_key, det.controls, run_id), where={"arch_key": det.control_key})
@@ -397,7 +411,8 @@ def code_versions(registry: Registry | None = None) -> dict[str, Any]:
             "weight detectors": {d.name: d.version for d in weight_mod.WEIGHT_DETECTORS.values()},
             "spec": {**{f"metric:{m.name}": m.version for d in registry for m in d.metrics},
                      **{f"role:{r.name}": r.version for r in detector_roles()}},
-            "detector pass source": source_digest("headwiki.detectors")}
+            "detector pass source": source_digest("headwiki.detectors"),
+            "composition": COMPOSITION_VERSION}  # headwiki.composition lives below the pass (not in its digest)
 
 
 @locked_pass(PASS_NAME)

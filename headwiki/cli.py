@@ -33,6 +33,7 @@ _LAZY_COMMANDS = {
     "site": "headwiki.wiki.cli:site",
     "toy": "headwiki.toy.cli:toy",
     "sandbox": "headwiki.sandbox.cli:sandbox",
+    "diff": "headwiki.modeldiff.cli:diff",
 }
 
 

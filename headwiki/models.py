@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from headwiki.checkpoints import checkpoint_id, read_marker, split_revision, step_of_revision
 from headwiki.errors import HeadwikiError
 from headwiki.start_token import AUTO, StartToken, check_choice, resolve_start_token
 from headwiki.kernels import speed_up
@@ -57,6 +58,9 @@ class ModelInfo:
     quantization: str = ""  # GGUF sources: file type and tensor types, e.g. "MOSTLY_Q4_1 (tensors: Q4_1 x210, ...)"
     file_sha256: str = ""  # GGUF sources: sha256 of the .gguf file
     dequantized_dtype: str = ""  # GGUF sources: the float dtype the quantized weights were expanded to
+    series: str = ""  # a checkpoint series (training run or hub repo) this model is one step of (headwiki.checkpoints)
+    step: int | None = None  # its training step within the series
+    seed: int | None = None  # the training seed, where the model directory declares it
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,11 +104,11 @@ def _weights_hash(directory: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _cached_hub_revision(name: str) -> str | None:
-    """The commit hash of `name` in the local HF cache, or None when it is not cached."""
+def _cached_hub_revision(name: str, revision: str | None = None) -> str | None:
+    """The commit hash of `name` (at `revision`: a branch, tag or commit) in the local HF cache, or None when it is not cached."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(name, "config.json")
+    found = try_to_load_from_cache(name, "config.json", revision=revision)
     if isinstance(found, str):
         return Path(found).parent.name
     return None
@@ -214,11 +218,15 @@ def resolve_source(spec: str) -> tuple[str, str, str]:
             raise HeadwikiError(f"{spec} holds {len(ggufs)} .gguf files: pass one of them (--model {ggufs[0]})")
         if not (path / "config.json").exists():
             raise HeadwikiError(f"{spec} is a directory but has no config.json: pass a HuggingFace-format model directory")
+        marker = read_marker(path)
+        if "series" in marker and "step" in marker:
+            return checkpoint_id(marker["series"], marker["step"]), "local", str(path.resolve())
         return path.resolve().name, "local", str(path.resolve())
     if path.is_file() and path.suffix.lower() != ".gguf":
         raise HeadwikiError(f"--model {spec} is a file, not a model directory: pass the folder that holds config.json and the weights")
     if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
         raise HeadwikiError(f"model directory {spec} does not exist: check the path")
+    split_revision(spec)  # REPO@REVISION (a hub checkpoint): both parts present
     return spec, "hub", spec
 
 
@@ -244,10 +252,12 @@ def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "
         gguf_meta = read_gguf_meta(path)
         revision = gguf_meta.sha256[:16]
     elif source == "hub":
-        revision = _cached_hub_revision(path)
+        repo, hub_rev = split_revision(path)
+        revision = _cached_hub_revision(repo, hub_rev)
         if revision is None and not _hub_reachable():
+            what = f"model '{repo}'" + (f" at revision {hub_rev}" if hub_rev else "")
             raise HeadwikiError(
-                f"model '{path}' is not in the HuggingFace cache and the hub is unreachable: "
+                f"{what} is not in the HuggingFace cache and the hub is unreachable: "
                 f"run once with internet access to cache it, or pass a local directory (--model ./my_model)"
             )
     else:
@@ -264,6 +274,9 @@ def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "
                 hf_model, tokenizer = load_gguf_hf(gguf_meta, torch_dtype)
                 bridge = TransformerBridge.boot_transformers(path, hf_model=hf_model, tokenizer=tokenizer,
                                                              device=device_str, dtype=torch_dtype)
+            elif source == "hub":
+                extra = {"revision": hub_rev} if hub_rev else {}
+                bridge = TransformerBridge.boot_transformers(repo, device=device_str, dtype=torch_dtype, **extra)
             else:
                 bridge = TransformerBridge.boot_transformers(path, device=device_str, dtype=torch_dtype)
     except HeadwikiError:
@@ -282,12 +295,17 @@ def load_model(spec: str = TOY_NAME, device: str | None = "auto", dtype: str = "
             f"to cache it, or pass a local directory (--model ./my_model)"
         ) from exc
     if source == "hub" and revision is None:
-        revision = _cached_hub_revision(path) or "unknown"
+        revision = _cached_hub_revision(repo, hub_rev) or hub_rev or "unknown"
     check_tokenizer(bridge, path)
     speed_up(bridge)
     bridge.eval()
     info = describe(bridge, name or model_name, source, path, revision, dtype, device_str)
     info = dataclasses.replace(info, fingerprint=model_fingerprint(path, info.revision))
+    if source == "hub" and hub_rev:
+        info = dataclasses.replace(info, series=repo, step=step_of_revision(hub_rev))
+    elif source in ("local", "toy"):
+        marker = read_marker(path)
+        info = dataclasses.replace(info, series=marker.get("series", ""), step=marker.get("step"), seed=marker.get("seed"))
     if gguf_meta is not None:
         info = dataclasses.replace(info, quantization=gguf_meta.quantization, file_sha256=gguf_meta.sha256,
                                    dequantized_dtype=dtype)

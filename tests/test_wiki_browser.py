@@ -87,7 +87,8 @@ def test_every_page_loads_clean_and_every_link_resolves(browser, site_dir: Path)
         page.goto(_file_url(path), wait_until="load")
         if path.name == "index.html" and path.parent.parent.name == "models":
             page.wait_for_selector(".js-plotly-plot svg.main-svg", timeout=20_000)
-        hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+        hrefs = page.eval_on_selector_all(  # an SVG <a> (circuit nodes) holds its href as an SVGAnimatedString
+            "a[href]", "els => els.map(e => typeof e.href === 'string' ? e.href : new URL(e.href.baseVal, document.baseURI).href)")
         for href in hrefs:
             parsed = urlparse(href)
             assert parsed.scheme == "file", f"{path.relative_to(site_dir)} links outside the site: {href}"
@@ -230,10 +231,11 @@ def test_search_accepts_spaces_and_units_and_says_why_nothing_matched(browser, s
 
 
 def test_no_sideways_scroll_at_390px_and_head_summary_in_the_first_screen(browser, site_dir: Path, site_db: Path) -> None:  # noqa: ANN001
-    """At a phone's 390 px the model, provenance, SQL and index pages never scroll sideways (wide tables scroll
+    """At a phone's 390 px the model, circuit, provenance, SQL and index pages never scroll sideways (wide tables scroll
     inside themselves), and a head page's summary paragraph is in the first screen."""
     site = load_site_data(site_db)
-    rels = [urls.PROVENANCE, urls.SQL, urls.INDEX] + [urls.model_page(m.slug) for m in site.models]
+    rels = [urls.PROVENANCE, urls.SQL, urls.INDEX] + [urls.model_page(m.slug) for m in site.models] + \
+        [urls.circuit_page(m.slug) for m in site.models]
     page = browser.new_page(viewport={"width": 390, "height": 844})
     watch = Watch(page)
     for rel in rels:
@@ -247,5 +249,113 @@ def test_no_sideways_scroll_at_390px_and_head_summary_in_the_first_screen(browse
     box = page.locator("#summary").bounding_box()
     assert box is not None and box["y"] < 844 and box["width"] <= 390
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    page.close()
+    assert not watch.problems, watch.problems
+
+
+def test_circuit_partners_examples_and_scatter_click(browser, site_dir: Path, site_db: Path) -> None:  # noqa: ANN001
+    """Issue 18: the toy circuit page draws a K-composition edge from a previous-token head to an induction head (the
+    roles read from the database); a head page lists partners and shows token strips; a scatter point opens a head."""
+    site = load_site_data(site_db)
+    toy = next(m for m in site.models if m.model_id == "toy")
+    roles = {r["label"]: toy.roles_of(r) for r in toy.heads.to_dict("records")}
+    prev = {h for h, rs in roles.items() if "previous_token" in rs}
+    ind = {h for h, rs in roles.items() if "induction" in rs}
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = Watch(page)
+    page.goto(_file_url(site_dir / urls.model_page(toy.slug)))
+    page.click(f"a[href='{urls.relative(urls.model_page(toy.slug), urls.circuit_page(toy.slug))}']")
+    assert page.url.endswith(urls.circuit_page(toy.slug))
+    edges = page.eval_on_selector_all("svg.circuit path.edge", "els => els.map(e => [e.dataset.kind, e.dataset.from, e.dataset.to])")
+    assert any(k == "k" and s in prev and d in ind for k, s, d in edges), edges[:5]
+    assert page.locator("#threshold").inner_text().count("z ≥") == 1
+    dst = next(d for k, s, d in edges if k == "k" and s in prev and d in ind)
+    with page.expect_navigation():
+        page.locator(f"svg.circuit a.node[data-head='{dst}']").click()
+    assert page.url.endswith(f"/heads/{dst}.html")
+    upstream = page.locator("#partners table.up tbody tr")
+    assert upstream.count() >= 1 and upstream.first.locator("a.head").inner_text() in prev
+    assert page.locator("#top-examples li.strip").count() >= 1
+    assert page.locator("#top-examples li.strip").first.locator(".tok.query").count() == 1
+    page.goto(_file_url(site_dir / urls.model_page(toy.slug)))
+    page.locator("#scatter").scroll_into_view_if_needed()
+    page.wait_for_selector("#scatter-plot svg.main-svg", timeout=20_000)
+    page.select_option("#scatter-x", next(iter(toy.roles.values())).metric)  # an axis change redraws the points
+    point = page.locator("#scatter-plot g.points path.point").first
+    point.wait_for()
+    with page.expect_navigation(timeout=10_000):
+        point.click(force=True)
+    assert "/heads/L" in page.url, page.url
+    page.close()
+    assert not watch.problems, watch.problems
+
+
+def _same_value(duck: object, lite: object) -> bool:
+    """One cell from `headwiki query --json` (DuckDB) against the console's (SQLite): equal, numbers to 1e-9."""
+    if isinstance(duck, bool):
+        duck = int(duck)
+    if isinstance(duck, (int, float)) and isinstance(lite, (int, float)) and not isinstance(lite, bool):
+        return abs(float(duck) - float(lite)) <= 1e-9 + 1e-9 * abs(float(duck))
+    return duck == lite
+
+
+def test_every_sql_example_runs_in_the_page_console_with_the_rows_of_headwiki_query(browser, site_dir: Path, site_db: Path) -> None:  # noqa: ANN001
+    """issue 18 part 4: the SQL page's console (SQLite via sql.js, from file://, no fetch) runs every example on the
+    page -- clicked as a reader would -- and returns the same columns and rows, in the same order, as the real
+    `headwiki query` command on the database; the cross-role examples return rows on this database."""
+    import json
+    from html import unescape
+    import re
+    import shlex
+
+    from click.testing import CliRunner
+
+    from headwiki.db.cli import query
+
+    html = (site_dir / urls.SQL).read_text(encoding="utf-8")
+    sqls = [unescape(s) for s in re.findall(r'<code class="sql-text">(.*?)</code>', html, re.S)]
+    commands = [shlex.split(unescape(c)) for c in re.findall(r"<pre><code>(headwiki query .*?)</code></pre>", html, re.S)]
+    assert len(sqls) == len(commands) >= 10 and [c[2] for c in commands] == sqls
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = Watch(page)
+    page.goto(_file_url(site_dir / urls.SQL))
+    page.wait_for_function("document.querySelector('#sql-console .sql-status').dataset.state === 'ready'", timeout=30_000)
+    nonempty = {}
+    for i, (sql, argv) in enumerate(zip(sqls, commands)):
+        page.locator("button.sql-example").nth(i).click()
+        page.wait_for_function("sql => { const l = headwikiSql.state.last; return l && l.sql === sql && "
+                               "document.querySelector('#sql-console .sql-status').dataset.state !== 'running'; }",
+                               arg=sql, timeout=30_000)
+        got = page.evaluate("headwikiSql.state.last")
+        assert "error" not in got, (sql, got.get("error"))
+        result = CliRunner().invoke(query, [*argv[2:], "--json"])
+        assert result.exit_code == 0, (sql, result.output)
+        want = json.loads(result.output)
+        assert len(got["rows"]) == len(want), sql
+        assert page.locator("#sql-console .sql-result tbody tr").count() == len(want)
+        for row_l, row_d in zip(got["rows"], want):
+            assert list(row_d) == got["columns"], sql
+            assert all(_same_value(d, lt) for d, lt in zip(row_d.values(), row_l)), (sql, row_d, row_l)
+        title = page.locator("section.sql h2").nth(i).inner_text()
+        nonempty[title] = len(want)
+    edges = "Role-holding heads that feed other role-holding heads (K-composition edges, strongest first)"
+    import duckdb
+
+    con = duckdb.connect(str(site_db), read_only=True)
+    try:
+        has_edges = bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'head_edges'").fetchone()[0])
+    finally:
+        con.close()
+    if has_edges:  # the composition table (issue 18 part 2): the toy's previous-token heads feed its induction heads
+        assert nonempty[edges] >= 2
+    assert nonempty["How many heads hold each declared role, per model (detector and negation roles)"] >= 4
+    assert nonempty["Heads with a detector role, ranked by how far their zero ablation moves negated accuracy"] >= 5
+    # a query of its own, typed into the box (Ctrl+Enter), and a table too large for the console is said plainly
+    page.fill("#sql-input", "SELECT count(*) AS n FROM heads WHERE list_contains(roles, 'induction')")
+    page.press("#sql-input", "Control+Enter")
+    page.wait_for_function("headwikiSql.state.last.sql.includes(\"'induction'\")")
+    want = CliRunner().invoke(query, ["SELECT count(*) AS n FROM heads WHERE list_contains(roles, 'induction')",
+                                      "--db", str(site_db), "--json"])
+    assert page.evaluate("headwikiSql.state.last.rows") == [[json.loads(want.output)[0]["n"]]]
     page.close()
     assert not watch.problems, watch.problems

@@ -91,6 +91,8 @@ class ModelData:
     runs: pd.DataFrame
     validation: pd.DataFrame = field(default_factory=pd.DataFrame)  # role_validation rows
     roles: dict[str, RoleDoc] = field(default_factory=dict)  # declared roles, display order
+    edges: pd.DataFrame = field(default_factory=pd.DataFrame)  # head_edges rows (composition scores)
+    top_examples: pd.DataFrame = field(default_factory=pd.DataFrame)  # head_top_examples rows
     ov_profile: pd.DataFrame = field(default_factory=pd.DataFrame)  # head_ov_profile rows (detectors/weights.py)
 
     @property
@@ -273,12 +275,34 @@ def load_site_data(db_path: str | Path) -> SiteData:
                 runs=runs[runs["model_id"] == mid].reset_index(drop=True) if len(runs) else runs,
                 validation=side("role_validation", "role, signature, k, group_name"),
                 roles=_roles(side("roles", "sort_order, role")),
+                edges=side("head_edges", "kind, src_layer, src_head, dst_layer, dst_head"),
+                top_examples=side("head_top_examples", "layer, head, rank"),
                 ov_profile=side("head_ov_profile", "layer, head, input_rank, direction, rank"),
             ))
+        diffs = load_diffs(con, {m.model_id for m in models})
     if not models:
         raise HeadwikiError(f"database {db_path} has models but no head rows: run `headwiki detect --db {db_path}` first")
     return SiteData(db_name=db_path.name, meta=meta, models=models, runs=runs,
-                    metric_columns=[c for c, _ in columns], column_types=dict(columns))
+                    metric_columns=[c for c, _ in columns], column_types=dict(columns), cache={"diffs": diffs})
+
+
+def load_diffs(con: Any, model_ids: set[str]) -> list[dict[str, Any]]:
+    """Every stored model diff (`headwiki diff`): {a, b, summary, tokens, heads, metrics, baselines}, ordered by (a, b)."""
+    if not _table_exists(con, "model_diffs"):
+        return []
+    out = []
+    for summary in _frame(con, "SELECT * FROM model_diffs ORDER BY model_a, model_b", []).to_dict("records"):
+        key = [summary["model_a"], summary["model_b"]]
+
+        def part(table: str, order: str) -> pd.DataFrame:
+            return _frame(con, f"SELECT * FROM {table} WHERE model_a = ? AND model_b = ? ORDER BY {order}", key)
+
+        out.append({"a": key[0], "b": key[1], "summary": summary, "tokens": part("diff_tokens", "rank"),
+                    "heads": part("diff_heads", "layer, head"), "metrics": part("diff_head_metrics", "metric, layer, head"),
+                    "baselines": _frame(con, "SELECT * FROM negation_baselines WHERE model_id IN (?, ?) "
+                                             "ORDER BY model_id, dataset, condition", key),
+                    "in_site": {k: k in model_ids for k in key}})
+    return out
 
 
 def head_roles(row: Mapping[str, Any], holders: Sequence[str]) -> list[str]:

@@ -227,3 +227,33 @@ def validation_svg(groups: list[dict], color: str, title: str) -> str:
             parts.append(f'<text class="tick" x="{x(tick):.1f}" y="{height - 6}" text-anchor="middle">{tick:.0%}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def scatter_trace(data: dict, x: str, y: str) -> dict:
+    """One Plotly scatter trace of every head: metric `x` against metric `y` (values from pages.scatter_data, in the
+    units shown), coloured by the head's first role, each point carrying its head page's relative URL. site.js
+    builds the same trace when the reader picks other axes (keep the two in step)."""
+    return {"type": "scatter", "mode": "markers", "x": data["values"][x], "y": data["values"][y], "text": [f"{lab} · {r}" for lab, r in zip(data["label"], data["roles"])],
+            "customdata": data["url"],
+            "marker": {"size": 9, "color": data["colour"], "line": {"width": 1, "color": "#333"}},
+            "hovertemplate": "%{text}<br>x: %{x}<br>y: %{y}<extra>click: open head</extra>"}
+
+
+def _axis_title(data: dict, name: str) -> str:
+    m = next(d for d in data["metrics"] if d["name"] == name)
+    return f"{m['label']} ({m['unit']})" if m["unit"] else m["label"]
+
+
+def scatter_html(data: dict, div_id: str) -> str:
+    """The all-heads scatter as a lazy Plotly figure (drawn near the viewport like the heatmaps; a click opens the
+    head). data: pages.scatter_data."""
+    x, y = data["x"], data["y"]
+    fig = go.Figure(scatter_trace(data, x, y))
+    fig.update_layout(
+        margin={"l": 60, "r": 10, "t": 10, "b": 50}, height=420,
+        xaxis={"title": {"text": _axis_title(data, x)}, "zeroline": True},
+        yaxis={"title": {"text": _axis_title(data, y)}, "zeroline": True},
+        font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#eef0f3", hovermode="closest",
+    )
+    return lazy_plot_html(fig, div_id, height=420)

@@ -21,6 +21,7 @@ from headwiki.causal_spec import (
 )
 from headwiki.negation_spec import ABLATION_EXACT, EFFECT_SPECS, REVERSAL, SELECTED_BY
 from headwiki.kv_group import METRIC as KV_GROUP
+from headwiki.db.tables import TEXT_MAX_CELLS
 from headwiki.label_spec import BORDERLINE
 from headwiki.start_token import cli_flag as start_flag, describe as describe_start
 from headwiki.wiki import urls
@@ -28,7 +29,8 @@ from headwiki.wiki.context import MetricDoc, ModelData, RoleDoc, SiteData, parse
 from headwiki.wiki import format as fmt
 from headwiki.wiki.crossref import NOTABLE_Q, as_float, ci_is_noisy, cross_reference, ordinal, percentile, rank_desc, rank_shown
 from headwiki.wiki.headline import Effect, RoleEvidence, head_summary
-from headwiki.wiki.figures import distribution_svg, heatmap_html, is_signed, pattern_svg, validation_svg
+from headwiki.wiki.figures import distribution_svg, heatmap_html, is_signed, pattern_svg, scatter_html, validation_svg
+from headwiki.wiki import circuit
 from headwiki.wiki.similarity import most_similar
 
 # the negation_groups columns the group tables show (declared in headwiki.negation_spec), and their units
@@ -193,8 +195,10 @@ def index_context(site: SiteData) -> dict[str, Any]:
             "passes": sorted(set(m.runs["pass_name"])) if len(m.runs) else [],
             "n_params": fmt.count(m.info.get("n_params")),
         })
+    from headwiki.wiki.crosspages import cross_links  # issue 20: the cross-model pages, first thing with >= 2 models
+
     return {**common(page, "headwiki", site), "models": models, "roles": all_roles(site),
-            "search": True, "search_model": ""}
+            "search": True, "search_model": "", "links": cross_links(site)}
 
 
 def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
@@ -237,6 +241,8 @@ def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
         "key_groups": _key_groups(model),
         "search": True, "search_model": model.model_id, "built": _last_run(model),
         "n_params": fmt.count(model.info.get("n_params")),
+        "circuit_url": urls.circuit_page(model.slug) if len(model.edges) else None,  # issue 18
+        "scatter": (sc := scatter_data(model, page)), "scatter_html": scatter_html(sc, "scatter-plot") if sc else "",
     }
 
 
@@ -293,6 +299,7 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
     in_groups = _groups_by_head(model)
     templates = _templates_by_head(model)
     perm = permutation_floors(model)
+    partners, top_examples = head_partners(model), head_top_examples(model)  # issue 18
     for i, row in enumerate(rows):
         L, H = int(row["layer"]), int(row["head"])
         page = urls.head_page(model.slug, L, H)
@@ -350,6 +357,8 @@ def head_contexts(site: SiteData, model: ModelData) -> Iterator[tuple[str, dict[
             "causal": _head_causal(row, columns, bool(roles)),
             "exactness": _exactness(row),
             "kv_peers": kv_peers(model, rows, row),  # issue 23: KV group (see kv_peers below)
+            "partners": partners.get((L, H)), "top_examples": top_examples.get((L, H), []),  # issue 18
+            "circuit_url": urls.circuit_page(model.slug) if len(model.edges) else None,
             "sandbox_cmd": " ".join(filter(None, [
                 f"headwiki sandbox --model {shlex.quote(model.model_id)} --db {shlex.quote(site.db_name)}",
                 start_flag(_latest_finished(model, ABLATE_PASS).get("params", {}).get("start_token")), f"--heads {row['label']}"]))
@@ -681,71 +690,140 @@ def causal_heads(model: ModelData) -> list[dict[str, Any]]:
 
 MULTI_ROLE_TITLE = "Heads with more than one role, detector and negation alike (possible confounds)"
 
+# The examples are written in SQL that DuckDB (`headwiki query`) and SQLite (the page's console, sql.js) both run
+# with the same rows (tests/test_wiki_browser.py checks every one): explicit NULLS LAST and tie-breaking ORDER BYs
+# (the engines place NULLs and ties differently), no ORDER BY ALL, lists compared through list_contains / len
+# (DuckDB built-ins; the console defines them over the list's text form) and printed with CAST(x AS VARCHAR).
+_ORDER_HEADS = "model_id, layer, head"
+
+
+def _role_holders(site: SiteData) -> list[str]:
+    """The `heads` columns that hold roles (a list such as `roles`, or one name such as `negation_role`)."""
+    return [c for c in dict.fromkeys(r.held_in for r in site.roles.values()) if c in site.column_types]
+
+
+def _is_list(site: SiteData, column: str) -> bool:
+    return site.column_types[column].endswith("[]")
+
+
+def _role_count(site: SiteData, prefix: str = "") -> str:
+    """SQL (common to DuckDB and SQLite) counting a head's roles over every role-holding column."""
+    parts = [f"coalesce(len({prefix}{c}), 0)" if _is_list(site, c) else f"(CASE WHEN {prefix}{c} IS NULL THEN 0 ELSE 1 END)"
+             for c in _role_holders(site)]
+    return " + ".join(parts)
+
 
 def multi_role_sql(site: SiteData) -> str | None:
     """The heads the wiki calls multi-role (ModelData.roles_of: every role-holding column, two or more roles), in SQL
     over the columns the declarations name; None when the database holds no roles."""
-    holders = [c for c in dict.fromkeys(r.held_in for r in site.roles.values()) if c in site.column_types]
+    holders = _role_holders(site)
     if not holders:
         return None
-    lists = [c if site.column_types[c].endswith("[]") else f"CASE WHEN {c} IS NULL THEN [] ELSE [{c}] END" for c in holders]
-    every = lists[0] if len(lists) == 1 else f"list_concat({', '.join(f'coalesce({x}, [])' for x in lists)})"
-    return (f"SELECT model_id, label, {every} AS all_roles FROM heads WHERE len(coalesce({every}, [])) >= 2 "
-            "ORDER BY model_id, layer, head")
+    shown = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" if _is_list(site, c) else c for c in holders)
+    count = _role_count(site)
+    return (f"SELECT model_id, label, {shown}, {count} AS n_all_roles FROM heads WHERE {count} >= 2 "
+            f"ORDER BY {_ORDER_HEADS}")
 
 
-def sql_examples(site: SiteData) -> list[tuple[str, str]]:
-    """(title, SQL) pairs chosen for the columns and roles this database actually has (read from its declarations)."""
+def _holds_role(site: SiteData, role_sql: str, prefix: str = "") -> str:
+    """SQL: the head (columns under `prefix`) holds the role named by the SQL expression `role_sql`."""
+    return " OR ".join(f"list_contains({prefix}{c}, {role_sql})" if _is_list(site, c) else f"{prefix}{c} = {role_sql}"
+                       for c in _role_holders(site))
+
+
+def cross_role_examples(site: SiteData, tables: Mapping[str, tuple[str, ...]]) -> list[tuple[str, str]]:
+    """Questions across roles: heads per role, labelled heads ranked by their negation effect, the K-composition edges
+    between role-holding heads (when the database has them; on the toy: previous-token -> induction)."""
+    ex: list[tuple[str, str]] = []
+    if not _role_holders(site):
+        return ex
+    ex.append(("How many heads hold each declared role, per model (detector and negation roles)",
+               f"SELECT r.model_id, r.role, r.family, count(h.label) AS n_heads FROM roles r "
+               f"LEFT JOIN heads h ON h.model_id = r.model_id AND ({_holds_role(site, 'r.role', 'h.')}) "
+               f"GROUP BY r.model_id, r.role, r.family ORDER BY r.model_id, r.role"))
+    acc = EFFECT_SPECS["neg_acc"].expand("zero").name
+    lists = [c for c in _role_holders(site) if _is_list(site, c)]
+    if acc in site.column_types and lists:
+        c = lists[0]
+        ex.append(("Heads with a detector role, ranked by how far their zero ablation moves negated accuracy",
+                   f"SELECT model_id, label, CAST({c} AS VARCHAR) AS {c}, round(100 * {acc}, 1) AS neg_delta_pts, "
+                   f"round({acc}_q, 4) AS q FROM heads WHERE len({c}) > 0 AND {acc} IS NOT NULL "
+                   f"ORDER BY abs({acc}) DESC, {_ORDER_HEADS} LIMIT 10"))
+    edges = set(tables.get("head_edges", ()))
+    if {"kind", "src_layer", "src_head", "dst_layer", "dst_head", "z"} <= edges and lists:
+        c = lists[0]
+        ex.append(("Role-holding heads that feed other role-holding heads (K-composition edges, strongest first)",
+                   f"SELECT e.model_id, s.label AS writer, CAST(s.{c} AS VARCHAR) AS writer_roles, d.label AS reader, "
+                   f"CAST(d.{c} AS VARCHAR) AS reader_roles, round(e.score, 4) AS score, round(e.z, 1) AS z "
+                   "FROM head_edges e "
+                   "JOIN heads s ON s.model_id = e.model_id AND s.layer = e.src_layer AND s.head = e.src_head "
+                   "JOIN heads d ON d.model_id = e.model_id AND d.layer = e.dst_layer AND d.head = e.dst_head "
+                   f"WHERE e.kind = 'k' AND len(s.{c}) > 0 AND len(d.{c}) > 0 "
+                   "ORDER BY e.z DESC, e.model_id, writer, reader LIMIT 10"))
+    return ex
+
+
+def sql_examples(site: SiteData, tables: Mapping[str, tuple[str, ...]] | None = None) -> list[tuple[str, str]]:
+    """(title, SQL) pairs chosen for the columns and roles this database actually has (read from its declarations);
+    `tables`: every exported table -> its columns. Each runs in DuckDB and in the page's SQLite console alike."""
+    tables = tables or {}
     cols = set(site.metric_columns)
     roles = site.roles
     ex = [
         ("Models in the database", "SELECT model_id, architecture, n_layers, n_heads, n_params FROM models ORDER BY model_id"),
         ("Roles declared per model (metric, threshold, what they mean)",
-         "SELECT model_id, role, family, metric, threshold, text FROM roles ORDER BY model_id, sort_order"),
+         "SELECT model_id, role, family, metric, threshold, text FROM roles ORDER BY model_id, sort_order, role"),
         ("What each metric means (label, unit, data, n), for the first model",
          "SELECT metric, label, unit, family, description, data, n FROM metrics "
-         "WHERE model_id = (SELECT min(model_id) FROM models) AND family IS NOT NULL ORDER BY family, sort_order"),
+         "WHERE model_id = (SELECT min(model_id) FROM models) AND family IS NOT NULL ORDER BY family, sort_order, metric"),
     ]
     detector = [r for r in roles.values() if r.family == "detector" and r.metric in cols]
     if detector:
         m = detector[0].metric
         ex.append((f"Top {detector[0].label} heads with their 95% CI",
                    f"SELECT model_id, label, round({m}, 3) AS {m}, round({m}_lo, 3) AS lo, "
-                   f"round({m}_hi, 3) AS hi FROM heads WHERE {m} IS NOT NULL ORDER BY {m} DESC LIMIT 10"))
+                   f"round({m}_hi, 3) AS hi FROM heads WHERE {m} IS NOT NULL ORDER BY {m} DESC, {_ORDER_HEADS} LIMIT 10"))
     multi = multi_role_sql(site)
     if multi:
         ex.append((MULTI_ROLE_TITLE, multi))
+    ex.extend(cross_role_examples(site, tables))
     acc = EFFECT_SPECS["neg_acc"].expand("zero").name
     if acc in cols:
         ex.append(("Heads whose zero ablation changes negated accuracy (BH q < 0.05)",
                    f"SELECT model_id, label, round(100 * {acc}, 1) AS delta_pts, round({acc}_q, 4) AS q "
-                   f"FROM heads WHERE {acc}_q < 0.05 ORDER BY {acc}"))
+                   f"FROM heads WHERE {acc}_q < 0.05 ORDER BY {acc}, {_ORDER_HEADS}"))
         rev = REVERSAL.expand("zero").name
         if rev in cols:
             ex.append(("Heads whose zero ablation changes the negation-specific reversal R (BH q < 0.05)",
                        f"SELECT model_id, label, round({rev}, 3) AS delta_r, round({rev}_q, 4) AS q "
-                       f"FROM heads WHERE {rev}_q < 0.05 ORDER BY abs({rev}) DESC"))
+                       f"FROM heads WHERE {rev}_q < 0.05 ORDER BY abs({rev}) DESC, {_ORDER_HEADS}"))
         if detector:
             m = detector[-1].metric
             ex.append((f"Negation effect next to {detector[-1].label} score (the confound the wiki flags)",
                        f"SELECT model_id, label, round(100 * {acc}, 1) AS neg_delta_pts, round({m}, 3) AS {m} "
-                       f"FROM heads WHERE {acc} IS NOT NULL ORDER BY {acc} LIMIT 10"))
+                       f"FROM heads WHERE {acc} IS NOT NULL ORDER BY {acc}, {_ORDER_HEADS} LIMIT 10"))
         ex.append(("Negation baselines with CIs",
                    "SELECT model_id, dataset, condition, n_items, round(accuracy, 3) AS acc, round(accuracy_lo, 3) AS lo, "
-                   "round(accuracy_hi, 3) AS hi FROM negation_baselines ORDER BY ALL"))
+                   "round(accuracy_hi, 3) AS hi FROM negation_baselines ORDER BY model_id, dataset, condition"))
     ex.append(("Any metric in long form, with its CI and q where it has them",
                "SELECT model_id, label, metric, round(value, 4) AS value, round(lo, 4) AS lo, round(hi, 4) AS hi, q "
                "FROM head_metrics_long WHERE metric = (SELECT min(metric) FROM metrics WHERE family = 'detector') "
-               "ORDER BY value DESC LIMIT 5"))
-    ex.append(("Runs and their parameters", "SELECT run_id, model_id, pass_name, seed, n, status FROM runs ORDER BY started_at"))
+               f"ORDER BY value DESC NULLS LAST, {_ORDER_HEADS} LIMIT 5"))
+    from headwiki.wiki.crosspages import cross_model_sql  # issue 20: cross-model examples (data in one place)
+
+    ex += cross_model_sql(site)
+    ex.append(("Runs and their parameters",
+               "SELECT run_id, model_id, pass_name, seed, n, status FROM runs ORDER BY started_at, run_id"))
     return ex
 
 
-def sql_context(site: SiteData, con: Any, db_arg: str) -> dict[str, Any]:
-    """Run every example read-only (an example that fails is a bug: it raises) and show a preview."""
+def sql_context(site: SiteData, con: Any, db_arg: str, tables: list[Any] | None = None) -> dict[str, Any]:
+    """Run every example read-only (an example that fails is a bug: it raises) and show a preview; `tables`: the
+    exported tables (headwiki.db.tables.SiteTable) offered as downloads and loaded by the in-page console."""
     page = urls.SQL
+    tables = tables or []
     examples = []
-    for title, sql in sql_examples(site):
+    for title, sql in sql_examples(site, {t.name: t.columns for t in tables}):
         cur = con.cursor()
         try:
             rel = cur.execute(sql)
@@ -758,7 +836,13 @@ def sql_context(site: SiteData, con: Any, db_arg: str) -> dict[str, Any]:
             "command": f"headwiki query {shlex.quote(sql)} --db {shlex.quote(db_arg)}",
             "columns": names, "rows": [[_cell(v) for v in r] for r in rows[:5]], "n_rows": len(rows),
         })
-    return {**common(page, "SQL — headwiki", site), "examples": examples, "db_arg": db_arg}
+    data = urls.relative(page, urls.DATA_DIR)
+    downloads = [{"name": t.name, "n_rows": t.n_rows, "n_columns": len(t.columns), "in_console": t.in_console,
+                  "files": {fmt_: f"{data}/{rel}" for fmt_, rel in t.files.items()}} for t in tables]
+    console_tables = {t.name: (f"{data}/{t.console}" if t.console else None) for t in tables}
+    return {**common(page, "SQL — headwiki", site), "examples": examples, "db_arg": db_arg, "downloads": downloads,
+            "console_tables": json.dumps(console_tables, sort_keys=True), "text_max_cells": TEXT_MAX_CELLS,
+            "engine_js": urls.relative(page, urls.SQL_ENGINE_JS), "console_js": urls.relative(page, urls.SQL_CONSOLE_JS)}
 
 
 def _cell(v: Any) -> str:
@@ -819,3 +903,89 @@ def kv_peers(model: ModelData, rows: list[dict[str, Any]], row: dict[str, Any]) 
     peers = [_head_ref(model, x, None) for x in rows
              if x["layer"] == row["layer"] and x.get(KV_GROUP.name) == group and x["label"] != row["label"]]
     return {"group": int(group), "peers": peers, "size": len(peers) + 1}
+
+
+# --- issue 18: the circuit view, composition partners, top-activating examples, the all-heads scatter ---
+
+def _roles_by_pos(model: ModelData) -> dict[tuple[int, int], list[str]]:
+    return {(int(r["layer"]), int(r["head"])): model.roles_of(r) for r in model.heads.to_dict("records")}
+
+
+def circuit_context(site: SiteData, model: ModelData) -> dict[str, Any]:
+    """The circuit page: the strongest composition edges drawn over the model's heads, and listed."""
+    page = urls.circuit_page(model.slug)
+    shown = circuit.strongest_edges(model.edges)
+    roles = _roles_by_pos(model)
+    svg = circuit.circuit_svg(
+        model.n_layers, model.n_heads, shown, lambda L, H: urls.relative(page, urls.head_page(model.slug, L, H)), roles,
+        lambda r: role_color(r, site.roles), lambda r: role_label(r, model.roles)) if len(model.edges) else ""
+    rows = [{"kind": str(e["kind"]), "src": _pos_ref(model, int(e["src_layer"]), int(e["src_head"]), roles),
+             "dst": _pos_ref(model, int(e["dst_layer"]), int(e["dst_head"]), roles),
+             "score": fmt.number(float(e["score"]), sig=3), "z": fmt.number(float(e["z"]), 1)}
+            for e in shown.to_dict("records")]
+    base = model.edges.iloc[0] if len(model.edges) else None
+    counts = ({k: int((model.edges["kind"] == k).sum()) for k in circuit.KIND_COLOURS} if len(model.edges) else {})
+    return {**common(page, f"Circuit · {model.model_id} — headwiki", site), "model": model, "svg": svg, "edges": rows,
+            "min_z": circuit.CIRCUIT_MIN_Z, "max_edges": circuit.CIRCUIT_MAX_EDGES, "kinds": circuit.KIND_WORDS,
+            "colours": circuit.KIND_COLOURS, "counts": counts, "n_pairs": len(model.edges),
+            "baseline": None if base is None else {"mean": fmt.number(float(base["baseline"]), sig=3),
+                                                   "sd": fmt.number(float(base["baseline_sd"]), sig=2),
+                                                   "n": int(base["n_draws"])}}
+
+
+def _pos_ref(model: ModelData, layer: int, head: int, roles: Mapping[tuple[int, int], list[str]]) -> dict[str, Any]:
+    return {"label": f"L{layer}H{head}", "url": urls.head_page(model.slug, layer, head), "roles": roles.get((layer, head), []),
+            "model": model.model_id}
+
+
+def head_partners(model: ModelData) -> dict[tuple[int, int], dict[str, list[dict[str, Any]]]]:
+    """Per head: its strongest upstream and downstream composition partners, ready for the head page."""
+    roles = _roles_by_pos(model)
+    out = {}
+    for key, sides in circuit.partners(model.edges).items():
+        out[key] = {side: [{**_pos_ref(model, p["layer"], p["head"], roles), "kind": p["kind"],
+                            "score": fmt.number(p["score"], sig=3), "z": fmt.number(p["z"], 1)} for p in ps]
+                    for side, ps in sides.items()}
+    return out
+
+
+def head_top_examples(model: ModelData) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """Per head: its top-activating positions as token strips (token, attention weight, query?, most attended?)."""
+    out: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    if model.top_examples is None or model.top_examples.empty:
+        return out
+    for r in model.top_examples.to_dict("records"):
+        toks = [str(t) for t in r["tokens"]]
+        att = [float(a) for a in r["attention"]]
+        strip = [{"text": t, "w": a, "query": i == int(r["query"]), "top": i == int(r["top_key"])}
+                 for i, (t, a) in enumerate(zip(toks, att))]
+        out.setdefault((int(r["layer"]), int(r["head"])), []).append({
+            "rank": int(r["rank"]), "value": fmt.number(float(r["value"]), sig=3), "strip": strip,
+            "seq": int(r["seq"]), "position": int(r["position"]),
+            "source": str(r["source"]), "statistic": str(r["statistic"])})
+    return out
+
+
+def scatter_data(model: ModelData, page: str) -> dict[str, Any] | None:
+    """The all-heads scatter's data: every numeric metric (values in the units the pages show), each head's label,
+    relative URL and colour, and the default axes (a role score vs a negation effect, else two role scores)."""
+    docs = [d for d in model.metrics]
+    if len(docs) < 2:
+        return None
+    rows = model.heads.to_dict("records")
+    values = {}
+    for d in docs:
+        scale = fmt.unit_info(fmt.metric_unit(d)).scale
+        values[d.name] = [None if (v := _num(r.get(d.name))) is None else round(v * scale, 5) for r in rows]
+    role_metrics = [r.metric for r in model.roles.values() if r.family == "detector" and model.metric(r.metric)]
+    effects = [d.name for d in docs if d.kind == "negation" and d.role_kind == "delta"]
+    x = role_metrics[0] if role_metrics else docs[0].name
+    y = effects[0] if effects else next((m for m in role_metrics[1:]), docs[1].name if docs[1].name != x else docs[0].name)
+    return {
+        "metrics": [{"name": d.name, "label": d.label, "unit": fmt.unit_info(fmt.metric_unit(d)).short} for d in docs],
+        "label": [str(r["label"]) for r in rows],
+        "url": [urls.relative(page, urls.head_page(model.slug, r["layer"], r["head"])) for r in rows],
+        "colour": [role_color(rs[0], model.roles) if (rs := model.roles_of(r)) else "#9aa3b2" for r in rows],
+        "roles": [", ".join(role_label(x_, model.roles) for x_ in model.roles_of(r)) or "no role" for r in rows],
+        "values": values, "x": x, "y": y,
+    }

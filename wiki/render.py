@@ -16,17 +16,22 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from headwiki.atomic_dir import MARKER, check_replaceable, replaced_dir
 from headwiki.db.store import reading
+from headwiki.db.tables import write_site_tables
 from headwiki.errors import HeadwikiError
 from headwiki.progress import log, progress_task
 from headwiki.wiki import format as fmt
-from headwiki.wiki import pages, urls
+from headwiki.wiki import crosspages, pages, urls
 from headwiki.wiki.context import load_site_data
 
-STATIC_FILES = {"style.css": urls.STYLE_CSS, "site.js": urls.SITE_JS}
+STATIC_FILES = {"style.css": urls.STYLE_CSS, "site.js": urls.SITE_JS, "sql-console.js": urls.SQL_CONSOLE_JS}
 # plotly.js's official "cartesian" partial bundle (npm plotly.js-cartesian-dist-min, MIT, LICENSE beside it): the
 # heatmap trace and everything it draws with, 1.5 MB (0.50 MB gzipped) instead of the full 4.6 MB bundle; the same
 # plotly.js version as the Python plotly that writes the figures (tests/test_wiki_render.py checks).
 PLOTLY_BUNDLE = "plotly-cartesian.min.js"
+# sql.js 1.17.0 (npm sql.js, MIT, LICENSE beside it): SQLite 3.54 compiled to WebAssembly with the wasm inlined as
+# base64 (0.98 MB, 0.45 MB gzipped), so the SQL page's console starts from file:// without fetch or workers
+# (docs/architecture.md "SQL in the browser": why not DuckDB-WASM; benchmarks/bench_sql_engine.py measures it).
+SQL_ENGINE = "sql-wasm-inline.js"
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ def _build(db_path: Path, db_arg: str, tmp: Path) -> tuple[int, int, int, int, i
     env = make_env()
     roles = pages.all_roles(site)
     n_heads = sum(len(m.heads) for m in site.models)
-    total = 3 + len(site.models) + len(roles) + n_heads
+    total = 3 + 2 * len(site.models) + len(roles) + n_heads  # model + circuit page per model
     written = 0
     n_pages = 0
     max_head = 0
@@ -92,23 +97,36 @@ def _build(db_path: Path, db_arg: str, tmp: Path) -> tuple[int, int, int, int, i
     with progress_task("rendering site", total) as bar:
         static = resources.files("headwiki.wiki") / "static"
         written += _write(tmp, urls.PLOTLY_JS, static.joinpath(PLOTLY_BUNDLE).read_text(encoding="utf-8"))
+        written += _write(tmp, urls.SQL_ENGINE_JS, static.joinpath(SQL_ENGINE).read_text(encoding="utf-8"))
+        tables = write_site_tables(db_path, tmp / urls.DATA_DIR)  # Parquet / CSV / JSON + the console's scripts
+        written += sum(p.stat().st_size for p in (tmp / urls.DATA_DIR).rglob("*") if p.is_file())
         for name, rel in sorted(STATIC_FILES.items()):
             written += _write(tmp, rel, static.joinpath(name).read_text(encoding="utf-8"))
         written += _write(tmp, urls.SEARCH_JS, env.get_template("search_index.js").render(**pages.search_index(site)))
         render("index.html", urls.INDEX, pages.index_context(site))
         bar.advance()
         with reading(db_path) as con:
-            render("sql.html", urls.SQL, pages.sql_context(site, con, db_arg))
+            render("sql.html", urls.SQL, pages.sql_context(site, con, db_arg, tables))
         bar.advance()
         render("provenance.html", urls.PROVENANCE, pages.provenance_context(site))
         bar.advance()
+        if len(site.models) >= 2:  # cross-model pages (issue 20): wiki/crosspages.py
+            render("compare.html", urls.COMPARE, crosspages.compare_context(site))
+            render("mosaic.html", urls.MOSAIC, crosspages.mosaic_context(site))
+            render("universality.html", urls.UNIVERSALITY, crosspages.universality_context(site))
+            for series, members in crosspages.cm.checkpoint_series(site).items():
+                render("timeline.html", urls.series_page(series), crosspages.timeline_context(site, series, members))
+        for diff in site.cache.get("diffs", []):
+            render("diff.html", urls.diff_page(diff["a"], diff["b"]), crosspages.diff_context(site, diff))
         for role in roles:
             render("role.html", urls.role_page(role), pages.role_context(site, role))
             bar.advance()
         for model in site.models:
             render("model.html", urls.model_page(model.slug), pages.model_context(site, model))
+            render("circuit.html", urls.circuit_page(model.slug), pages.circuit_context(site, model))  # issue 18
             bar.advance()
             for rel, ctx in pages.head_contexts(site, model):
+                ctx.update(crosspages.head_timeline(site, model, ctx["layer"], ctx["head"]))
                 max_head = max(max_head, render("head.html", rel, ctx))
                 bar.advance()
     return len(site.models), n_heads, n_pages, written, max_head

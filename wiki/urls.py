@@ -18,6 +18,9 @@ PLOTLY_JS = "assets/plotly.min.js"
 SITE_JS = "assets/site.js"
 STYLE_CSS = "assets/style.css"
 SEARCH_JS = "assets/search-index.js"
+SQL_ENGINE_JS = "assets/sql-wasm-inline.js"  # sql.js: SQLite in WebAssembly, for the SQL page's console
+SQL_CONSOLE_JS = "assets/sql-console.js"
+DATA_DIR = "data"  # the tables as Parquet / CSV / JSON, and data/console/<table>.js for the console
 
 
 def slug(text: str) -> str:
@@ -32,6 +35,11 @@ def model_page(model_slug: str) -> str:
 
 def head_page(model_slug: str, layer: int, head: int) -> str:
     return f"models/{model_slug}/heads/L{int(layer)}H{int(head)}.html"
+
+
+def circuit_page(model_slug: str) -> str:
+    """The model's circuit view: heads as nodes, the strongest composition edges."""
+    return f"models/{model_slug}/circuit.html"
 
 
 def role_page(role: str) -> str:
@@ -55,3 +63,17 @@ def relative(from_page: str, to_path: str) -> str:
     if dirname(from_page) and to_path.startswith(dirname(from_page) + "/"):
         return to_path[len(dirname(from_page)) + 1:] + anchor
     return root_prefix(from_page) + to_path + anchor
+
+
+# --- cross-model pages (issue 20) ---
+COMPARE = "compare.html"
+MOSAIC = "mosaic.html"
+UNIVERSALITY = "universality.html"
+
+
+def series_page(series: str) -> str:
+    return f"series/{slug(series)}.html"
+
+
+def diff_page(model_a: str, model_b: str) -> str:
+    return f"diffs/{slug(model_a)}--{slug(model_b)}.html"

@@ -28,7 +28,10 @@ def toy() -> None:
               help="Optimizer steps.")
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.time_budget_s, show_default=True,
               help="Stop training after this many seconds (guard for slow machines).")
-def train_cmd(seed: int, out: Path, steps: int, time_budget: float) -> None:
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also save the raw weights every N steps as OUT/checkpoints/step<N> (HF directories that load as "
+                   "models '<OUT name>@step<N>' of one series; `headwiki build` over them draws the timeline page). 0 = none.")
+def train_cmd(seed: int, out: Path, steps: int, time_budget: float, checkpoint_every: int) -> None:
     """Train the toy GPT-2 from its generated corpus and save it to OUT (progress on stderr).
 
     Prints the held-out summary metrics as JSON on stdout.
@@ -36,9 +39,9 @@ def train_cmd(seed: int, out: Path, steps: int, time_budget: float) -> None:
     from headwiki.toy.train import summary_line, train
 
     out = out if out is not None else default_out(seed)
-    metrics = train(TrainConfig(seed=seed, steps=steps, time_budget_s=time_budget), out)
+    metrics = train(TrainConfig(seed=seed, steps=steps, time_budget_s=time_budget, checkpoint_every=checkpoint_every), out)
     click.echo(summary_line(metrics), err=True)
-    keys = ("steps_done", "train_wall_s", "stopped_early_by_time_budget")
+    keys = ("steps_done", "train_wall_s", "stopped_early_by_time_budget", "checkpoints")
     click.echo(json.dumps({k: metrics[k] for k in keys} | {"out": str(out)}))
 
 

@@ -48,3 +48,4 @@ class TrainConfig:
     ema_start: int = 3000
     time_budget_s: float = 900.0
     eval_every: int = 500
+    checkpoint_every: int = 0  # save the raw (not averaged) weights every N steps into <out>/checkpoints/step<N>; 0 = none

@@ -256,6 +256,7 @@ def train(cfg: TrainConfig, out: Path | None = None) -> dict[str, object]:
     history: list[dict[str, object]] = []
     stopped_early = False
     step = 0
+    checkpoints: list[tuple[int, dict[str, torch.Tensor]]] = []  # (step, raw weights), written with the run
     bar = tqdm(total=cfg.steps, file=sys.stderr, desc="toy train", dynamic_ncols=True,
                mininterval=2.0)
     for step in range(cfg.steps):
@@ -273,6 +274,8 @@ def train(cfg: TrainConfig, out: Path | None = None) -> dict[str, object]:
         opt.step()
         if step >= cfg.ema_start:
             ema.update(model)
+        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
+            checkpoints.append((step + 1, {k: v.detach().clone() for k, v in model.state_dict().items()}))
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
@@ -293,15 +296,47 @@ def train(cfg: TrainConfig, out: Path | None = None) -> dict[str, object]:
                     "final_train_loss": round(float(loss.item()), 4)})
     tqdm.write(f"[final, raw weights] {summary_line(raw)}", file=sys.stderr)
     tqdm.write(f"[final, averaged weights] {summary_line(metrics)} ({train_s:.0f}s)", file=sys.stderr)
+    metrics["checkpoints"] = [f"checkpoints/{checkpoint_dir_name(s)}" for s, _ in checkpoints]
     if out is not None:
-        save(model, out, metrics)
+        save(model, out, metrics, checkpoints, cfg)
     return metrics
 
 
-def save(model: GPT2LMHeadModel, out: Path, metrics: dict[str, object]) -> None:
+def checkpoint_dir_name(step: int) -> str:
+    """'step000200': zero-padded so the folders sort by step."""
+    return f"step{int(step):06d}"
+
+
+def save(model: GPT2LMHeadModel, out: Path, metrics: dict[str, object],
+         checkpoints: list[tuple[int, dict[str, torch.Tensor]]] | None = None, cfg: TrainConfig | None = None) -> None:
     """Write config.json, model.safetensors, tokenizer files, metrics.json and the model card
-    README.md (rendered from ``metrics``) into ``out``, whole or not at all."""
+    README.md (rendered from ``metrics``) into ``out``, whole or not at all; each checkpoint (step, raw weights)
+    as an HF directory ``out/checkpoints/step<N>`` with the marker (series = the run folder's name, step, seed:
+    :mod:`headwiki.checkpoints`) that makes it load as model ``<series>@step<N>``."""
+    from headwiki.checkpoints import TOY_TRAINER, write_marker
+
     with replaced_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         build_tokenizer().save_pretrained(tmp)
         write_metrics_and_card(tmp, metrics)
+        write_marker(tmp, seed=cfg.seed if cfg is not None else None, trainer=TOY_TRAINER)
+        if checkpoints:
+            write_checkpoints(tmp / "checkpoints", checkpoints, cfg or TrainConfig(), series=out.resolve().name)
+
+
+def write_checkpoints(root: Path, checkpoints: list[tuple[int, dict[str, torch.Tensor]]], cfg: TrainConfig,
+                      series: str) -> list[Path]:
+    """Each (step, state dict) as an HF directory ``root/step<N>`` (model, tokenizer, and the marker with series,
+    step and seed: :mod:`headwiki.checkpoints`). -> the directories, by step."""
+    from headwiki.checkpoints import TOY_TRAINER, write_marker
+
+    snapshot = build_model(cfg)
+    out = []
+    for step, state in checkpoints:
+        snapshot.load_state_dict(state)
+        where = root / checkpoint_dir_name(step)
+        snapshot.save_pretrained(where, safe_serialization=True)
+        build_tokenizer().save_pretrained(where)
+        write_marker(where, series=series, step=step, seed=cfg.seed, trainer=TOY_TRAINER)
+        out.append(where)
+    return out

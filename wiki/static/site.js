@@ -196,7 +196,34 @@
     });
   }
 
+  // The all-heads scatter (model page): the axes' select boxes rebuild the trace (the same trace as
+  // figures.scatter_trace); before the plot is drawn they rewrite its lazy spec instead.
+  function setupScatter() {
+    var dataEl = document.getElementById("scatter-data");
+    var sx = document.getElementById("scatter-x"), sy = document.getElementById("scatter-y");
+    var el = document.getElementById("scatter-plot");
+    if (!dataEl || !sx || !sy || !el) { return; }
+    var d = JSON.parse(dataEl.textContent);
+    function title(name) {
+      var m = d.metrics.filter(function (x) { return x.name === name; })[0];
+      return m.unit ? m.label + " (" + m.unit + ")" : m.label;
+    }
+    function update() {
+      var x = sx.value, y = sy.value;
+      var specEl = document.getElementById(el.getAttribute("data-spec"));
+      var spec = JSON.parse(specEl.textContent);
+      var tr = spec.data[0];
+      tr.x = d.values[x]; tr.y = d.values[y];
+      spec.layout.xaxis.title.text = title(x); spec.layout.yaxis.title.text = title(y);
+      specEl.textContent = JSON.stringify(spec);
+      if (window.Plotly && el.classList.contains("js-plotly-plot")) { window.Plotly.react(el, spec.data, spec.layout, spec.config); }
+    }
+    sx.addEventListener("change", update);
+    sy.addEventListener("change", update);
+  }
+
   document.addEventListener("DOMContentLoaded", setupSearch);
+  document.addEventListener("DOMContentLoaded", setupScatter);
   document.addEventListener("DOMContentLoaded", setupLazyPlots);
   window.addEventListener("load", refit);
 })();
