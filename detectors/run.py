@@ -39,6 +39,8 @@ from headwiki.detectors.data import (
     text_windows,
     tokens_hash,
 )
+from headwiki.detectors.delimiter import delimiter_mask
+from headwiki.detectors import ioi_roles
 from headwiki.detectors.examples import example_frame, example_sequences
 from headwiki.detectors.registry import INPUT_DESCRIPTIONS, BatchMeta, InputKind, Registry, default_registry
 from headwiki.detectors.roles import (
@@ -178,7 +180,7 @@ def compute_detections(
     if half_len < 2:
         raise HeadwikiError(f"--seq-len {half_len} is too small: use 2 or more")
     inputs = build_inputs(loaded, n_seqs, half_len, seed, text)
-    meta = BatchMeta(half_len=half_len)
+    meta = BatchMeta(half_len=half_len, delimiters=delimiter_mask(bridge.tokenizer, info.d_vocab))
     data_hash = inputs.data_hash
     key = control_mod.control_key(control_mod.arch_signature(bridge), data_hash, seed)
     stored = control_mod.read_controls(db_path, key, info.n_layers, info.n_heads) if db_path is not None else None
@@ -204,14 +206,16 @@ def compute_detections(
     docs[KV_GROUP.name] = {"description": f"{KV_GROUP.description} ({info.n_heads} query heads, {info.n_kv_heads} KV heads)",
                            "data": KV_GROUP.data, "n": 1, "spec": KV_GROUP}
     docs.update(_add_roles(frame, ctrl, limits, info.n_layers, info.n_heads, n_seqs, key))
-    grid_settings = _add_stability(frame, docs, loaded, registry, limits, n_seqs, half_len, seed, text, batch_size)
+    ioi = ioi_roles.ioi_scores(loaded, seed=seed, n_boot=n_boot)  # IOI family: NULL columns where not applicable
+    docs.update(ioi_roles.add_to_frame(frame, ioi))
+    grid_settings = _add_stability(frame, docs, loaded, registry, limits, n_seqs, half_len, seed, text, batch_size, meta)
     examples = example_frame(bridge, info.name, example_sequences(inputs.tokens["repeat"], inputs.tokens["text"]), device)
     params = {
         "n_seqs": n_seqs, "seq_len": half_len, "sequence_tokens": 2 * half_len + 1, "seed": seed,
         "text": inputs.text_source, "thresholds": limits, "batch_size": batch_size, "n_boot": n_boot,
         "detectors": {d.name: d.version for d in registry}, "control_key": key,
         "n_by_input": {k: int(len(v)) for k, v in inputs.tokens.items()},
-        "stability_grid": grid_settings, "start_token": loaded.start.record(),
+        "stability_grid": grid_settings, "start_token": loaded.start.record(), "ioi": ioi.record,
     }
     return Detections(frame, docs, ctrl, key, stored is None, examples, params, data_hash, n_seqs)
 
@@ -305,7 +309,7 @@ def _add_roles(
 
 def _add_stability(frame: pd.DataFrame, docs: dict[str, dict[str, Any]], loaded: LoadedModel, registry: Registry,
                    limits: Mapping[str, float], n_seqs: int, half_len: int, seed: int, text: str | None,
-                   batch_size: int) -> list[dict[str, Any]]:
+                   batch_size: int, meta: BatchMeta | None = None) -> list[dict[str, Any]]:
     """Re-score the role metrics on the stability grid (headwiki.detectors.stability) and add roles_stable /
     roles_borderline to `frame`; returns the grid's settings (recorded in the run's params)."""
     declared = {r.name: r for r in detector_roles() if r.name in limits}
@@ -316,7 +320,7 @@ def _add_stability(frame: pd.DataFrame, docs: dict[str, dict[str, Any]], loaded:
     n_cells = len(stab.GRID)
     with progress_task(f"label stability {loaded.info.name} (settings)", n_cells) as bar:
         cells, settings = stab.grid_scores(build, loaded.bridge, registry, list(declared.values()), n_seqs, half_len,
-                                           seed, batch_size, bar.advance)
+                                           seed, batch_size, bar.advance, meta=meta)
     held_lists = frame[ROLES_COLUMN.name].tolist()
     shape = (loaded.info.n_layers, loaded.info.n_heads)
 
@@ -354,6 +358,7 @@ def write_detections(
         ensure_head_rows(con, info.name, info.n_layers, info.n_heads)
         write_head_metrics(con, info.name, det.frame, docs=det.docs, run_id=run_id, pass_name=PASS_NAME)
         write_roles(con, info.name, role_rows(det.params["thresholds"]), family="detector", run_id=run_id)
+        write_roles(con, info.name, ioi_roles.role_rows(det.params["ioi"]["thresholds"]), family="ioi", run_id=run_id)
         replace_rows(con, "head_examples", det.examples, where={"model_id": info.name})
         if det.control_computed:
             replace_rows(con, "controls", control_mod.controls_frame(det.control_key, det.controls, run_id), where={"arch_key": det.control_key})

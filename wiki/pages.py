@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from headwiki.causal_spec import (
-    BOS_PARKED_GROUP, CAUSAL_SHARE, CAUSAL_SHARE_ATP, CAUSAL_SHARE_ZERO, CAUSALLY_IMPORTANT, DROP, IND_SCORE, KV_GROUPS,
+    BOS_PARKED_GROUP, CAUSAL_SHARE, CAUSAL_SHARE_ATP, CAUSAL_SHARE_ZERO, CAUSALLY_IMPORTANT, DROP, IND_SCORE, IOI_LD, KV_GROUPS,
 )
 from headwiki.negation_spec import ABLATION_EXACT, EFFECT_SPECS, REVERSAL, SELECTED_BY
 from headwiki.kv_group import METRIC as KV_GROUP
@@ -552,6 +552,7 @@ def role_context(site: SiteData, role: str) -> dict[str, Any]:
 SIGNATURE_WORDS = {
     DROP: "the in-context loss drop on repeated random tokens (first-copy minus second-copy loss)",
     IND_SCORE: "the labelled induction heads' induction score (K-composition)",
+    IOI_LD: "the IOI logit difference logit(IO) - logit(S) at the last token of headwiki's IOI prompts",
 }
 GROUP_ORDER = {"top1": 0, "top3": 1, "top5": 2, "all": 3, KV_GROUPS: 4, BOS_PARKED_GROUP: 5}
 
