@@ -19,6 +19,7 @@ import pandas as pd
 from headwiki.causal_spec import (
     BOS_PARKED_GROUP, CAUSAL_SHARE, CAUSAL_SHARE_ATP, CAUSAL_SHARE_ZERO, CAUSALLY_IMPORTANT, DROP, IND_SCORE, IOI_LD, KV_GROUPS,
 )
+from headwiki.wiki.overlap import role_overlap
 from headwiki.negation_spec import ABLATION_EXACT, EFFECT_SPECS, REVERSAL, SELECTED_BY
 from headwiki.kv_group import METRIC as KV_GROUP
 from headwiki.label_spec import BORDERLINE
@@ -235,6 +236,7 @@ def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
         "model": model, "info": model.info, "heatmaps": heatmaps, "role_tables": role_tables, "top": top,
         "metrics": model.metrics, "baselines": _records(model.baselines), "groups": _group_rows(model),
         "key_groups": _key_groups(model),
+        "overlap": role_overlap([model.roles_of(r) for r in rows], list(role_counts(model))),
         "search": True, "search_model": model.model_id, "built": _last_run(model),
         "n_params": fmt.count(model.info.get("n_params")),
     }
