@@ -353,6 +353,8 @@ def validate_model(
             timings[f"ioi_{role}_s"] = time.perf_counter() - t0
             if extra:
                 rows = pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
+            elif not ioi_record[role].get("applicable", True):  # say why nothing is validated: the model does not do IOI
+                rows.loc[(rows.role == role) & (rows.signature == "none"), "note"] = ioi_record[role]["why"]
     heads = _head_frame(share, share_lo, share_hi, compare, o_drop.numpy().astype(np.float64), clean_drop, important,
                         n_layers, n_heads)
     heads[CAUSAL_SHARE_EXACT.name] = [i in set(measured) for i in range(m)]

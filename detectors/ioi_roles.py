@@ -148,8 +148,11 @@ def _put(frame: pd.DataFrame, name: str, per_pair: torch.Tensor | None, n_boot: 
 
 
 def ioi_scores(loaded: Any, *, seed: int = 0, n_boot: int = 1000, n_pairs: int = DEFAULT_N_PAIRS,
-               n_candidates: int = DEFAULT_N_CANDIDATES, thresholds: dict[str, float] | None = None) -> IOIScores:
-    """Score every head of `loaded` on the IOI roles (module docstring); not applicable -> NULL columns, no roles."""
+               n_candidates: int = DEFAULT_N_CANDIDATES, thresholds: dict[str, float] | None = None,
+               gate: bool = True) -> IOIScores:
+    """Score every head of `loaded` on the IOI roles (module docstring); not applicable -> NULL columns, no roles.
+
+    gate=False scores a model whatever its IOI baseline (tests: a planted head in a random model that cannot do IOI)."""
     info = loaded.info
     L, H = info.n_layers, info.n_heads
     frame = _grid(L, H)
@@ -167,7 +170,7 @@ def ioi_scores(loaded: Any, *, seed: int = 0, n_boot: int = 1000, n_pairs: int =
         ok, why = baseline_verdict(clean.ld[0])
         record.update(applicable=ok, why=why, n_prompts=prompts.n, data=prompts.describe(),
                       clean_logit_diff=float(clean.ld[0].mean()), clean_accuracy=float((clean.ld[0] > 0).float().mean()))
-        if ok:
+        if ok or not gate:
             return _score(frame, held, record, runner, clean, limits, n_boot, seed, n_candidates, L, H)
     for m in METRICS:
         _put(frame, m.name, None, n_boot, seed, ci=m.ci)

@@ -57,7 +57,7 @@ def test_sql_over_two_models_in_one_file(two_model_db: Path) -> None:
         run = con.execute("SELECT params, data_hash, seed, n, status, transformer_lens_version FROM runs WHERE model_id = 'stories260k'").fetchall()
         assert len(run) == 1 and run[0][4] == "finished" and run[0][2] == 0 and run[0][3] == 6
         params = json.loads(run[0][0])
-        assert params["thresholds"] == {"induction": 0.4, "previous_token": 0.4, "duplicate_token": 0.3, "local_window": 0.5}
+        assert params["thresholds"] == {"induction": 0.4, "previous_token": 0.4, "duplicate_token": 0.3, "local_window": 0.5, "delimiter": 3.0}
         assert con.execute("SELECT count(DISTINCT arch_key) FROM controls").fetchall()[0][0] == 2
         roles_type = con.execute("SELECT data_type FROM information_schema.columns WHERE table_name='heads' AND column_name='roles'").fetchall()
         assert roles_type == [("VARCHAR[]",)]
