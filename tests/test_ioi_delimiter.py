@@ -50,7 +50,6 @@ def test_delimiter_score_is_mass_over_base_rate_and_a_planted_head_ranks_first()
     assert not is_delimiter_text(" the") and not is_delimiter_text(" ") and not is_delimiter_text("a.")
 
 
-@pytest.mark.slow
 def test_no_head_of_a_random_init_model_is_a_delimiter_head(random_llama_dir: Path) -> None:
     """A real forward of a random-init GQA model on random tokens, 15% of the vocabulary called delimiters: every head
     stays near the base rate, far below the role threshold."""
@@ -109,7 +108,6 @@ def test_ioi_prompts_are_counterbalanced_twins_with_single_token_names(ioi_gpt2:
     assert torch.equal(p.end, torch.tensor([len(loaded.bridge.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in p.texts]))
 
 
-@pytest.mark.slow
 def test_planted_name_mover_is_found_at_rank_one_and_none_without_it(ioi_gpt2: Path) -> None:
     """Layer-1 head 2 of a random GPT-2 is made a name mover: its pattern puts END's attention on the IO name (hook on
     hook_pattern) and its OV circuit copies (W_V = U, W_O = 8 U^T for an orthonormal U [d_model, d_head]: the value of
