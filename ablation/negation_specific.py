@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 from headwiki.negation_rule import ALPHA, MIN_ACC_DELTA, MIN_REVERSAL_DELTA, RULE_TEXT  # noqa: F401 (re-exported)
 from headwiki.negation_spec import DAMAGE, PROMOTER, REVERSAL, SUPPORTER, EFFECT_SPECS  # noqa: F401 (re-exported)
-from headwiki.stats import CI_LEVEL, benjamini_hochberg
+from headwiki.stats import CI_LEVEL, benjamini_hochberg, resample_counts
 
 I_NEG, I_CTRL = 1, 2  # condition columns of an LD array [.., n_items, 3] (affirmative, negated, control)
 
@@ -102,8 +102,7 @@ def _reversal_effects(base: np.ndarray, abl: np.ndarray, b: np.ndarray, a: np.nd
 
     clean = float(-b[:, 0].sum() / b[:, 1].sum())
     draws = rng.integers(0, k, size=(n_boot, k))
-    w = np.zeros((n_boot, k))
-    np.add.at(w, (np.repeat(np.arange(n_boot), k), draws.ravel()), 1.0)
+    w = resample_counts(draws, k)
     ctrl_boot = w @ b[:, 1]  # [n_boot] sums of LD_ctrl (sign is what matters)
     r_clean_boot = -(w @ b[:, 0]) / ctrl_boot
     n_items = base.shape[0]

@@ -18,7 +18,7 @@ accuracy Δ (:func:`verdict`) and the items whose answer flipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -204,19 +204,28 @@ class Sandbox:
                                 f"({self.n_layers} layers x {self.n_heads} heads): pick heads L0H0..{head_label(self.n_layers - 1, self.n_heads - 1)}")
         return out
 
-    def evaluate(self, heads: Iterable[Head], kind: str = "zero") -> SandboxResult:
-        """Ablate `heads` together with `kind` (zero | mean | resample) on every item; see :class:`SandboxResult`."""
+    def n_steps(self, heads: Iterable[Head], kind: str = "zero") -> int:
+        """How many batched forwards :meth:`evaluate` runs for this head set (0 when memoized or empty)."""
+        key = (self.check_heads(heads), kind)
+        if not key[0] or key in self._memo:
+            return 0
+        return self.runner.n_forwards([(HeadGroup("sandbox", "sandbox", len(key[0]), key[0]).replica, kind)])
+
+    def evaluate(self, heads: Iterable[Head], kind: str = "zero", on_step: Callable[[], None] | None = None) -> SandboxResult:
+        """Ablate `heads` together with `kind` (zero | mean | resample) on every item; see :class:`SandboxResult`.
+
+        `on_step` is called after each batched forward (:meth:`n_steps` of them): the app's progress bar."""
         if kind not in ABLATIONS:
             raise HeadwikiError(f"unknown ablation {kind!r}: use one of {', '.join(ABLATIONS)}")
         key = (self.check_heads(heads), kind)
         if key not in self._memo:
-            self._memo[key] = self._evaluate(*key)
+            self._memo[key] = self._evaluate(*key, on_step=on_step)
         return self._memo[key]
 
-    def _evaluate(self, heads: tuple[Head, ...], kind: str) -> SandboxResult:
+    def _evaluate(self, heads: tuple[Head, ...], kind: str, on_step: Callable[[], None] | None = None) -> SandboxResult:
         if heads:
             group = HeadGroup("sandbox", "sandbox", len(heads), heads)
-            lp = self.runner.run_specs([(group.replica, kind)])  # [1, n_slots]
+            lp = self.runner.run_specs([(group.replica, kind)], on_forward=on_step)  # [1, n_slots]
             vals = item_values(lp).numpy()  # [1, n, len(METRICS)]
             ld = logit_diffs(lp.double()).numpy()  # [1, n, 3]
         else:  # nothing ablated: the clean model (Δ = 0 exactly, no forward)

@@ -287,11 +287,18 @@ class AblationRunner:
                         progress.advance()
         return out
 
-    def run_specs(self, specs: Sequence[Spec], progress: TaskHandle | None = None) -> torch.Tensor:
+    def n_forwards(self, specs: Sequence[Spec]) -> int:
+        """How many batched forwards :meth:`run_specs` runs for `specs` (what `on_forward` counts up to)."""
+        n_flat = sum(len(self.expand(k)) for _, k in specs)
+        return -(-n_flat // self.replicas_per_forward) * len(self.chunks)
+
+    def run_specs(self, specs: Sequence[Spec], progress: TaskHandle | None = None,
+                  on_forward: Callable[[], None] | None = None) -> torch.Tensor:
         """Arbitrary head sets (groups, whole layers): slot log-probs [len(specs), n_slots].
 
         Specs are batched like heads in sweep() (replica r ablates specs[r]); sorted by their first
-        layer so each forward starts as late as its earliest replica allows.
+        layer so each forward starts as late as its earliest replica allows. `on_forward` is called after
+        each batched forward (:meth:`n_forwards` of them): the sandbox's progress bar.
         """
         flat = [(i, (replica, fk)) for i, (replica, k) in enumerate(specs) for fk in self.expand(k)]
         out = {k: torch.zeros(len(specs), self.enc.n_slots) for k in {k for _, k in specs}}
@@ -303,6 +310,8 @@ class AblationRunner:
                 lp = self.run(c, [flat[j][1] for j in group]).cpu()
                 for j, row in zip(group, lp):
                     self._add(out, (flat[j][0],), flat[j][1][1], row)
+                if on_forward is not None:
+                    on_forward()
             if progress is not None:
                 progress.advance(sum(1 / len(self.expand(flat[j][1][1].split(":")[0])) for j in group))
         return sum(out[k] for k in out) if out else torch.zeros(0, self.enc.n_slots)

@@ -41,6 +41,14 @@ def bootstrap_mean_ci(
     return mean, lo.to(mean.device), hi.to(mean.device)
 
 
+def resample_counts(draws: np.ndarray, k: int) -> np.ndarray:
+    """draws [n_boot, n] cluster indices in 0..k-1 -> counts [n_boot, k] (float64): how often each resample drew each
+    cluster. One bincount (what np.add.at computed, exactly: integer counts; ~50x faster, which a live sandbox toggle feels)."""
+    n_boot = draws.shape[0]
+    flat = (np.arange(n_boot)[:, None] * k + draws).ravel()
+    return np.bincount(flat, minlength=n_boot * k).reshape(n_boot, k).astype(np.float64)
+
+
 def cluster_bootstrap_mean_ci(
     per_item: np.ndarray, clusters: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = CI_LEVEL
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,8 +69,7 @@ def cluster_bootstrap_mean_ci(
         return mean, mean.copy(), mean.copy()
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, k, size=(n_boot, k))
-    weights = np.zeros((n_boot, k))
-    np.add.at(weights, (np.repeat(np.arange(n_boot), k), draws.ravel()), 1.0)
+    weights = resample_counts(draws, k)
     boots = (weights @ sums) / (weights @ sizes)[:, None]
     alpha = (1 - level) / 2
     return mean, np.quantile(boots, alpha, axis=0), np.quantile(boots, 1 - alpha, axis=0)

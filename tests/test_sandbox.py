@@ -92,6 +92,11 @@ def test_sandbox_equals_the_pass_on_its_stored_groups(toy_db: tuple[Any, Path], 
     # the whole-model ablation really breaks the toy model's negation (the comparison is not of zeros)
     everything = sandbox.evaluate([(L, h) for L in range(sandbox.n_layers) for h in range(sandbox.n_heads)], "zero")
     assert everything.flips and everything.accuracy["negated"].value != clean.accuracy["negated"].value
+    # the noise verdict on real numbers: removing every head is a significant drop (p < alpha, CI below 0, > 5 points),
+    # the clean model is within noise by construction
+    d = everything.deltas["neg_acc"]
+    assert everything.verdict.significant and d.p < ALPHA and d.hi < 0 and d.delta <= -MIN_ACC_DELTA, d
+    assert clean.verdict.word == WITHIN_NOISE
 
 
 @pytest.mark.slow
@@ -232,6 +237,11 @@ def test_command_imports_no_torch_and_binds_localhost() -> None:
     after = marimo_command(with_heads, 2799)[-len(with_heads.as_cli()):]
     assert app_args({after[i].lstrip("-"): after[i + 1] for i in range(0, len(after), 2)}) == with_heads
     assert APP.is_file() and "marimo.App(" in APP.read_text()
+    # the app's process: one-thread BLAS and sleeping OpenMP waiters unless the user set otherwise
+    from headwiki.sandbox.launch import app_env
+
+    assert app_env({"PATH": "/bin"}) == {"PATH": "/bin", "OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_NUM_THREADS": "1"}
+    assert app_env({"OPENBLAS_NUM_THREADS": "4"})["OPENBLAS_NUM_THREADS"] == "4"
 
 
 def test_heads_option_is_checked_before_starting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -262,3 +272,42 @@ def test_render_shows_the_result_numbers(sandbox: Sandbox) -> None:
         assert m and (int(m[1]), int(m[2])) == (acc.k, acc.n) and float(m[3]) == round(100 * acc.value, 1)
     assert f'data-heads="{",".join(res.labels)}"' in page and res.verdict.word in page
     assert len(flips_frame(res)) == len(res.flips) > 0
+
+
+def test_heatmap_selection_names_and_toggles_heads() -> None:
+    """A click (one cell), a box (cells + markers, duplicates) and a lasso (markers) name heads; off-grid points drop."""
+    from headwiki.sandbox.presets import selected_heads, toggle
+
+    click = [{"x": 3, "y": 1, "z": -12.5, "curveNumber": 0, "pointNumber": [1, 3]}]
+    assert selected_heads(click, 2, 8) == {(1, 3)}
+    box = [{"x": 0, "y": 1, "z": 1.0}, {"x": 1, "y": 1, "z": 2.0}, {"x": 1.0, "y": 1.0, "curveNumber": 1, "pointIndex": 9}]
+    assert selected_heads(box, 2, 8) == {(1, 0), (1, 1)}
+    assert selected_heads([{"x": 8, "y": 0}, {"x": 0, "y": 2}, {"x": -1, "y": 0}, {"z": 3}, {}], 2, 8) == frozenset()
+    assert selected_heads([], 2, 8) == frozenset()
+    on = frozenset({(0, 1), (1, 3)})
+    assert toggle(on, {(1, 3)}) == {(0, 1)}  # a click on a toggled head turns it off
+    assert toggle(on, {(1, 3), (1, 4)}) == {(0, 1), (1, 4)}  # a selection toggles each of its heads
+    assert toggle(toggle(on, {(0, 5)}), {(0, 5)}) == on
+
+
+@pytest.mark.slow
+def test_heatmap_cells_and_progress_steps(toy_db: tuple[Any, Path]) -> None:
+    """The heatmap carries one selectable marker per cell; evaluate calls on_step once per batched forward it runs."""
+    from headwiki.sandbox import presets as P
+
+    toy, db = toy_db
+    t = P.read_tables(db, "toy")
+    sandbox = Sandbox(toy, "toy", max_items=8, n_boot=50, n_perm=50)  # its own memo: nothing evaluated yet
+    cells = [tr for tr in P.heatmap(t, "zero", []).data if tr.name == P.CELLS_TRACE]
+    assert len(cells) == 1 and P.selected_heads([{"x": x, "y": y} for x, y in zip(cells[0].x, cells[0].y)], t.n_layers, t.n_heads) == {
+        (L, h) for L in range(t.n_layers) for h in range(t.n_heads)}
+    for kind in ("zero", "resample"):
+        heads = [(1, 6), (1, 7)] if kind == "zero" else [(1, 5)]
+        n = sandbox.n_steps(heads, kind)
+        assert n == len(sandbox.runner.chunks)  # 1 replica (zero) or 3 donor draws (resample) fit one forward per chunk
+        calls: list[int] = []
+        res = sandbox.evaluate(heads, kind, on_step=lambda: calls.append(1))
+        assert len(calls) == n and sandbox.n_steps(heads, kind) == 0  # memoized now: no forward
+        assert res.heads == tuple(sorted(heads))
+    clean = sandbox.evaluate([], "zero")
+    assert sandbox.n_steps([], "zero") == 0 and clean.verdict.word == WITHIN_NOISE and "no heads" in clean.verdict.reason

@@ -249,3 +249,74 @@ def test_no_sideways_scroll_at_390px_and_head_summary_in_the_first_screen(browse
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
     page.close()
     assert not watch.problems, watch.problems
+
+
+def _same_value(duck: object, lite: object) -> bool:
+    """One cell from `headwiki query --json` (DuckDB) against the console's (SQLite): equal, numbers to 1e-9."""
+    if isinstance(duck, bool):
+        duck = int(duck)
+    if isinstance(duck, (int, float)) and isinstance(lite, (int, float)) and not isinstance(lite, bool):
+        return abs(float(duck) - float(lite)) <= 1e-9 + 1e-9 * abs(float(duck))
+    return duck == lite
+
+
+def test_every_sql_example_runs_in_the_page_console_with_the_rows_of_headwiki_query(browser, site_dir: Path, site_db: Path) -> None:  # noqa: ANN001
+    """issue 18 part 4: the SQL page's console (SQLite via sql.js, from file://, no fetch) runs every example on the
+    page -- clicked as a reader would -- and returns the same columns and rows, in the same order, as the real
+    `headwiki query` command on the database; the cross-role examples return rows on this database."""
+    import json
+    from html import unescape
+    import re
+    import shlex
+
+    from click.testing import CliRunner
+
+    from headwiki.db.cli import query
+
+    html = (site_dir / urls.SQL).read_text(encoding="utf-8")
+    sqls = [unescape(s) for s in re.findall(r'<code class="sql-text">(.*?)</code>', html, re.S)]
+    commands = [shlex.split(unescape(c)) for c in re.findall(r"<pre><code>(headwiki query .*?)</code></pre>", html, re.S)]
+    assert len(sqls) == len(commands) >= 10 and [c[2] for c in commands] == sqls
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = Watch(page)
+    page.goto(_file_url(site_dir / urls.SQL))
+    page.wait_for_function("document.querySelector('#sql-console .sql-status').dataset.state === 'ready'", timeout=30_000)
+    nonempty = {}
+    for i, (sql, argv) in enumerate(zip(sqls, commands)):
+        page.locator("button.sql-example").nth(i).click()
+        page.wait_for_function("sql => { const l = headwikiSql.state.last; return l && l.sql === sql && "
+                               "document.querySelector('#sql-console .sql-status').dataset.state !== 'running'; }",
+                               arg=sql, timeout=30_000)
+        got = page.evaluate("headwikiSql.state.last")
+        assert "error" not in got, (sql, got.get("error"))
+        result = CliRunner().invoke(query, [*argv[2:], "--json"])
+        assert result.exit_code == 0, (sql, result.output)
+        want = json.loads(result.output)
+        assert len(got["rows"]) == len(want), sql
+        assert page.locator("#sql-console .sql-result tbody tr").count() == len(want)
+        for row_l, row_d in zip(got["rows"], want):
+            assert list(row_d) == got["columns"], sql
+            assert all(_same_value(d, lt) for d, lt in zip(row_d.values(), row_l)), (sql, row_d, row_l)
+        title = page.locator("section.sql h2").nth(i).inner_text()
+        nonempty[title] = len(want)
+    edges = "Previous-token heads that feed induction heads (K-composition edges, strongest first)"
+    import duckdb
+
+    con = duckdb.connect(str(site_db), read_only=True)
+    try:
+        has_edges = bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'head_edges'").fetchone()[0])
+    finally:
+        con.close()
+    if has_edges:  # the composition table (issue 18 part 2): the toy's previous-token heads feed its induction heads
+        assert nonempty[edges] >= 2
+    assert nonempty["How many heads hold each declared role, per model (detector and negation roles)"] >= 4
+    assert nonempty["Heads with a detector role, ranked by how far their zero ablation moves negated accuracy"] >= 5
+    # a query of its own, typed into the box (Ctrl+Enter), and a table too large for the console is said plainly
+    page.fill("#sql-input", "SELECT count(*) AS n FROM heads WHERE list_contains(roles, 'induction')")
+    page.press("#sql-input", "Control+Enter")
+    page.wait_for_function("headwikiSql.state.last.sql.includes(\"'induction'\")")
+    want = CliRunner().invoke(query, ["SELECT count(*) AS n FROM heads WHERE list_contains(roles, 'induction')",
+                                      "--db", str(site_db), "--json"])
+    assert page.evaluate("headwikiSql.state.last.rows") == [[json.loads(want.output)[0]["n"]]]
+    page.close()
+    assert not watch.problems, watch.problems

@@ -564,3 +564,53 @@ def test_model_page_shows_the_role_overlap_matrix_and_ioi_says_not_applicable(re
         assert note and "not applicable" in note[0][0]
     finally:
         con.close()
+
+
+def test_site_ships_every_table_as_parquet_csv_json_and_console_data(real_site: Path, real_site_db: Path) -> None:
+    """issue 18 part 4: every table and view of the database is in the site as Parquet, CSV and JSON with all its
+    rows (read back by DuckDB), linked from the SQL page, and (small enough) as the console's script."""
+    import duckdb
+
+    from headwiki.db.tables import CONSOLE_CALLBACK, exported_tables
+
+    con = duckdb.connect(str(real_site_db), read_only=True)
+    try:
+        names = exported_tables(con)
+        counts = {n: con.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
+        heads_cols = [d[0] for d in con.execute("SELECT * FROM heads LIMIT 0").description]
+    finally:
+        con.close()
+    assert {"heads", "models", "metrics", "roles", "runs", "head_metrics_long"} <= set(names)
+    data = real_site / urls.DATA_DIR
+    html = (real_site / urls.SQL).read_text(encoding="utf-8")
+    reader = duckdb.connect()
+    for name in names:
+        for fmt_, read in (("parquet", "read_parquet"), ("csv", "read_csv"), ("json", "read_json")):
+            path = data / f"{name}.{fmt_}"
+            assert f'href="{urls.DATA_DIR}/{name}.{fmt_}"' in html, (name, fmt_)
+            assert reader.execute(f"SELECT count(*) FROM {read}(?)", [str(path)]).fetchone()[0] == counts[name], path
+        script = (data / "console" / f"{name}.js").read_text(encoding="utf-8")
+        assert script.startswith(CONSOLE_CALLBACK + "(")
+        payload = json.loads(script[len(CONSOLE_CALLBACK) + 1:-3])
+        assert len(payload["rows"]) == counts[name]
+    assert [d[0] for d in reader.execute(f"SELECT * FROM read_parquet(?) LIMIT 0", [str(data / "heads.parquet")]).description] == heads_cols
+    reader.close()
+
+
+def test_a_table_over_the_text_cap_ships_as_parquet_only(real_site_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table of more than TEXT_MAX_CELLS cells gets its Parquet file (all rows) and no CSV, JSON or console script;
+    smaller tables keep all four; a second write gives byte-identical files."""
+    import duckdb
+
+    from headwiki.db import tables as site_tables
+
+    monkeypatch.setattr(site_tables, "TEXT_MAX_CELLS", 1000)
+    written = {t.name: t for t in site_tables.write_site_tables(real_site_db, tmp_path / "a")}
+    big = written["heads"]  # 56 rows x ~200 columns
+    assert big.n_rows * len(big.columns) > 1000 and set(big.files) == {"parquet"} and big.console is None
+    assert not (tmp_path / "a" / "heads.csv").exists() and not (tmp_path / "a" / "console" / "heads.js").exists()
+    assert duckdb.connect().execute("SELECT count(*) FROM read_parquet(?)", [str(tmp_path / "a" / "heads.parquet")]).fetchone()[0] == big.n_rows
+    small = written["models"]
+    assert set(small.files) == {"parquet", "csv", "json"} and small.console == "console/models.js"
+    site_tables.write_site_tables(real_site_db, tmp_path / "b")
+    assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")

@@ -22,6 +22,7 @@ from headwiki.causal_spec import (
 from headwiki.wiki.overlap import role_overlap
 from headwiki.negation_spec import ABLATION_EXACT, EFFECT_SPECS, REVERSAL, SELECTED_BY
 from headwiki.kv_group import METRIC as KV_GROUP
+from headwiki.db.tables import TEXT_MAX_CELLS
 from headwiki.label_spec import BORDERLINE
 from headwiki.start_token import cli_flag as start_flag, describe as describe_start
 from headwiki.wiki import urls
@@ -669,71 +670,137 @@ def causal_heads(model: ModelData) -> list[dict[str, Any]]:
 
 MULTI_ROLE_TITLE = "Heads with more than one role, detector and negation alike (possible confounds)"
 
+# The examples are written in SQL that DuckDB (`headwiki query`) and SQLite (the page's console, sql.js) both run
+# with the same rows (tests/test_wiki_browser.py checks every one): explicit NULLS LAST and tie-breaking ORDER BYs
+# (the engines place NULLs and ties differently), no ORDER BY ALL, lists compared through list_contains / len
+# (DuckDB built-ins; the console defines them over the list's text form) and printed with CAST(x AS VARCHAR).
+_ORDER_HEADS = "model_id, layer, head"
+
+
+def _role_holders(site: SiteData) -> list[str]:
+    """The `heads` columns that hold roles (a list such as `roles`, or one name such as `negation_role`)."""
+    return [c for c in dict.fromkeys(r.held_in for r in site.roles.values()) if c in site.column_types]
+
+
+def _is_list(site: SiteData, column: str) -> bool:
+    return site.column_types[column].endswith("[]")
+
+
+def _role_count(site: SiteData, prefix: str = "") -> str:
+    """SQL (common to DuckDB and SQLite) counting a head's roles over every role-holding column."""
+    parts = [f"coalesce(len({prefix}{c}), 0)" if _is_list(site, c) else f"(CASE WHEN {prefix}{c} IS NULL THEN 0 ELSE 1 END)"
+             for c in _role_holders(site)]
+    return " + ".join(parts)
+
 
 def multi_role_sql(site: SiteData) -> str | None:
     """The heads the wiki calls multi-role (ModelData.roles_of: every role-holding column, two or more roles), in SQL
     over the columns the declarations name; None when the database holds no roles."""
-    holders = [c for c in dict.fromkeys(r.held_in for r in site.roles.values()) if c in site.column_types]
+    holders = _role_holders(site)
     if not holders:
         return None
-    lists = [c if site.column_types[c].endswith("[]") else f"CASE WHEN {c} IS NULL THEN [] ELSE [{c}] END" for c in holders]
-    every = lists[0] if len(lists) == 1 else f"list_concat({', '.join(f'coalesce({x}, [])' for x in lists)})"
-    return (f"SELECT model_id, label, {every} AS all_roles FROM heads WHERE len(coalesce({every}, [])) >= 2 "
-            "ORDER BY model_id, layer, head")
+    shown = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" if _is_list(site, c) else c for c in holders)
+    count = _role_count(site)
+    return (f"SELECT model_id, label, {shown}, {count} AS n_all_roles FROM heads WHERE {count} >= 2 "
+            f"ORDER BY {_ORDER_HEADS}")
 
 
-def sql_examples(site: SiteData) -> list[tuple[str, str]]:
-    """(title, SQL) pairs chosen for the columns and roles this database actually has (read from its declarations)."""
+def _holds_role(site: SiteData, role_sql: str, prefix: str = "") -> str:
+    """SQL: the head (columns under `prefix`) holds the role named by the SQL expression `role_sql`."""
+    return " OR ".join(f"list_contains({prefix}{c}, {role_sql})" if _is_list(site, c) else f"{prefix}{c} = {role_sql}"
+                       for c in _role_holders(site))
+
+
+def cross_role_examples(site: SiteData, tables: Mapping[str, tuple[str, ...]]) -> list[tuple[str, str]]:
+    """Questions across roles: heads per role, labelled heads ranked by their negation effect, the previous-token ->
+    induction composition edges (when the database has them)."""
+    ex: list[tuple[str, str]] = []
+    if not _role_holders(site):
+        return ex
+    ex.append(("How many heads hold each declared role, per model (detector and negation roles)",
+               f"SELECT r.model_id, r.role, r.family, count(h.label) AS n_heads FROM roles r "
+               f"LEFT JOIN heads h ON h.model_id = r.model_id AND ({_holds_role(site, 'r.role', 'h.')}) "
+               f"GROUP BY r.model_id, r.role, r.family ORDER BY r.model_id, r.role"))
+    acc = EFFECT_SPECS["neg_acc"].expand("zero").name
+    lists = [c for c in _role_holders(site) if _is_list(site, c)]
+    if acc in site.column_types and lists:
+        c = lists[0]
+        ex.append(("Heads with a detector role, ranked by how far their zero ablation moves negated accuracy",
+                   f"SELECT model_id, label, CAST({c} AS VARCHAR) AS {c}, round(100 * {acc}, 1) AS neg_delta_pts, "
+                   f"round({acc}_q, 4) AS q FROM heads WHERE len({c}) > 0 AND {acc} IS NOT NULL "
+                   f"ORDER BY abs({acc}) DESC, {_ORDER_HEADS} LIMIT 10"))
+    edges = set(tables.get("head_edges", ()))
+    names = set(site.roles)
+    if {"kind", "src_layer", "src_head", "dst_layer", "dst_head", "z"} <= edges and {"previous_token", "induction"} <= names:
+        ex.append(("Previous-token heads that feed induction heads (K-composition edges, strongest first)",
+                   "SELECT e.model_id, s.label AS writer, d.label AS reader, round(e.score, 4) AS score, round(e.z, 1) AS z "
+                   "FROM head_edges e "
+                   "JOIN heads s ON s.model_id = e.model_id AND s.layer = e.src_layer AND s.head = e.src_head "
+                   "JOIN heads d ON d.model_id = e.model_id AND d.layer = e.dst_layer AND d.head = e.dst_head "
+                   f"WHERE e.kind = 'k' AND ({_holds_role(site, chr(39) + 'previous_token' + chr(39), 's.')}) "
+                   f"AND ({_holds_role(site, chr(39) + 'induction' + chr(39), 'd.')}) "
+                   "ORDER BY e.z DESC, e.model_id, writer, reader LIMIT 10"))
+    return ex
+
+
+def sql_examples(site: SiteData, tables: Mapping[str, tuple[str, ...]] | None = None) -> list[tuple[str, str]]:
+    """(title, SQL) pairs chosen for the columns and roles this database actually has (read from its declarations);
+    `tables`: every exported table -> its columns. Each runs in DuckDB and in the page's SQLite console alike."""
+    tables = tables or {}
     cols = set(site.metric_columns)
     roles = site.roles
     ex = [
         ("Models in the database", "SELECT model_id, architecture, n_layers, n_heads, n_params FROM models ORDER BY model_id"),
         ("Roles declared per model (metric, threshold, what they mean)",
-         "SELECT model_id, role, family, metric, threshold, text FROM roles ORDER BY model_id, sort_order"),
+         "SELECT model_id, role, family, metric, threshold, text FROM roles ORDER BY model_id, sort_order, role"),
         ("What each metric means (label, unit, data, n), for the first model",
          "SELECT metric, label, unit, family, description, data, n FROM metrics "
-         "WHERE model_id = (SELECT min(model_id) FROM models) AND family IS NOT NULL ORDER BY family, sort_order"),
+         "WHERE model_id = (SELECT min(model_id) FROM models) AND family IS NOT NULL ORDER BY family, sort_order, metric"),
     ]
     detector = [r for r in roles.values() if r.family == "detector" and r.metric in cols]
     if detector:
         m = detector[0].metric
         ex.append((f"Top {detector[0].label} heads with their 95% CI",
                    f"SELECT model_id, label, round({m}, 3) AS {m}, round({m}_lo, 3) AS lo, "
-                   f"round({m}_hi, 3) AS hi FROM heads WHERE {m} IS NOT NULL ORDER BY {m} DESC LIMIT 10"))
+                   f"round({m}_hi, 3) AS hi FROM heads WHERE {m} IS NOT NULL ORDER BY {m} DESC, {_ORDER_HEADS} LIMIT 10"))
     multi = multi_role_sql(site)
     if multi:
         ex.append((MULTI_ROLE_TITLE, multi))
+    ex.extend(cross_role_examples(site, tables))
     acc = EFFECT_SPECS["neg_acc"].expand("zero").name
     if acc in cols:
         ex.append(("Heads whose zero ablation changes negated accuracy (BH q < 0.05)",
                    f"SELECT model_id, label, round(100 * {acc}, 1) AS delta_pts, round({acc}_q, 4) AS q "
-                   f"FROM heads WHERE {acc}_q < 0.05 ORDER BY {acc}"))
+                   f"FROM heads WHERE {acc}_q < 0.05 ORDER BY {acc}, {_ORDER_HEADS}"))
         rev = REVERSAL.expand("zero").name
         if rev in cols:
             ex.append(("Heads whose zero ablation changes the negation-specific reversal R (BH q < 0.05)",
                        f"SELECT model_id, label, round({rev}, 3) AS delta_r, round({rev}_q, 4) AS q "
-                       f"FROM heads WHERE {rev}_q < 0.05 ORDER BY abs({rev}) DESC"))
+                       f"FROM heads WHERE {rev}_q < 0.05 ORDER BY abs({rev}) DESC, {_ORDER_HEADS}"))
         if detector:
             m = detector[-1].metric
             ex.append((f"Negation effect next to {detector[-1].label} score (the confound the wiki flags)",
                        f"SELECT model_id, label, round(100 * {acc}, 1) AS neg_delta_pts, round({m}, 3) AS {m} "
-                       f"FROM heads WHERE {acc} IS NOT NULL ORDER BY {acc} LIMIT 10"))
+                       f"FROM heads WHERE {acc} IS NOT NULL ORDER BY {acc}, {_ORDER_HEADS} LIMIT 10"))
         ex.append(("Negation baselines with CIs",
                    "SELECT model_id, dataset, condition, n_items, round(accuracy, 3) AS acc, round(accuracy_lo, 3) AS lo, "
-                   "round(accuracy_hi, 3) AS hi FROM negation_baselines ORDER BY ALL"))
+                   "round(accuracy_hi, 3) AS hi FROM negation_baselines ORDER BY model_id, dataset, condition"))
     ex.append(("Any metric in long form, with its CI and q where it has them",
                "SELECT model_id, label, metric, round(value, 4) AS value, round(lo, 4) AS lo, round(hi, 4) AS hi, q "
                "FROM head_metrics_long WHERE metric = (SELECT min(metric) FROM metrics WHERE family = 'detector') "
-               "ORDER BY value DESC LIMIT 5"))
-    ex.append(("Runs and their parameters", "SELECT run_id, model_id, pass_name, seed, n, status FROM runs ORDER BY started_at"))
+               f"ORDER BY value DESC NULLS LAST, {_ORDER_HEADS} LIMIT 5"))
+    ex.append(("Runs and their parameters",
+               "SELECT run_id, model_id, pass_name, seed, n, status FROM runs ORDER BY started_at, run_id"))
     return ex
 
 
-def sql_context(site: SiteData, con: Any, db_arg: str) -> dict[str, Any]:
-    """Run every example read-only (an example that fails is a bug: it raises) and show a preview."""
+def sql_context(site: SiteData, con: Any, db_arg: str, tables: list[Any] | None = None) -> dict[str, Any]:
+    """Run every example read-only (an example that fails is a bug: it raises) and show a preview; `tables`: the
+    exported tables (headwiki.db.tables.SiteTable) offered as downloads and loaded by the in-page console."""
     page = urls.SQL
+    tables = tables or []
     examples = []
-    for title, sql in sql_examples(site):
+    for title, sql in sql_examples(site, {t.name: t.columns for t in tables}):
         cur = con.cursor()
         try:
             rel = cur.execute(sql)
@@ -746,7 +813,13 @@ def sql_context(site: SiteData, con: Any, db_arg: str) -> dict[str, Any]:
             "command": f"headwiki query {shlex.quote(sql)} --db {shlex.quote(db_arg)}",
             "columns": names, "rows": [[_cell(v) for v in r] for r in rows[:5]], "n_rows": len(rows),
         })
-    return {**common(page, "SQL — headwiki", site), "examples": examples, "db_arg": db_arg}
+    data = urls.relative(page, urls.DATA_DIR)
+    downloads = [{"name": t.name, "n_rows": t.n_rows, "n_columns": len(t.columns), "in_console": t.in_console,
+                  "files": {fmt_: f"{data}/{rel}" for fmt_, rel in t.files.items()}} for t in tables]
+    console_tables = {t.name: (f"{data}/{t.console}" if t.console else None) for t in tables}
+    return {**common(page, "SQL — headwiki", site), "examples": examples, "db_arg": db_arg, "downloads": downloads,
+            "console_tables": json.dumps(console_tables, sort_keys=True), "text_max_cells": TEXT_MAX_CELLS,
+            "engine_js": urls.relative(page, urls.SQL_ENGINE_JS), "console_js": urls.relative(page, urls.SQL_CONSOLE_JS)}
 
 
 def _cell(v: Any) -> str:

@@ -16,17 +16,22 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from headwiki.atomic_dir import MARKER, check_replaceable, replaced_dir
 from headwiki.db.store import reading
+from headwiki.db.tables import write_site_tables
 from headwiki.errors import HeadwikiError
 from headwiki.progress import log, progress_task
 from headwiki.wiki import format as fmt
 from headwiki.wiki import pages, urls
 from headwiki.wiki.context import load_site_data
 
-STATIC_FILES = {"style.css": urls.STYLE_CSS, "site.js": urls.SITE_JS}
+STATIC_FILES = {"style.css": urls.STYLE_CSS, "site.js": urls.SITE_JS, "sql-console.js": urls.SQL_CONSOLE_JS}
 # plotly.js's official "cartesian" partial bundle (npm plotly.js-cartesian-dist-min, MIT, LICENSE beside it): the
 # heatmap trace and everything it draws with, 1.5 MB (0.50 MB gzipped) instead of the full 4.6 MB bundle; the same
 # plotly.js version as the Python plotly that writes the figures (tests/test_wiki_render.py checks).
 PLOTLY_BUNDLE = "plotly-cartesian.min.js"
+# sql.js 1.17.0 (npm sql.js, MIT, LICENSE beside it): SQLite 3.54 compiled to WebAssembly with the wasm inlined as
+# base64 (0.98 MB, 0.45 MB gzipped), so the SQL page's console starts from file:// without fetch or workers
+# (docs/architecture.md "SQL in the browser": why not DuckDB-WASM; benchmarks/bench_sql_engine.py measures it).
+SQL_ENGINE = "sql-wasm-inline.js"
 
 
 @dataclass(frozen=True)
@@ -92,13 +97,16 @@ def _build(db_path: Path, db_arg: str, tmp: Path) -> tuple[int, int, int, int, i
     with progress_task("rendering site", total) as bar:
         static = resources.files("headwiki.wiki") / "static"
         written += _write(tmp, urls.PLOTLY_JS, static.joinpath(PLOTLY_BUNDLE).read_text(encoding="utf-8"))
+        written += _write(tmp, urls.SQL_ENGINE_JS, static.joinpath(SQL_ENGINE).read_text(encoding="utf-8"))
+        tables = write_site_tables(db_path, tmp / urls.DATA_DIR)  # Parquet / CSV / JSON + the console's scripts
+        written += sum(p.stat().st_size for p in (tmp / urls.DATA_DIR).rglob("*") if p.is_file())
         for name, rel in sorted(STATIC_FILES.items()):
             written += _write(tmp, rel, static.joinpath(name).read_text(encoding="utf-8"))
         written += _write(tmp, urls.SEARCH_JS, env.get_template("search_index.js").render(**pages.search_index(site)))
         render("index.html", urls.INDEX, pages.index_context(site))
         bar.advance()
         with reading(db_path) as con:
-            render("sql.html", urls.SQL, pages.sql_context(site, con, db_arg))
+            render("sql.html", urls.SQL, pages.sql_context(site, con, db_arg, tables))
         bar.advance()
         render("provenance.html", urls.PROVENANCE, pages.provenance_context(site))
         bar.advance()

@@ -18,6 +18,9 @@ PLOTLY_JS = "assets/plotly.min.js"
 SITE_JS = "assets/site.js"
 STYLE_CSS = "assets/style.css"
 SEARCH_JS = "assets/search-index.js"
+SQL_ENGINE_JS = "assets/sql-wasm-inline.js"  # sql.js: SQLite in WebAssembly, for the SQL page's console
+SQL_CONSOLE_JS = "assets/sql-console.js"
+DATA_DIR = "data"  # the tables as Parquet / CSV / JSON, and data/console/<table>.js for the console
 
 
 def slug(text: str) -> str:

@@ -6,6 +6,14 @@ app = marimo.App(width="full", app_title="headwiki: negation ablation sandbox")
 
 @app.cell
 def _():
+    import os
+
+    from headwiki.sandbox import APP_THREAD_ENV
+
+    # what `headwiki sandbox` starts the app with, also when the notebook is opened with plain `marimo edit|run`: BLAS and
+    # OpenMP threads that sleep instead of spinning (shared CPUs); effective when torch / numpy load after this cell
+    for _name, _value in APP_THREAD_ENV.items():
+        os.environ.setdefault(_name, _value)
     import marimo as mo
 
     return (mo,)
@@ -55,33 +63,49 @@ def _(mo, sandbox, tables):
 
 
 @app.cell
-def _(P, args, k, layer, mo, preset, rank_kind, role, sandbox, tables):
-    from headwiki.db.store import head_label
+def _(P, args, k, layer, mo, preset, rank_kind, role, tables):
     from headwiki.sandbox.launch import parse_heads
 
-    # the grid starts from the preset, or from --heads while no preset is chosen; it does not read the ablation kind,
-    # so switching zero/mean/resample keeps the toggled heads
+    # the toggled heads: one mo.state, set afresh from the preset (or from --heads while no preset is chosen) whenever
+    # a preset control changes; the grid and the heatmap below toggle it. It does not read the ablation kind, so
+    # switching zero/mean/resample keeps the toggled heads
     _start = (set(parse_heads(args.heads)) if preset.value == P.NO_PRESET else
               set(P.preset_heads(tables, preset.value, k=k.value, role=role.value, layer=layer.value, kind=rank_kind.value)))
-    grid = mo.ui.array([
-        mo.ui.checkbox(value=(L, h) in _start, label=head_label(L, h))
-        for L in range(sandbox.n_layers) for h in range(sandbox.n_heads)
-    ], label="heads to ablate")
-    mo.vstack([mo.md("**Heads to ablate** (a preset sets them; toggle any)"),
-               *[mo.hstack([grid[L * sandbox.n_heads + h] for h in range(sandbox.n_heads)], justify="start", gap=0.8)
-                 for L in range(sandbox.n_layers)]])
-    return (grid,)
+    get_heads, set_heads = mo.state(frozenset(_start))
+    return get_heads, set_heads
 
 
 @app.cell
-def _(grid, sandbox):
-    toggled = [(i // sandbox.n_heads, i % sandbox.n_heads) for i, on in enumerate(grid.value) if on]
+def _(get_heads, mo, sandbox, set_heads):
+    from headwiki.db.store import head_label
+
+    # checkboxes: their on_change writes the whole set (idempotent); marimo does not rerun this cell for its own write,
+    # so a click keeps the page as the user left it, while a heatmap click (another cell's write) redraws the grid
+    _on = get_heads()
+    _cells = [(L, h) for L in range(sandbox.n_layers) for h in range(sandbox.n_heads)]
+    grid = mo.ui.array([mo.ui.checkbox(value=x in _on, label=head_label(*x)) for x in _cells], label="heads to ablate",
+                       on_change=lambda v: set_heads(frozenset(x for x, on in zip(_cells, v) if on)))
+    mo.vstack([mo.md("**Heads to ablate** (a preset sets them; toggle any here or click / box-select / lasso cells of the heatmap)"),
+               *[mo.hstack([grid[L * sandbox.n_heads + h] for h in range(sandbox.n_heads)], justify="start", gap=0.8)
+                 for L in range(sandbox.n_layers)]])
+    return
+
+
+@app.cell
+def _(get_heads):
+    toggled = sorted(get_heads())
     return (toggled,)
 
 
 @app.cell
 def _(kind, mo, sandbox, toggled):
-    with mo.status.spinner(title=f"ablating {len(toggled)} head(s) ..."):
+    _steps = sandbox.n_steps(toggled, kind.value)
+    if _steps:
+        with mo.status.progress_bar(total=_steps, title=f"{kind.value}-ablating {len(toggled)} head(s)",
+                                    subtitle="batched forwards over every item (from the first ablated layer on)",
+                                    remove_on_exit=True) as _bar:
+            result = sandbox.evaluate(toggled, kind.value, on_step=_bar.update)
+    else:  # memoized, or the clean model: no forward
         result = sandbox.evaluate(toggled, kind.value)
     return (result,)
 
@@ -96,11 +120,24 @@ def _(mo, result):
 
 @app.cell
 def _(P, kind, mo, tables, toggled):
+    # rebuilt (empty selection) whenever the toggled heads change; the next cell turns a selection into a toggle
+    heatmap = mo.ui.plotly(P.heatmap(tables, kind.value, toggled))
     mo.hstack([
-        mo.ui.plotly(P.heatmap(tables, kind.value, toggled)),
+        mo.vstack([mo.md("**Single-head Δ from the DB**: click a cell to toggle its head; box or lasso select toggles a set"),
+                   heatmap]),
         mo.vstack([mo.md("**Confound panel**: what the DB says each toggled head does"),
                    mo.md("\n".join(f"- {x}" for x in P.confound_lines(tables, toggled, kind.value)) or "_no heads toggled_")]),
     ], widths=[3, 2], align="start")
+    return (heatmap,)
+
+
+@app.cell
+def _(P, heatmap, sandbox, set_heads):
+    # a click or a selection on the heatmap toggles those heads (state write -> the heatmap cell reruns with an empty
+    # selection -> this cell reruns and finds nothing to do: no loop)
+    _picked = P.selected_heads(heatmap.value, sandbox.n_layers, sandbox.n_heads)
+    if _picked:
+        set_heads(lambda heads: P.toggle(heads, _picked))
     return
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import click
@@ -9,7 +10,8 @@ import click
 from headwiki.cli_options import db_option
 from headwiki.db.store import head_label
 from headwiki.start_token import AUTO, CHOICES_HELP, check_choice
-from headwiki.sandbox.launch import DEFAULT_PORT, AppArgs, check_heads_fit, check_marimo, check_port, marimo_command, parse_heads
+from headwiki.sandbox.launch import (DEFAULT_PORT, AppArgs, app_env, check_heads_fit, check_marimo, check_port, marimo_command,
+                                     parse_heads)
 
 
 @click.command()
@@ -47,7 +49,7 @@ def sandbox(model: str, db_path: str, dataset: str | None, port: int, max_items:
     cmd = marimo_command(args, port, edit=edit, headless=headless)
     click.echo(f"headwiki sandbox: http://127.0.0.1:{port} (Ctrl-C stops it)", err=True)
     try:
-        code = subprocess.call(cmd)
+        code = subprocess.call(cmd, env=app_env(os.environ))
     except KeyboardInterrupt:
         code = 130
     raise SystemExit(code)

@@ -12,12 +12,18 @@ from typing import Any
 
 from headwiki.db.store import head_label
 from headwiki.errors import HeadwikiError
+from headwiki.sandbox import APP_THREAD_ENV
 from headwiki.start_token import AUTO
 
 APP = Path(__file__).with_name("app.py")  # the marimo notebook shipped in the package (`marimo edit` opens it too)
 HOST = "127.0.0.1"
 DEFAULT_PORT = 2718
 MIN_PORT, MAX_PORT = 1024, 65535
+
+
+def app_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment the marimo process runs in: `environ` plus APP_THREAD_ENV where `environ` does not set them."""
+    return {**APP_THREAD_ENV, **environ}
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ the DB's declarations (`roles`, `metrics` tables) or from headwiki.negation_spec
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ BY_DELTA_RISE = "top-k by single-head Δ (largest rise)"
 WHOLE_LAYER = "a whole layer"
 BY_ROLE_LABEL = "heads labelled with a role"
 PRESETS: tuple[str, ...] = (NO_PRESET, BY_ROLE_SCORE, BY_DELTA_DROP, BY_DELTA_RISE, WHOLE_LAYER, BY_ROLE_LABEL)
+CELLS_TRACE = "cells"  # the heatmap's invisible per-cell markers (what a lasso selects)
 HEATMAP_METRIC = "neg_acc"  # the item metric (headwiki.negation_spec.EFFECT_SPECS key) the heatmap and Δ presets rank by
 
 
@@ -185,6 +187,12 @@ def heatmap(t: ModelTables, kind: str, toggled: Iterable[Head], metric: str = HE
         text=text, hovertemplate="%{text}: %{z:+.1f}<extra></extra>", colorbar={"title": f"{spec.label} ({spec.unit})"}))
     for L, h in toggled:
         fig.add_shape(type="rect", x0=h - 0.5, x1=h + 0.5, y0=L - 0.5, y1=L + 0.5, line={"color": "black", "width": 3})
+    # one invisible marker per cell centre, on top: plotly's box and lasso selections pick markers (a heatmap alone
+    # only reports a box's range), so a lasso over the cells selects their heads too (selected_heads reads them)
+    fig.add_trace(go.Scatter(x=[h for L in range(t.n_layers) for h in range(t.n_heads)],
+                             y=[L for L in range(t.n_layers) for _ in range(t.n_heads)], mode="markers", name=CELLS_TRACE,
+                             marker={"size": 18, "opacity": 0}, selected={"marker": {"opacity": 0}},
+                             unselected={"marker": {"opacity": 0}}, hoverinfo="skip", showlegend=False))
     prom = promoters(t, kind)
     if prom:
         fig.add_trace(go.Scatter(x=[h for _, h in prom], y=[L for L, _ in prom], mode="markers", name=PROMOTER.label,
@@ -194,6 +202,25 @@ def heatmap(t: ModelTables, kind: str, toggled: Iterable[Head], metric: str = HE
                       yaxis={"autorange": "reversed", "dtick": 1}, xaxis={"dtick": 1}, height=120 + 40 * t.n_layers,
                       margin={"l": 50, "r": 20, "t": 50, "b": 40}, showlegend=bool(prom), legend={"orientation": "h", "y": -0.2})
     return fig
+
+
+def selected_heads(points: Iterable[Mapping[str, Any]], n_layers: int, n_heads: int) -> frozenset[Head]:
+    """The heads a heatmap selection names: each point's (y, x) = (layer, head) as `mo.ui.plotly(heatmap(...)).value`
+    gives them (a clicked cell, the cells and markers of a box, the markers of a lasso); points off the grid are dropped."""
+    out = set()
+    for p in points:
+        try:
+            L, h = int(round(float(p["y"]))), int(round(float(p["x"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if 0 <= L < n_layers and 0 <= h < n_heads:
+            out.add((L, h))
+    return frozenset(out)
+
+
+def toggle(heads: Iterable[Head], selected: Iterable[Head]) -> frozenset[Head]:
+    """A click or a box/lasso selection toggles: selected heads that were on go off, the others go on (symmetric difference)."""
+    return frozenset(heads) ^ frozenset(selected)
 
 
 def confound_lines(t: ModelTables, toggled: Sequence[Head], kind: str = "zero") -> list[str]:
