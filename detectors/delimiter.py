@@ -76,7 +76,7 @@ DETECTOR = register(Detector(name=METRIC.name, version=METRIC.version, needs="te
 # ~1 and the random-init control carries that baseline; the CI lower bound must also clear the control.
 ROLE = role(Role(
     METRIC.name, "delimiter", "detector", METRIC.name,
-    text="attends to punctuation and newline tokens far more often than they occur", colour="#8c510a", threshold=3.0,
+    text="attends to punctuation and newline tokens far more often than they occur", colour="#a6761d", threshold=3.0,
     rule=role_rule(METRIC.name, bos_flag=False),
     control=RANDOM_INIT_CONTROL,
     consequence="lost clause/sentence-boundary context",

@@ -81,13 +81,13 @@ _RULE = "score >= threshold AND 95% CI lower bound (bootstrap over twin pairs) >
 # to IO by >= 0.05; backup: the head's own direct effect rises by >= 0.25 nats once the name movers are gone.
 ROLE_NM = role(Role(
     "name_mover", "name mover", "ioi", NAME_MOVER.name,
-    text="at the last token attends to the indirect object's name and copies it into the logits", colour="#1b7837",
+    text="at the last token attends to the indirect object's name and copies it into the logits", colour="#01665e",
     threshold=0.5, rule=_RULE.format(ctrl=NAME_MOVER_CONTROL.name + " (the same vector read on an absent name)"),
     control="the moved vector read on a name absent from the prompt (content control)",
     consequence="lost copying of the indirect object's name", signatures=(IOI_LD,), citation=CITATION, order=10))
 ROLE_NEG = role(Role(
     "negative_name_mover", "negative name mover", "ioi", NEGATIVE.name,
-    text="attends to the indirect object's name and lowers its logit (copy suppression)", colour="#762a83",
+    text="attends to the indirect object's name and lowers its logit (copy suppression)", colour="#d6604d",
     threshold=0.5, rule=_RULE.format(ctrl=NEGATIVE_CONTROL.name),
     control="minus the moved vector read on a name absent from the prompt",
     consequence="lost suppression of the indirect object's name (the model gets over-confident)",
@@ -95,13 +95,13 @@ ROLE_NEG = role(Role(
     citation=CITATION, order=11))
 ROLE_SI = role(Role(
     "s_inhibition", "S-inhibition", "ioi", S_INHIBITION.name,
-    text="attends to the subject's second mention and steers the name movers away from the subject", colour="#b35806",
+    text="attends to the subject's second mention and steers the name movers away from the subject", colour="#8073ac",
     threshold=0.05, rule=_RULE.format(ctrl="0 (no effect)"), control="0: no change of the name movers' attention",
     consequence="name movers no longer steered away from the subject",
     no_signature="its score is itself an ablation effect (on the name movers' attention)", citation=CITATION, order=12))
 ROLE_BACKUP = role(Role(
     "backup_name_mover", "backup name mover", "ioi", BACKUP.name,
-    text="takes over the name movers' job when they are ablated", colour="#5aae61", threshold=0.25,
+    text="takes over the name movers' job when they are ablated", colour="#66bd63", threshold=0.25,
     rule=_RULE.format(ctrl="0 (no rise)"), control="0: no rise of its direct effect",
     consequence="lost compensation when the name movers are removed",
     no_signature="its score is itself an ablation effect (its direct effect with the name movers removed)",
