@@ -45,6 +45,7 @@ import pandas as pd
 import torch
 
 from headwiki.ablation.prefilter import agreement, expand, resolve_mode, select_heads
+from headwiki.ablation.ioi_signature import ioi_signature_rows
 from headwiki.ablation.signature import SignatureRunner
 from headwiki.ablation.sweep import Replica, Spec
 from headwiki.db.lock import locked_pass
@@ -65,6 +66,7 @@ from headwiki.causal_spec import (  # noqa: F401 (re-exported)
     CAUSALLY_IMPORTANT,
     DROP,
     IND_SCORE,
+    IOI_LD,
 )
 from headwiki.errors import HeadwikiError
 from headwiki.spec import bos_parked_name
@@ -131,7 +133,7 @@ def read_labelled(db_path: str | Path, model_id: str) -> tuple[pd.DataFrame, dic
         cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'heads'").fetchall()}
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         declared = con.execute(
-            "SELECT role, metric, signatures, no_signature FROM roles WHERE model_id = ? AND family = 'detector' "
+            "SELECT role, metric, signatures, no_signature FROM roles WHERE model_id = ? AND family IN ('detector', 'ioi') "
             "ORDER BY sort_order, role", [model_id]).fetchall() if "roles" in tables else []
         checks = {r: RoleCheck(m, tuple(sig or ()), ns or "", bos_parked_name(m) if bos_parked_name(m) in cols else "")
                   for r, m, sig, ns in declared if m in cols}
@@ -339,6 +341,20 @@ def validate_model(
     run_id = new_run_id()
     rows = _rows(plan, g_drop.numpy().astype(np.float64), g_scores.numpy().astype(np.float64), clean_drop, clean_ind,
                  labelled, checks, info.name, run_id, n_seqs, seq_len, n_boot, n_perm, seed)
+    ioi_record: dict[str, Any] = {}
+    for role, check in checks.items():  # the IOI signature (headwiki.ablation.ioi_signature): its own prompts and runner
+        if IOI_LD in check.signatures:
+            group = labelled[role]
+            randoms = matched_random_sets(group, set(group), n_heads, n_random, rng) if group else []
+            t0 = time.perf_counter()
+            extra, ioi_record[role] = ioi_signature_rows(
+                loaded, role, group, randoms, group_ablations, _effect_row, {"model_id": info.name, "run_id": run_id},
+                n_boot, n_perm, seed + SEED_OFFSET)
+            timings[f"ioi_{role}_s"] = time.perf_counter() - t0
+            if extra:
+                rows = pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
+            elif not ioi_record[role].get("applicable", True):  # say why nothing is validated: the model does not do IOI
+                rows.loc[(rows.role == role) & (rows.signature == "none"), "note"] = ioi_record[role]["why"]
     heads = _head_frame(share, share_lo, share_hi, compare, o_drop.numpy().astype(np.float64), clean_drop, important,
                         n_layers, n_heads)
     heads[CAUSAL_SHARE_EXACT.name] = [i in set(measured) for i in range(m)]
@@ -360,6 +376,7 @@ def validate_model(
             "agreement": agreement(atp_share, share, selection)},
         "important_heads": [head_label(i // n_heads, i % n_heads) for i in important],
         "random_sets": {f"{p['role']}/{p['name']}": [[head_label(*x) for x in r] for r in p["random_heads"]] for p in plan},
+        "ioi": ioi_record,
     }
     docs = _docs(n_seqs, seq_len, n_compare)
     with transaction(db_path) as con:
@@ -418,7 +435,7 @@ def _rows(plan: list[dict[str, Any]], g_drop: np.ndarray, g_scores: np.ndarray, 
                          "heads": [head_label(*x) for x in p["heads"]], "note": SIGNATURE_TEXT[sig] + stats.pop("note_suffix", ""),
                          **stats})
     for role, check in checks.items():
-        if not any(x in SIGNATURES for x in check.signatures):
+        if not any(x in SIGNATURES or x == IOI_LD for x in check.signatures):
             note = check.no_signature or "no behavioural signature defined"
         elif not labelled[role]:
             note = f"no head holds the {role} label: nothing to validate"

@@ -33,6 +33,7 @@ class BatchMeta:
     """
 
     half_len: int
+    delimiters: torch.Tensor | None = None  # bool [d_vocab]: the tokenizer's delimiter tokens (detectors/delimiter.py)
 
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor, BatchMeta], torch.Tensor]

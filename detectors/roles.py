@@ -129,8 +129,11 @@ def parse_thresholds(items: Iterable[str]) -> dict[str, float]:
             number = float(value)
         except ValueError:
             raise HeadwikiError(f"bad --threshold {item!r}: {value!r} is not a number (e.g. {names[0]}=0.5)") from None
-        if not 0.0 <= number <= 1.0:
-            raise HeadwikiError(f"bad --threshold {item!r}: thresholds are on a 0..1 scale")
+        declared = SPEC.roles.get(name)
+        bounded = declared is None or SPEC.metrics[declared.metric].unit != "enrichment"  # enrichment: times a base rate
+        if not 0.0 <= number or (bounded and number > 1.0):
+            raise HeadwikiError(f"bad --threshold {item!r}: thresholds are on a 0..1 scale"
+                                + ("" if bounded else " (this role: >= 0, times the base rate)"))
         out[name] = number
     return out
 

@@ -42,6 +42,8 @@ from headwiki.detectors.data import (
 from headwiki.composition import VERSION as COMPOSITION_VERSION
 from headwiki.detectors.edges import edge_frame
 from headwiki.detectors.examples import TOP_STATISTIC_TEXT, example_frame, example_sequences, top_example_frame
+from headwiki.detectors.delimiter import delimiter_mask
+from headwiki.detectors import ioi_roles
 from headwiki.detectors.registry import INPUT_DESCRIPTIONS, BatchMeta, InputKind, Registry, default_registry
 from headwiki.detectors.roles import (
     MULTI_ROLE,
@@ -185,7 +187,7 @@ def compute_detections(
     if half_len < 2:
         raise HeadwikiError(f"--seq-len {half_len} is too small: use 2 or more")
     inputs = build_inputs(loaded, n_seqs, half_len, seed, text)
-    meta = BatchMeta(half_len=half_len)
+    meta = BatchMeta(half_len=half_len, delimiters=delimiter_mask(bridge.tokenizer, info.d_vocab))
     data_hash = inputs.data_hash
     key = control_mod.control_key(control_mod.arch_signature(bridge), data_hash, seed)
     stored = control_mod.read_controls(db_path, key, info.n_layers, info.n_heads) if db_path is not None else None
@@ -214,7 +216,9 @@ def compute_detections(
     docs[KV_GROUP.name] = {"description": f"{KV_GROUP.description} ({info.n_heads} query heads, {info.n_kv_heads} KV heads)",
                            "data": KV_GROUP.data, "n": 1, "spec": KV_GROUP}
     docs.update(_add_roles(frame, ctrl, limits, info.n_layers, info.n_heads, n_seqs, key))
-    grid_settings = _add_stability(frame, docs, loaded, registry, limits, n_seqs, half_len, seed, text, batch_size)
+    ioi = ioi_roles.ioi_scores(loaded, seed=seed, n_boot=n_boot)  # IOI family: NULL columns where not applicable
+    docs.update(ioi_roles.add_to_frame(frame, ioi))
+    grid_settings = _add_stability(frame, docs, loaded, registry, limits, n_seqs, half_len, seed, text, batch_size, meta)
     examples = example_frame(bridge, info.name, example_sequences(inputs.tokens["repeat"], inputs.tokens["text"]), device)
     edges = edge_frame(bridge, info.name, seed=seed)  # issue 18: Q/K/V composition from the weights
     top = top_example_frame(bridge, info.name, inputs.tokens["text"], inputs.text_source, device)
@@ -223,7 +227,7 @@ def compute_detections(
         "text": inputs.text_source, "thresholds": limits, "batch_size": batch_size, "n_boot": n_boot,
         "detectors": {d.name: d.version for d in registry}, "control_key": key,
         "n_by_input": {k: int(len(v)) for k, v in inputs.tokens.items()},
-        "stability_grid": grid_settings, "start_token": loaded.start.record(),
+        "stability_grid": grid_settings, "start_token": loaded.start.record(), "ioi": ioi.record,
         "composition": {"baseline": "iid Gaussian matrices of the same shapes", "n_draws": int(edges["n_draws"].iloc[0])
                         if len(edges) else 0, "seed": seed},
         "top_examples": {"statistic": TOP_STATISTIC_TEXT, "windows": int(min(len(inputs.tokens["text"]), top["seq"].max() + 1))
@@ -336,7 +340,7 @@ def _add_roles(
 
 def _add_stability(frame: pd.DataFrame, docs: dict[str, dict[str, Any]], loaded: LoadedModel, registry: Registry,
                    limits: Mapping[str, float], n_seqs: int, half_len: int, seed: int, text: str | None,
-                   batch_size: int) -> list[dict[str, Any]]:
+                   batch_size: int, meta: BatchMeta | None = None) -> list[dict[str, Any]]:
     """Re-score the role metrics on the stability grid (headwiki.detectors.stability) and add roles_stable /
     roles_borderline to `frame`; returns the grid's settings (recorded in the run's params)."""
     declared = {r.name: r for r in detector_roles() if r.name in limits}
@@ -347,7 +351,7 @@ def _add_stability(frame: pd.DataFrame, docs: dict[str, dict[str, Any]], loaded:
     n_cells = len(stab.GRID)
     with progress_task(f"label stability {loaded.info.name} (settings)", n_cells) as bar:
         cells, settings = stab.grid_scores(build, loaded.bridge, registry, list(declared.values()), n_seqs, half_len,
-                                           seed, batch_size, bar.advance)
+                                           seed, batch_size, bar.advance, meta=meta)
     held_lists = frame[ROLES_COLUMN.name].tolist()
     shape = (loaded.info.n_layers, loaded.info.n_heads)
     fixed = {d.metric: frame[d.metric].to_numpy(dtype=float).reshape(shape) for d in declared.values()
@@ -388,6 +392,7 @@ def write_detections(
         ensure_head_rows(con, info.name, info.n_layers, info.n_heads)
         write_head_metrics(con, info.name, det.frame, docs=det.docs, run_id=run_id, pass_name=PASS_NAME)
         write_roles(con, info.name, role_rows(det.params["thresholds"]), family="detector", run_id=run_id)
+        write_roles(con, info.name, ioi_roles.role_rows(det.params["ioi"]["thresholds"]), family="ioi", run_id=run_id)
         replace_rows(con, "head_examples", det.examples, where={"model_id": info.name})
         replace_rows(con, "head_edges", det.edges, where={"model_id": info.name})
         replace_rows(con, "head_top_examples", det.top_examples, where={"model_id": info.name})

@@ -15,6 +15,8 @@ The grid is declared here (GRID) and recorded in the run's params; the two colum
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,6 +35,7 @@ MIN_GRID_SEQS = 8
 def grid_scores(
     build: Callable[[int, int, int], dict[str, torch.Tensor]], bridge: Any, registry: Registry, roles: list[Role],
     n_seqs: int, half_len: int, seed: int, batch_size: int, on_cell: Callable[[], None] | None = None,
+    meta: BatchMeta | None = None,
 ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, Any]]]:
     """Mean score of every role's metric in each grid cell: ([{role: [n_layers, n_heads]} per cell], cell settings).
 
@@ -44,7 +47,7 @@ def grid_scores(
         L = max(2, int(round(half_len * factor)))
         n = max(MIN_GRID_SEQS, n_seqs // 2)
         tokens = build(n, L, seed + offset)
-        per_seq = score_inputs(bridge, tokens, registry, BatchMeta(half_len=L), batch_size, None, only=only)
+        per_seq = score_inputs(bridge, tokens, registry, dataclasses.replace(meta or BatchMeta(half_len=L), half_len=L), batch_size, None, only=only)
         means: dict[str, np.ndarray] = {}
         for det in registry:
             if det.name in per_seq:

@@ -12,6 +12,7 @@ from headwiki.spec import metric as spec_metric
 
 DROP = "in_context_loss_drop"  # signature: first-copy minus second-copy loss on repeated random tokens
 IND_SCORE = "induction_heads_score"  # signature: the labelled induction heads' induction score
+IOI_LD = "ioi_logit_diff"  # signature: logit(IO) - logit(S) at the end of headwiki's IOI prompts (headwiki.ioi)
 _SHARE_DATA = "repeated random-token sequences [BOS, x_1..x_L, x_1..x_L] (validation seed)"
 CAUSAL_SHARE = spec_metric(Metric(
     "causal_share", "share of the in-context loss drop", "causal", "validation", "share",

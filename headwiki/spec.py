@@ -37,6 +37,7 @@ UNITS: dict[str, str] = {
     "ratio": "share of the control preference",
     "share": "share of an effect (1 = all of it)",
     "count": "count",
+    "enrichment": "times the base rate (1 = as often as the keys hold them)",
     "": "no unit",
 }
 
@@ -105,14 +106,15 @@ class Metric:
 class Role:
     """A label a head can hold.
 
-    family: detector (assigned from a detector score vs its threshold and random-init control) or negation
-    (assigned by the negation pass's rule). metric: the column that scores it (for negation roles a
+    family: detector (assigned from a detector score vs its threshold and random-init control), negation
+    (assigned by the negation pass's rule) or ioi (assigned on IOI prompts, headwiki.detectors.ioi_roles; held in
+    the same `roles` column). metric: the column that scores it (for negation roles a
     per-ablation metric name, read at the primary ablation).
     """
 
     name: str
     label: str
-    family: Literal["detector", "negation"]
+    family: Literal["detector", "negation", "ioi"]
     metric: str
     text: str  # what a head holding it does
     colour: str

@@ -59,6 +59,7 @@ def test_sql_over_two_models_in_one_file(two_model_db: Path) -> None:
         params = json.loads(run[0][0])
         assert {k: params["thresholds"][k] for k in ("induction", "previous_token", "duplicate_token", "local_window")} \
             == {"induction": 0.4, "previous_token": 0.4, "duplicate_token": 0.3, "local_window": 0.5}
+        assert params["thresholds"]["delimiter"] == 3.0  # times its base rate
         assert params["thresholds"]["copying"] == params["thresholds"]["copy_suppression"] == 0.5  # weight roles
         assert con.execute("SELECT count(DISTINCT arch_key) FROM controls").fetchall()[0][0] == 2
         roles_type = con.execute("SELECT data_type FROM information_schema.columns WHERE table_name='heads' AND column_name='roles'").fetchall()

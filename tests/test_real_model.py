@@ -70,8 +70,12 @@ def test_kv_group_and_bos_parked_ablation_on_smollm2(smol_validation, smol_db: P
     from headwiki.causal_spec import BOS_PARKED_GROUP, KV_GROUPS
     from headwiki.spec import bos_parked_name
 
+    from headwiki.causal_spec import IOI_LD
+
     rows = smol_validation.rows
-    for role in rows[rows.signature != "none"].role.unique():
+    ioi = rows[rows.signature == IOI_LD]  # the IOI check (its own prompts) has no KV-group / BOS-parked groups
+    assert set(ioi.role) == {"name_mover"} and set(ioi.ablation) == {"zero", "mean"} and (ioi.n_random == 10).all()
+    for role in rows[(rows.signature != "none") & (rows.signature != IOI_LD)].role.unique():
         labelled = rows[(rows.role == role) & (rows.group_name == "all")].iloc[0].heads
         kv = rows[(rows.role == role) & (rows.group_name == KV_GROUPS)]
         assert set(kv.ablation) == {"zero", "mean"}, role

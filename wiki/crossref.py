@@ -99,7 +99,7 @@ def capabilities(metrics: Sequence[MetricDoc], roles: Mapping[str, RoleDoc]) -> 
     confound (e.g. an attention sink)."""
     by_metric = {m.name: m for m in metrics}
     out = [Capability(r.name, r.metric, r.label, r.consequence or by_metric[r.metric].confound)
-           for r in roles.values() if r.family == "detector" and r.metric in by_metric]
+           for r in roles.values() if r.family in ("detector", "ioi") and r.metric in by_metric]
     scored = {c.metric for c in out}
     out += [Capability(m.name, m.name, m.label, m.confound, m.strong_at) for m in metrics
             if m.kind == "detector" and m.confound and m.name not in scored]
@@ -330,7 +330,7 @@ def _near_control(row: Mapping[str, Any], label: str, roles: Mapping[str, RoleDo
     out = []
     for name in held:
         r = roles.get(name)
-        if r is None or r.family != "detector":
+        if r is None or r.family not in ("detector", "ioi"):
             continue
         lo, ctrl, v = _num(row, f"{r.metric}_lo"), _num(row, f"{r.metric}_control"), _num(row, r.metric)
         if lo is not None and ctrl is not None and v is not None and lo <= ctrl:

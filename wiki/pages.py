@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from headwiki.causal_spec import (
-    BOS_PARKED_GROUP, CAUSAL_SHARE, CAUSAL_SHARE_ATP, CAUSAL_SHARE_ZERO, CAUSALLY_IMPORTANT, DROP, IND_SCORE, KV_GROUPS,
+    BOS_PARKED_GROUP, CAUSAL_SHARE, CAUSAL_SHARE_ATP, CAUSAL_SHARE_ZERO, CAUSALLY_IMPORTANT, DROP, IND_SCORE, IOI_LD, KV_GROUPS,
 )
+from headwiki.wiki.overlap import role_overlap
 from headwiki.negation_spec import ABLATION_EXACT, EFFECT_SPECS, REVERSAL, SELECTED_BY
 from headwiki.kv_group import METRIC as KV_GROUP
 from headwiki.db.tables import TEXT_MAX_CELLS
@@ -239,6 +240,7 @@ def model_context(site: SiteData, model: ModelData) -> dict[str, Any]:
         "model": model, "info": model.info, "heatmaps": heatmaps, "role_tables": role_tables, "top": top,
         "metrics": model.metrics, "baselines": _records(model.baselines), "groups": _group_rows(model),
         "key_groups": _key_groups(model),
+        "overlap": role_overlap([model.roles_of(r) for r in rows], list(role_counts(model))),
         "search": True, "search_model": model.model_id, "built": _last_run(model),
         "n_params": fmt.count(model.info.get("n_params")),
         "circuit_url": urls.circuit_page(model.slug) if len(model.edges) else None,  # issue 18
@@ -576,6 +578,7 @@ def role_context(site: SiteData, role: str) -> dict[str, Any]:
 SIGNATURE_WORDS = {
     DROP: "the in-context loss drop on repeated random tokens (first-copy minus second-copy loss)",
     IND_SCORE: "the labelled induction heads' induction score (K-composition)",
+    IOI_LD: "the IOI logit difference logit(IO) - logit(S) at the last token of headwiki's IOI prompts",
 }
 GROUP_ORDER = {"top1": 0, "top3": 1, "top5": 2, "all": 3, KV_GROUPS: 4, BOS_PARKED_GROUP: 5}
 
