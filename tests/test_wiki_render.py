@@ -131,11 +131,10 @@ def test_plotly_written_once_and_head_pages_small(real_site: Path) -> None:
         data = page.read_bytes()
         assert marker not in data, f"plotly.js inlined in {page}"
         if "/heads/" in str(page):
-            # ~40 metric rows (three ablation kinds x Δ metrics, ΔR, causal shares) with inline SVGs, the
-            # validation card and the group table: about 105 KB on the toy model; + ~6 KB for the OV rows (copying, copy
-            # suppression, their random-init controls) and the OV profile table; with main's top-example strips and
-            # composition partners (issue 18) 134.5 KB on L1H4 after the merge (the lead may want to trim instead)
-            assert len(data) < 140_000, f"{page} is {len(data)} bytes"
+            # a guard against runaway growth, not a target: ~40 metric rows with inline SVGs (~77 KB of it), the
+            # validation card, the group table, the OV profile, top-example strips and composition partners (issue 18/19):
+            # 134-141 KB on the toy's layer-1 heads with the IOI and delimiter columns (loaded lazily: plotly is not inlined)
+            assert len(data) < 160_000, f"{page} is {len(data)} bytes"
 
 
 def test_model_page_has_a_heatmap_per_metric_with_clickable_links(real_site: Path, real_site_db: Path) -> None:
@@ -497,9 +496,9 @@ def test_sql_multi_role_example_returns_the_heads_the_wiki_flags(real_site_db: P
     render_site(db, site_dir)
     flagged = sorted((m.model_id, r["label"]) for m in load_site_data(db).models for r in m.heads.to_dict("records")
                      if 'class="stmt several_roles' in (site_dir / urls.head_page(m.slug, r["layer"], r["head"])).read_text())
-    already = {(m.model_id, r["label"]) for m in load_site_data(real_site_db).models for r in m.heads.to_dict("records")
-               if len(m.roles_of(r)) >= 2 and (m.model_id, r["label"]) not in {("toy", "L0H4"), ("toy", "L1H0")}}
-    assert flagged == sorted(already | {("toy", "L0H4"), ("toy", "L1H0")})  # (more roles, e.g. delimiter, add heads)
+    several = {(m.model_id, r["label"]) for m in load_site_data(db).models for r in m.heads.to_dict("records")
+               if len(m.roles_of(r)) >= 2}  # (more roles, e.g. delimiter, add heads)
+    assert {("toy", "L0H4"), ("toy", "L1H0")} <= several and flagged == sorted(several)
     html = (site_dir / urls.SQL).read_text(encoding="utf-8")
     section = html[html.index(MULTI_ROLE_TITLE):]
     argv = shlex.split(unescape(re.search(r"<pre><code>(headwiki query .*?)</code></pre>", section, re.S).group(1)))
