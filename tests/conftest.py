@@ -71,3 +71,23 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# One Chromium per test session, shared by every browser test (a second sync_playwright in the same process fails).
+LAUNCH_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    from browser_setup import chromium_or_error
+
+    executable, problem = chromium_or_error()  # installs Debian's chromium when root with apt-get
+    if executable is None:
+        pytest.fail(problem, pytrace=False)  # never a skip: the site must be checked in a real browser
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, headless=True, args=LAUNCH_ARGS)
+        yield b
+        b.close()

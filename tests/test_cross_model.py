@@ -18,7 +18,6 @@ N_PASSAGES = 3
 MAX_LEN = 24
 
 
-from test_wiki_browser import browser  # noqa: F401 - the session Chromium fixture
 
 
 @pytest.fixture(scope="module")

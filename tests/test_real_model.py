@@ -96,11 +96,9 @@ def test_kv_group_and_bos_parked_ablation_on_smollm2(smol_validation, smol_db: P
     assert (rows.group_name == BOS_PARKED_GROUP).any(), "SmolLM2 has a BOS-parked previous-token head (L19H8 at the defaults)"
 
 
-def test_smollm2_site_in_a_browser(smol_validation, smol_db: Path, tmp_path: Path) -> None:
+def test_smollm2_site_in_a_browser(smol_validation, smol_db: Path, tmp_path: Path, browser) -> None:  # noqa: ANN001
     """The SmolLM2 wiki renders; its induction role page shows the validation sentence, strip plots and the
     causally important heads in headless chromium without console errors; a screenshot is saved."""
-    from playwright.sync_api import sync_playwright
-
     from headwiki.wiki.render import render_site
 
     out = tmp_path / "site"
@@ -108,19 +106,17 @@ def test_smollm2_site_in_a_browser(smol_validation, smol_db: Path, tmp_path: Pat
     shots = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1100, "height": 1600})
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.goto((out / "roles" / "induction.html").as_uri())
-        assert page.locator("svg.validation").first.is_visible()
-        assert page.locator("svg.validation circle.random").count() >= 10
-        text = page.inner_text("body")
-        assert "labelled induction heads together removes" in text and "Causally important heads" in text
-        assert "Ablating the labelled heads' whole KV groups" in text  # GQA: the KV-group check in words
-        page.screenshot(path=str(shots / "smollm2-induction-role.png"), full_page=True)
-        page.goto((out / "provenance.html").as_uri())
-        assert "MOSTLY_Q4_1" in page.inner_text("body")
-        browser.close()
+    page = browser.new_page(viewport={"width": 1100, "height": 1600})
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto((out / "roles" / "induction.html").as_uri())
+    assert page.locator("svg.validation").first.is_visible()
+    assert page.locator("svg.validation circle.random").count() >= 10
+    text = page.inner_text("body")
+    assert "labelled induction heads together removes" in text and "Causally important heads" in text
+    assert "Ablating the labelled heads' whole KV groups" in text  # GQA: the KV-group check in words
+    page.screenshot(path=str(shots / "smollm2-induction-role.png"), full_page=True)
+    page.goto((out / "provenance.html").as_uri())
+    assert "MOSTLY_Q4_1" in page.inner_text("body")
+    page.close()
     assert not problems, problems

@@ -19,8 +19,6 @@ from headwiki.negation_spec import EFFECT_SPECS
 from headwiki.sandbox.presets import WHOLE_LAYER
 
 ITEMS = 48
-LAUNCH_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync"]
 
 
 def _free_port() -> int:
@@ -116,73 +114,65 @@ def _negated(page) -> tuple[int, int]:
 
 
 @pytest.mark.slow
-def test_toggling_a_head_shows_the_accuracy_the_cli_computed(app_url: str, ablated_db: Path) -> None:
+def test_toggling_a_head_shows_the_accuracy_the_cli_computed(app_url: str, ablated_db: Path, browser) -> None:  # noqa: ANN001
     """Checkbox, heatmap click and heatmap box selection each toggle heads; each time the page shows what the CLI computed."""
-    from playwright.sync_api import sync_playwright
-
-    from browser_setup import chromium_or_error
-
-    executable, problem = chromium_or_error()
-    assert executable, problem
     (L, h), k_cli, n = _cli_numbers(ablated_db)[0]
     (L0, h0), k_start, _ = _cli_numbers(ablated_db)[1]
     last = 1  # the toy model's last layer: a box over its row toggles the whole layer
     layer_heads, k_layer = _layer_group(ablated_db, last)
     all_heads, k_all = _layer_group(ablated_db, None)
     layer0_heads, k_layer0 = _layer_group(ablated_db, 0)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=LAUNCH_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1400})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(app_url)
-            result = page.locator("#sandbox-result")
-            result.wait_for(timeout=120_000)
-            # --heads opened the app on the second-ranked head, with the CLI's number for it
-            assert result.get_attribute("data-heads") == f"L{L0}H{h0}"
-            assert _negated(page)[0] == k_start
-            # 1. a checkbox toggles it off: the clean model
-            page.get_by_role("checkbox", name=f"L{L0}H{h0}").click()
-            page.locator('#sandbox-result[data-heads=""]').wait_for(timeout=60_000)
-            clean_k = _negated(page)[0]
-            # 2. a click on the heatmap cell of the top head toggles it on: the CLI's single-head number
-            page.mouse.click(*_cell_xy(page, L, h))
-            page.locator(f'#sandbox-result[data-heads="L{L}H{h}"]').wait_for(timeout=60_000)
-            k_click, n_click = _negated(page)
-            shown = page.locator("#sandbox-acc-negated").inner_text()
-            verdict = page.locator("#sandbox-verdict").inner_text()
-            page.get_by_role("checkbox", name=f"L{L}H{h}", checked=True).wait_for(timeout=30_000)  # the grid follows
-            page.screenshot(path=str(ablated_db.parent / "sandbox.png"), full_page=True)
-            # 3. the same cell again toggles it off
-            page.mouse.click(*_cell_xy(page, L, h))
-            page.locator('#sandbox-result[data-heads=""]').wait_for(timeout=60_000)
-            # 4. a box selection over the last layer's row toggles all its heads: the CLI's whole-layer group
-            x0, y0 = _cell_xy(page, last - 0.3, -0.45)
-            x1, y1 = _cell_xy(page, last + 0.3, 7.45)
-            page.mouse.move(x0, y0)
-            page.mouse.down()
-            page.mouse.move(x1, y1, steps=12)
-            page.mouse.up()
-            page.locator(f'#sandbox-result[data-heads="{",".join(layer_heads)}"]').wait_for(timeout=60_000)
-            k_box = _negated(page)[0]
-            # 5. a lasso around layer 0's row toggles its heads on too: every head, the CLI's all-heads group
-            page.locator('.modebar-btn[data-title="Lasso Select"]').first.click()
-            corners = [(-0.4, -0.45), (-0.4, 7.45), (0.4, 7.45), (0.4, -0.45), (-0.4, -0.45)]
-            page.mouse.move(*_cell_xy(page, *corners[0]))
-            page.mouse.down()
-            for c in corners[1:]:
-                page.mouse.move(*_cell_xy(page, *c), steps=8)
-            page.mouse.up()
-            page.locator(f'#sandbox-result[data-heads="{",".join(all_heads)}"]').wait_for(timeout=60_000)
-            k_lasso = _negated(page)[0]
-            # 6. a preset replaces the toggled set: "a whole layer" (layer 0) is the CLI's layer-0 group
-            page.get_by_role("combobox", name="preset", exact=True).select_option(label=WHOLE_LAYER)
-            page.locator(f'#sandbox-result[data-heads="{",".join(layer0_heads)}"]').wait_for(timeout=60_000)
-            k_preset = _negated(page)[0]
-            assert not errors, errors
-        finally:
-            browser.close()
+    page = browser.new_page(viewport={"width": 1600, "height": 1400})
+    try:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(app_url)
+        result = page.locator("#sandbox-result")
+        result.wait_for(timeout=120_000)
+        # --heads opened the app on the second-ranked head, with the CLI's number for it
+        assert result.get_attribute("data-heads") == f"L{L0}H{h0}"
+        assert _negated(page)[0] == k_start
+        # 1. a checkbox toggles it off: the clean model
+        page.get_by_role("checkbox", name=f"L{L0}H{h0}").click()
+        page.locator('#sandbox-result[data-heads=""]').wait_for(timeout=60_000)
+        clean_k = _negated(page)[0]
+        # 2. a click on the heatmap cell of the top head toggles it on: the CLI's single-head number
+        page.mouse.click(*_cell_xy(page, L, h))
+        page.locator(f'#sandbox-result[data-heads="L{L}H{h}"]').wait_for(timeout=60_000)
+        k_click, n_click = _negated(page)
+        shown = page.locator("#sandbox-acc-negated").inner_text()
+        verdict = page.locator("#sandbox-verdict").inner_text()
+        page.get_by_role("checkbox", name=f"L{L}H{h}", checked=True).wait_for(timeout=30_000)  # the grid follows
+        page.screenshot(path=str(ablated_db.parent / "sandbox.png"), full_page=True)
+        # 3. the same cell again toggles it off
+        page.mouse.click(*_cell_xy(page, L, h))
+        page.locator('#sandbox-result[data-heads=""]').wait_for(timeout=60_000)
+        # 4. a box selection over the last layer's row toggles all its heads: the CLI's whole-layer group
+        x0, y0 = _cell_xy(page, last - 0.3, -0.45)
+        x1, y1 = _cell_xy(page, last + 0.3, 7.45)
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        page.mouse.move(x1, y1, steps=12)
+        page.mouse.up()
+        page.locator(f'#sandbox-result[data-heads="{",".join(layer_heads)}"]').wait_for(timeout=60_000)
+        k_box = _negated(page)[0]
+        # 5. a lasso around layer 0's row toggles its heads on too: every head, the CLI's all-heads group
+        page.locator('.modebar-btn[data-title="Lasso Select"]').first.click()
+        corners = [(-0.4, -0.45), (-0.4, 7.45), (0.4, 7.45), (0.4, -0.45), (-0.4, -0.45)]
+        page.mouse.move(*_cell_xy(page, *corners[0]))
+        page.mouse.down()
+        for c in corners[1:]:
+            page.mouse.move(*_cell_xy(page, *c), steps=8)
+        page.mouse.up()
+        page.locator(f'#sandbox-result[data-heads="{",".join(all_heads)}"]').wait_for(timeout=60_000)
+        k_lasso = _negated(page)[0]
+        # 6. a preset replaces the toggled set: "a whole layer" (layer 0) is the CLI's layer-0 group
+        page.get_by_role("combobox", name="preset", exact=True).select_option(label=WHOLE_LAYER)
+        page.locator(f'#sandbox-result[data-heads="{",".join(layer0_heads)}"]').wait_for(timeout=60_000)
+        k_preset = _negated(page)[0]
+        assert not errors, errors
+    finally:
+        page.close()
     assert (k_click, n_click) == (k_cli, n)
     assert shown.startswith(f"{100 * k_cli / n:.1f}%")
     assert k_cli != clean_k  # the head chosen moves negated accuracy: the page changed because of the toggle

@@ -20,8 +20,6 @@ from headwiki.wiki.crossref import cross_reference
 
 from test_wiki_render import build_real_site  # the shared, on-disk-cached real database + site
 
-LAUNCH_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 
 
@@ -35,21 +33,6 @@ def site_db(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from test_wiki_render import build_real_db
 
     return build_real_db(tmp_path_factory.getbasetemp() / "wiki-real")
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    from browser_setup import chromium_or_error
-
-    executable, problem = chromium_or_error()  # installs Debian's chromium when root with apt-get
-    if executable is None:
-        pytest.fail(problem, pytrace=False)  # never a skip: the site must be checked in a real browser
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, headless=True, args=LAUNCH_ARGS)
-        yield b
-        b.close()
 
 
 class Watch:
@@ -87,6 +70,9 @@ def test_every_page_loads_clean_and_every_link_resolves(browser, site_dir: Path)
         page.goto(_file_url(path), wait_until="load")
         if path.name == "index.html" and path.parent.parent.name == "models":
             page.wait_for_selector(".js-plotly-plot svg.main-svg", timeout=20_000)
+        page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")  # observers have fired
+        if page.evaluate("!!document.querySelector('script[src*=\"plotly\"]')"):  # a lazy plot started loading plotly.js:
+            page.wait_for_function("!!window.Plotly", timeout=30_000)  # let it finish before leaving (else ERR_ABORTED)
         hrefs = page.eval_on_selector_all(  # an SVG <a> (circuit nodes) holds its href as an SVGAnimatedString
             "a[href]", "els => els.map(e => typeof e.href === 'string' ? e.href : new URL(e.href.baseVal, document.baseURI).href)")
         for href in hrefs:

@@ -105,7 +105,7 @@ def match_heads(sim: np.ndarray) -> tuple[list[tuple[int, int]], str]:
     -> ([(row, col)] sorted by row, method name)."""
     try:
         from scipy.optimize import linear_sum_assignment
-    except ImportError:  # scipy is optional (a test extra): greedy matching
+    except ImportError:  # scipy is optional (extra `universality`): greedy matching
         taken_r: set[int] = set()
         taken_c: set[int] = set()
         out = []
