@@ -28,8 +28,9 @@ import duckdb
 CONSOLE_DIR = "console"
 # A table with more cells than this ships as Parquet only: no CSV, JSON or console script (as text it would be tens of
 # MB: the per-item negation effects of 384 heads x 200 items x 2 ablations are 19 MB of CSV and 37 MB of JSON against
-# 4.9 MB of Parquet; `headwiki query --csv` writes any table as CSV).
-TEXT_MAX_CELLS = 1_500_000
+# 4.9 MB of Parquet; SmolLM2's composition edges, 105,705 rows x 11 columns, 51 MB of CSV + JSON + console script;
+# `headwiki query --csv` writes any table as CSV).
+TEXT_MAX_CELLS = 500_000
 CONSOLE_CALLBACK = "headwikiSqlTable"  # what each console/<table>.js calls (wiki/static/sql-console.js defines it)
 _INTEGER = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
             "UHUGEINT", "BOOLEAN")
