@@ -29,12 +29,15 @@ def _replica(heads: Sequence[tuple[int, int]]) -> dict[int, tuple[int, ...]]:
     return {layer: tuple(sorted(hs)) for layer, hs in out.items()}
 
 
+Group = tuple[str, list[tuple[int, int]], list[list[tuple[int, int]]]]  # (group name, heads, matched random sets)
+
+
 def ioi_signature_rows(
-    loaded: Any, role: str, heads: list[tuple[int, int]], randoms: list[list[tuple[int, int]]],
-    ablations: Sequence[str], effect_row: Callable[..., dict[str, Any]], base: dict[str, Any],
-    n_boot: int, n_perm: int, seed: int, n_pairs: int = DEFAULT_N_PAIRS,
+    loaded: Any, role: str, groups: Sequence[Group], ablations: Sequence[str], effect_row: Callable[..., dict[str, Any]],
+    base: dict[str, Any], n_boot: int, n_perm: int, seed: int, n_pairs: int = DEFAULT_N_PAIRS,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """role_validation rows (one per ablation) for `role`'s labelled `heads` vs `randoms`, and a provenance record.
+    """role_validation rows (one per group and ablation) for `role`'s labelled head groups vs their random sets, and a
+    provenance record.
 
     effect_row(ablated [n], randoms [R, n], clean [n], n_boot, n_perm, seed) -> stats (the validation pass's)."""
     from headwiki.db.store import head_label
@@ -47,21 +50,22 @@ def ioi_signature_rows(
     clean = runner.run()  # also fixes the mean-ablation values
     ok, why = baseline_verdict(clean.ld[0])
     record: dict[str, Any] = {"applicable": ok, "why": why, "n_prompts": prompts.n, "clean_logit_diff": float(clean.ld[0].mean())}
-    if not ok or not heads:
+    if not ok or not groups:
         return [], record
-    specs = [(_replica(h), kind) for kind in ablations for h in [heads, *randoms]]
-    ld = runner.logit_diffs(specs)  # [len(specs), n]
     pairs = lambda x: x.reshape(*x.shape[:-1], x.shape[-1] // 2, 2).mean(-1).numpy().astype(np.float64)  # noqa: E731
     clean_pairs = pairs(clean.ld[0])
     rows = []
-    per = 1 + len(randoms)
-    for j, kind in enumerate(ablations):
-        block = pairs(ld[j * per:(j + 1) * per])
-        stats = effect_row(block[0], block[1:], clean_pairs, n_boot, n_perm, seed)
-        stats.pop("note_suffix", None)
-        rows.append({**base, "n_seqs": len(clean_pairs), "seq_len": int(prompts.tokens.shape[1]), "ablation": kind,
-                     "role": role, "signature": IOI_LD, "group_name": "all", "k": len(heads),
-                     "heads": [head_label(*x) for x in heads], "note": NOTE, **stats})
-        record[f"ablated_logit_diff_{kind}"] = float(block[0].mean())
-        record[f"random_logit_diff_{kind}"] = float(block[1:].mean())
+    for name, heads, randoms in groups:
+        specs = [(_replica(h), kind) for kind in ablations for h in [heads, *randoms]]
+        ld = runner.logit_diffs(specs)  # [len(specs), n]
+        per = 1 + len(randoms)
+        for j, kind in enumerate(ablations):
+            block = pairs(ld[j * per:(j + 1) * per])
+            stats = effect_row(block[0], block[1:], clean_pairs, n_boot, n_perm, seed)
+            suffix = stats.pop("note_suffix", "")
+            rows.append({**base, "n_seqs": len(clean_pairs), "seq_len": int(prompts.tokens.shape[1]), "ablation": kind,
+                         "role": role, "signature": IOI_LD, "group_name": name, "k": len(heads),
+                         "heads": [head_label(*x) for x in heads], "note": NOTE + suffix, **stats})
+            record[f"ablated_logit_diff_{name}_{kind}"] = float(block[0].mean())
+            record[f"random_logit_diff_{name}_{kind}"] = float(block[1:].mean()) if len(block) > 1 else None
     return rows, record

@@ -4,7 +4,11 @@ For each role with a behavioural signature (:mod:`headwiki.ablation.signature`):
 
 * induction -> the in-context loss drop D on repeated random tokens;
 * previous_token -> D and the labelled induction heads' induction score (K-composition);
-* duplicate_token -> none known that isolates it: a row says so and nothing is claimed.
+* duplicate_token -> none known that isolates it: a row says so and nothing is claimed;
+* name_mover -> the IOI logit difference on headwiki's IOI prompts (:mod:`headwiki.ablation.ioi_signature`);
+* successor, copy_suppression -> next-ordinal accuracy ("Monday, Tuesday, Wednesday," -> " Thursday";
+  :mod:`headwiki.ablation.ordinal`). These two have their own prompts (PROMPT_SIGNATURES) and no KV-group /
+  BOS-parked groups; a model that cannot do the task gets a row saying so instead of an effect.
 
 The labelled heads (detector `roles`, ranked by the role's score) are ablated together (zero and
 mean ablation, separately) as groups top1, top3, top5 and all. Effect = fraction of the clean signature removed
@@ -46,6 +50,7 @@ import torch
 
 from headwiki.ablation.prefilter import agreement, expand, resolve_mode, select_heads
 from headwiki.ablation.ioi_signature import ioi_signature_rows
+from headwiki.ablation.ordinal import ordinal_signature_rows
 from headwiki.ablation.signature import SignatureRunner
 from headwiki.ablation.sweep import Replica, Spec
 from headwiki.db.lock import locked_pass
@@ -67,6 +72,8 @@ from headwiki.causal_spec import (  # noqa: F401 (re-exported)
     DROP,
     IND_SCORE,
     IOI_LD,
+    NEXT_ORDINAL,
+    SIGNATURE_WORDS,
 )
 from headwiki.errors import HeadwikiError
 from headwiki.spec import bos_parked_name
@@ -93,7 +100,11 @@ SIGNATURE_TEXT = {
     DROP: "in-context loss drop on repeated random tokens: mean loss on the first copy minus the second copy (nats)",
     IND_SCORE: "mean induction score of the labelled induction heads on the same repeated random tokens",
 }
-SIGNATURES: tuple[str, ...] = (DROP, IND_SCORE)  # what this pass can measure; each role declares its own (headwiki.spec.Role)
+SIGNATURES: tuple[str, ...] = (DROP, IND_SCORE)  # measured on the repeated random tokens (SignatureRunner)
+# Signatures with their own prompts and runner: fn(loaded, role, groups, ablations, effect_row, base, n_boot, n_perm, seed)
+# -> (role_validation rows, record); the provenance keeps each record under its key.
+PROMPT_SIGNATURES: dict[str, tuple[str, Any]] = {IOI_LD: ("ioi", ioi_signature_rows),
+                                                NEXT_ORDINAL: ("next_ordinal", ordinal_signature_rows)}
 
 
 @dataclass
@@ -341,20 +352,30 @@ def validate_model(
     run_id = new_run_id()
     rows = _rows(plan, g_drop.numpy().astype(np.float64), g_scores.numpy().astype(np.float64), clean_drop, clean_ind,
                  labelled, checks, info.name, run_id, n_seqs, seq_len, n_boot, n_perm, seed)
-    ioi_record: dict[str, Any] = {}
-    for role, check in checks.items():  # the IOI signature (headwiki.ablation.ioi_signature): its own prompts and runner
-        if IOI_LD in check.signatures:
-            group = labelled[role]
-            randoms = matched_random_sets(group, set(group), n_heads, n_random, rng) if group else []
+    records: dict[str, dict[str, Any]] = {key: {} for key, _ in PROMPT_SIGNATURES.values()}
+    for role, check in checks.items():  # signatures with their own prompts (IOI, next ordinal): top-k groups vs random
+        for sig in check.signatures:
+            if sig not in PROMPT_SIGNATURES:
+                continue
+            key, rows_fn = PROMPT_SIGNATURES[sig]
+            heads_ = labelled[role]
+            groups = [(name, heads_[:k], matched_random_sets(heads_[:k], set(heads_), n_heads, n_random, rng))
+                      for name, k in group_sizes(len(heads_), ks)]
             t0 = time.perf_counter()
-            extra, ioi_record[role] = ioi_signature_rows(
-                loaded, role, group, randoms, group_ablations, _effect_row, {"model_id": info.name, "run_id": run_id},
-                n_boot, n_perm, seed + SEED_OFFSET)
-            timings[f"ioi_{role}_s"] = time.perf_counter() - t0
+            extra, records[key][role] = rows_fn(loaded, role, groups, group_ablations, _effect_row,
+                                                {"model_id": info.name, "run_id": run_id}, n_boot, n_perm, seed + SEED_OFFSET)
+            timings[f"{key}_{role}_s"] = time.perf_counter() - t0
             if extra:
                 rows = pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
-            elif not ioi_record[role].get("applicable", True):  # say why nothing is validated: the model does not do IOI
-                rows.loc[(rows.role == role) & (rows.signature == "none"), "note"] = ioi_record[role]["why"]
+            elif not records[key][role].get("applicable", True):  # say why nothing is validated (e.g. no IOI ability)
+                why = records[key][role]["why"]
+                if heads_:  # labelled heads, but the model cannot show this signature: one row says so
+                    rows = pd.concat([rows, pd.DataFrame([{
+                        "model_id": info.name, "run_id": run_id, "ablation": "zero", "role": role, "signature": sig,
+                        "group_name": "all", "k": len(heads_), "heads": [head_label(*x) for x in heads_],
+                        "note": f"{SIGNATURE_WORDS[sig]}: {why}", "significant": False}])], ignore_index=True)
+                else:
+                    rows.loc[(rows.role == role) & (rows.signature == "none"), "note"] = why
     heads = _head_frame(share, share_lo, share_hi, compare, o_drop.numpy().astype(np.float64), clean_drop, important,
                         n_layers, n_heads)
     heads[CAUSAL_SHARE_EXACT.name] = [i in set(measured) for i in range(m)]
@@ -376,7 +397,7 @@ def validate_model(
             "agreement": agreement(atp_share, share, selection)},
         "important_heads": [head_label(i // n_heads, i % n_heads) for i in important],
         "random_sets": {f"{p['role']}/{p['name']}": [[head_label(*x) for x in r] for r in p["random_heads"]] for p in plan},
-        "ioi": ioi_record,
+        **records,
     }
     docs = _docs(n_seqs, seq_len, n_compare)
     with transaction(db_path) as con:
@@ -435,7 +456,7 @@ def _rows(plan: list[dict[str, Any]], g_drop: np.ndarray, g_scores: np.ndarray, 
                          "heads": [head_label(*x) for x in p["heads"]], "note": SIGNATURE_TEXT[sig] + stats.pop("note_suffix", ""),
                          **stats})
     for role, check in checks.items():
-        if not any(x in SIGNATURES or x == IOI_LD for x in check.signatures):
+        if not any(x in SIGNATURES or x in PROMPT_SIGNATURES for x in check.signatures):
             note = check.no_signature or "no behavioural signature defined"
         elif not labelled[role]:
             note = f"no head holds the {role} label: nothing to validate"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from headwiki.causal_spec import NEXT_ORDINAL
 from headwiki.detectors.weights import OVWeights, WeightContext, WeightDetector, register_weights
 from headwiki.ov_circuit import copying_scores
 from headwiki.spec import Metric, Role, role
@@ -53,7 +54,7 @@ def copying_columns(weights: OVWeights, context: WeightContext) -> dict[str, tor
     return out
 
 
-DETECTOR = register_weights(WeightDetector(name=METRIC.name, version="1", fn=copying_columns, metrics=(METRIC, SUPPRESSION)))
+DETECTOR = register_weights(WeightDetector(name=METRIC.name, version="2", fn=copying_columns, metrics=(METRIC, SUPPRESSION)))
 _RULE = "score >= threshold AND score > the random-init control (weights only: no CI to take a bound of)"
 _CONTROL = "the same score of the same head position in a random-initialized model of the same shapes (weights only)"
 ROLE = role(Role(
@@ -70,7 +71,9 @@ SUPPRESSION_ROLE = role(Role(
     text="writes down the logits of the tokens it attends to (its OV circuit has mostly negative eigenvalues)",
     colour="#01665e", threshold=THRESHOLD, rule=_RULE, control=_CONTROL,
     consequence="over-prediction of tokens already in the context",
-    no_signature="a weights-only score; the ordinal check (headwiki.ablation.ordinal) ablates these heads on next-ordinal prediction",
+    # in a list the next member must not repeat an earlier one: without copy suppression the model copies a member
+    # already in the context (McDougall et al.: these heads lower the logits of context tokens the model over-predicts)
+    signatures=(NEXT_ORDINAL,),
     citation="McDougall et al. 2023, Copy Suppression: Comprehensively Understanding an Attention Head; score: Elhage et al. 2021",
     order=21,
 ))

@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from headwiki.causal_spec import NEXT_ORDINAL
 from headwiki.detectors.weights import OVWeights, WeightContext, WeightDetector, register_weights
 from headwiki.ordinals import OrdinalRun, n_pairs
 from headwiki.ov_circuit import successor_hits
@@ -61,7 +62,7 @@ def successor_columns(weights: OVWeights, context: WeightContext) -> dict[str, t
     return {METRIC.name: score, f"{METRIC.name}_lo": lo, f"{METRIC.name}_hi": hi, RANDOM.name: rand}
 
 
-DETECTOR = register_weights(WeightDetector(name=METRIC.name, version="1", fn=successor_columns, metrics=(METRIC, RANDOM),
+DETECTOR = register_weights(WeightDetector(name=METRIC.name, version="2", fn=successor_columns, metrics=(METRIC, RANDOM),
                                              ordinal=True))
 ROLE = role(Role(
     METRIC.name, "successor", "detector", METRIC.name,
@@ -70,7 +71,7 @@ ROLE = role(Role(
     rule="score >= threshold AND 95% Wilson lower bound > the random-init control",
     control="the same score of the same head position in a random-initialized model of the same shapes; beside it, the score on random-token runs (successor_random)",
     consequence="lost ordinal successor prediction (Monday -> Tuesday)",
-    no_signature="its causal check is next-ordinal accuracy under ablation (headwiki.ablation.ordinal), reported in the README",
+    signatures=(NEXT_ORDINAL,),
     citation="Gould et al. 2024, Successor Heads: Recurring, Interpretable Attention Heads In The Wild (ICLR 2024)",
     order=22,
 ))

@@ -13,6 +13,15 @@ from headwiki.spec import metric as spec_metric
 DROP = "in_context_loss_drop"  # signature: first-copy minus second-copy loss on repeated random tokens
 IND_SCORE = "induction_heads_score"  # signature: the labelled induction heads' induction score
 IOI_LD = "ioi_logit_diff"  # signature: logit(IO) - logit(S) at the end of headwiki's IOI prompts (headwiki.ioi)
+NEXT_ORDINAL = "next_ordinal_accuracy"  # signature: top-1 accuracy on "Monday, Tuesday, Wednesday," -> " Thursday"
+#: what each signature measures, in words (validation notes, wiki sentences: "removes X% of <words>")
+SIGNATURE_WORDS = {
+    DROP: "the in-context loss drop on repeated random tokens (first-copy minus second-copy loss)",
+    IND_SCORE: "the labelled induction heads' induction score (K-composition)",
+    IOI_LD: "the IOI logit difference logit(IO) - logit(S) at the last token of headwiki's IOI prompts",
+    NEXT_ORDINAL: ("the next-ordinal accuracy (top-1 over the vocabulary is the next member on prompts of three "
+                   "consecutive ordinals, e.g. 'Monday, Tuesday, Wednesday,' -> ' Thursday'; headwiki.ordinals)"),
+}
 _SHARE_DATA = "repeated random-token sequences [BOS, x_1..x_L, x_1..x_L] (validation seed)"
 CAUSAL_SHARE = spec_metric(Metric(
     "causal_share", "share of the in-context loss drop", "causal", "validation", "share",

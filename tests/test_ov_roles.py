@@ -5,6 +5,8 @@ and the detect pass writing the columns, roles and head_ov_profile."""
 from __future__ import annotations
 
 import math
+
+import numpy as np
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,50 @@ def test_ordinal_prompts_and_ablation_check(planted) -> None:
     rows = ordinal_check(planted.bridge, p, {"planted": [SUCCESSOR]}, N_LAYERS, N_HEADS, kind="zero", n_random=3)
     assert rows[0]["k"] == 1 and rows[0]["clean_acc"] == pytest.approx(float(direct.float().mean()))
     assert 0 < rows[0]["p_rank"] <= 1 and rows[0]["n_prompts"] == len(p.targets)
+
+
+@pytest.mark.slow
+def test_next_ordinal_signature_rows_on_a_model_that_needs_its_successor_head(tmp_path: Path) -> None:
+    """The validation pass's next-ordinal signature (headwiki.ablation.ordinal.ordinal_signature_rows) on the planted model
+    made to do the task through its successor head alone: END of each prompt attends to the last member (pattern hook),
+    and the head's W_O is scaled x10 so its successor code outweighs the random rest of the residual. Ablating the head
+    removes its whole accuracy; random layer-1 heads remove less; every number equals a recomputation with correct()."""
+    from headwiki.ablation.ordinal import correct, head_means, ordinal_prompts, ordinal_signature_rows
+    from headwiki.ablation.validation import _effect_row, matched_random_sets
+    from headwiki.causal_spec import NEXT_ORDINAL
+    from headwiki.hooks import pattern_hook
+    from headwiki.models import load_model
+
+    m = load_model(str(_write_model(tmp_path / "m", seed=3, plant=True)))
+    L, H = SUCCESSOR
+    with torch.no_grad():
+        m.bridge.original_model.model.layers[L].self_attn.o_proj.weight[:, H * D_HEAD:(H + 1) * D_HEAD] *= 10.0
+
+    def last_member(pattern: torch.Tensor, hook: object) -> torch.Tensor:
+        pattern = pattern.clone()
+        pattern[:, H, -1] = 0.0
+        pattern[:, H, -1, -2] = 1.0  # "[BOS] m1 , m2 , m3 ,": END (the last comma) attends to m3
+        return pattern
+
+    m.bridge.add_hook(pattern_hook(L), last_member, is_permanent=True)
+    try:
+        p = ordinal_prompts(m.bridge.tokenizer, m.start.id)
+        clean = correct(m.bridge, p).double()
+        randoms = matched_random_sets([SUCCESSOR], {SUCCESSOR}, N_HEADS, 10, np.random.default_rng(0))
+        rows, record = ordinal_signature_rows(m, "successor", [("top1", [SUCCESSOR], randoms)], ("zero", "mean"),
+                                              _effect_row, {"model_id": "m"}, 200, 200, 0)
+        means = head_means(m.bridge, p, N_LAYERS)
+        expect = {kind: correct(m.bridge, p, [SUCCESSOR], kind, means).double() for kind in ("zero", "mean")}
+        rand_zero = [correct(m.bridge, p, r, "zero").double().mean().item() for r in randoms]
+    finally:
+        m.bridge.reset_hooks(including_permanent=True)
+    assert record["applicable"] and record["clean_accuracy"] == pytest.approx(clean.mean().item())
+    assert record["clean_accuracy"] >= 0.2
+    assert [(r["group_name"], r["ablation"], r["signature"]) for r in rows] == [("top1", "zero", NEXT_ORDINAL), ("top1", "mean", NEXT_ORDINAL)]
+    for r in rows:
+        removed = 1.0 - expect[r["ablation"]].sum().item() / clean.sum().item()
+        assert r["effect"] == pytest.approx(removed) and r["n_seqs"] == len(p.targets) and r["heads"] == ["L1H2"]
+    zero = rows[0]
+    assert zero["effect"] == pytest.approx(1.0)  # the head carries every correct answer
+    assert zero["random_effects"] == pytest.approx([1.0 - a / clean.mean().item() for a in rand_zero])
+    assert zero["random_max"] < zero["effect"] and zero["significant"]

@@ -70,12 +70,13 @@ def test_kv_group_and_bos_parked_ablation_on_smollm2(smol_validation, smol_db: P
     from headwiki.causal_spec import BOS_PARKED_GROUP, KV_GROUPS
     from headwiki.spec import bos_parked_name
 
+    from headwiki.ablation.validation import PROMPT_SIGNATURES
     from headwiki.causal_spec import IOI_LD
 
     rows = smol_validation.rows
     ioi = rows[rows.signature == IOI_LD]  # the IOI check (its own prompts) has no KV-group / BOS-parked groups
     assert set(ioi.role) == {"name_mover"} and set(ioi.ablation) == {"zero", "mean"} and (ioi.n_random == 10).all()
-    for role in rows[(rows.signature != "none") & (rows.signature != IOI_LD)].role.unique():
+    for role in rows[(rows.signature != "none") & ~rows.signature.isin(list(PROMPT_SIGNATURES))].role.unique():
         labelled = rows[(rows.role == role) & (rows.group_name == "all")].iloc[0].heads
         kv = rows[(rows.role == role) & (rows.group_name == KV_GROUPS)]
         assert set(kv.ablation) == {"zero", "mean"}, role
@@ -94,6 +95,22 @@ def test_kv_group_and_bos_parked_ablation_on_smollm2(smol_validation, smol_db: P
         else:
             assert parked.empty
     assert (rows.group_name == BOS_PARKED_GROUP).any(), "SmolLM2 has a BOS-parked previous-token head (L19H8 at the defaults)"
+
+
+def test_next_ordinal_signature_on_smollm2(smol_validation) -> None:
+    """Issue 19: the copy-suppression heads (and successor heads, where labelled) are validated on next-ordinal accuracy
+    ("Monday, Tuesday, Wednesday," -> " Thursday") against 10 matched random head sets, both ablations; SmolLM2 labels no
+    successor head, and its row says so."""
+    from headwiki.causal_spec import NEXT_ORDINAL
+
+    rows = smol_validation.rows
+    ordinal = rows[rows.signature == NEXT_ORDINAL]
+    assert set(ordinal.role) == {"copy_suppression"} and set(ordinal.ablation) == {"zero", "mean"}
+    assert (ordinal.n_random == 10).all() and ordinal.effect.notna().all() and ordinal.p_paired.notna().all()
+    record = smol_validation.provenance["next_ordinal"]["copy_suppression"]
+    assert record["applicable"] and record["n_prompts"] == int(ordinal.n_seqs.iloc[0]) >= 40 and record["clean_accuracy"] > 0.4
+    successor = rows[rows.role == "successor"]
+    assert list(successor.signature) == ["none"] and "no head holds the successor label" in successor.note.iloc[0]
 
 
 def test_smollm2_site_in_a_browser(smol_validation, smol_db: Path, tmp_path: Path, browser) -> None:  # noqa: ANN001

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from headwiki.causal_spec import (
-    BOS_PARKED_GROUP, CAUSAL_SHARE, CAUSAL_SHARE_ATP, CAUSAL_SHARE_ZERO, CAUSALLY_IMPORTANT, DROP, IND_SCORE, IOI_LD, KV_GROUPS,
+    BOS_PARKED_GROUP, CAUSAL_SHARE, CAUSAL_SHARE_ATP, CAUSAL_SHARE_ZERO, CAUSALLY_IMPORTANT, DROP, KV_GROUPS, SIGNATURE_WORDS,
 )
 from headwiki.wiki.overlap import role_overlap
 from headwiki.negation_spec import ABLATION_EXACT, EFFECT_SPECS, REVERSAL, SELECTED_BY
@@ -575,11 +575,6 @@ def role_context(site: SiteData, role: str) -> dict[str, Any]:
             "text": declared.text if declared else "", "groups": groups, "rule": _role_rule(site, role)}
 
 
-SIGNATURE_WORDS = {
-    DROP: "the in-context loss drop on repeated random tokens (first-copy minus second-copy loss)",
-    IND_SCORE: "the labelled induction heads' induction score (K-composition)",
-    IOI_LD: "the IOI logit difference logit(IO) - logit(S) at the last token of headwiki's IOI prompts",
-}
 GROUP_ORDER = {"top1": 0, "top3": 1, "top5": 2, "all": 3, KV_GROUPS: 4, BOS_PARKED_GROUP: 5}
 
 
