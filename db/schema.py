@@ -157,7 +157,8 @@ DDL += (
     )""",
     """CREATE TABLE IF NOT EXISTS diff_heads (
         model_a VARCHAR, model_b VARCHAR, layer INTEGER, head INTEGER, label VARCHAR,
-        qk_rel DOUBLE, ov_rel DOUBLE, act_rel DOUBLE,
+        qk_rel DOUBLE, ov_rel DOUBLE, act_rel DOUBLE, dla_a DOUBLE, dla_b DOUBLE, dla_delta DOUBLE, dla_delta_lo DOUBLE,
+        dla_delta_hi DOUBLE, patch_gain DOUBLE, patch_share DOUBLE,
         PRIMARY KEY (model_a, model_b, layer, head)
     )""",
     """CREATE TABLE IF NOT EXISTS diff_head_metrics (

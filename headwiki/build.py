@@ -1,5 +1,8 @@
 """`headwiki build`: detect -> ablate -> validate -> site for each model into one DB and one site, resumably.
 
+Checkpoints of one training series built together are also diffed step to step (`headwiki diff` of consecutive steps,
+earlier -> later), so the site gets a diff page per training interval beside the timeline.
+
 Each pass skips itself when a finished run with the same parameters and data hash is already in
 the database (unless force=True), so re-running a build is a no-op and an interrupted build
 resumes at the first pass that did not finish.
@@ -28,6 +31,7 @@ class BuildReport:
     db_path: Path
     out_dir: Path
     passes: dict[str, dict[str, str]] = field(default_factory=dict)
+    diffs: dict[str, str] = field(default_factory=dict)  # "A -> B": ran | skipped (consecutive checkpoints of a series)
     model_ids: list[str] = field(default_factory=list)
     seconds: float = 0.0
     peak_rss_mb: float = 0.0  # peak resident memory of this process (ru_maxrss)
@@ -110,8 +114,45 @@ def _build_locked(
             "validate": "skipped" if getattr(validated, "skipped", False) else "ran",
         }
         del loaded
+    report.diffs = diff_series({resolve_source(spec)[0]: spec for spec in models}, db_path, device, dtype, bos, force)
     if site:
         render_site(db_path, out_dir)
     report.seconds = time.perf_counter() - started
     report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return report
+
+
+def series_pairs(db_path: str | Path, model_ids: list[str]) -> list[tuple[str, str]]:
+    """(earlier, later) for consecutive steps of each checkpoint series among `model_ids` (models.series / models.step)."""
+    from headwiki.db.store import reading
+
+    with reading(db_path) as con:
+        rows = con.execute("SELECT model_id, series, step FROM models WHERE series IS NOT NULL AND step IS NOT NULL "
+                           "ORDER BY series, step").fetchall()
+    by_series: dict[str, list[str]] = {}
+    for model_id, series, _ in rows:
+        if model_id in model_ids:
+            by_series.setdefault(series, []).append(model_id)
+    return [(ids[i], ids[i + 1]) for ids in by_series.values() for i in range(len(ids) - 1)]
+
+
+def diff_series(specs: Mapping[str, str], db_path: str | Path, device: str, dtype: str, bos: str, force: bool,
+                diff_options: dict[str, Any] | None = None) -> dict[str, str]:
+    """Diff consecutive checkpoints of every series among the built models ({model id: spec}); a pair already in
+    model_diffs is skipped unless `force`. diff_options: keyword arguments of diff_models. Returns {"A -> B": "ran" |
+    "skipped"}."""
+    from headwiki.db.store import reading
+    from headwiki.modeldiff.run import diff_models
+
+    out: dict[str, str] = {}
+    for a, b in series_pairs(db_path, list(specs)):
+        with reading(db_path) as con:
+            done = con.execute("SELECT count(*) FROM model_diffs WHERE model_a = ? AND model_b = ?", [a, b]).fetchall()[0][0]
+        if done and not force:
+            log(f"diff {a} -> {b}: skipped, already in the database (--force re-runs)")
+            out[f"{a} -> {b}"] = "skipped"
+            continue
+        diff_models(load_model(specs[a], device=device, dtype=dtype, bos=bos),
+                    load_model(specs[b], device=device, dtype=dtype, bos=bos), db_path, **(diff_options or {}))
+        out[f"{a} -> {b}"] = "ran"
+    return out

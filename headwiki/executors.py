@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from headwiki.build import BuildReport, build, check_build_inputs
+from headwiki.build import BuildReport, build, check_build_inputs, diff_series
+from headwiki.models import resolve_source
+from headwiki.start_token import AUTO
 from headwiki.db.merge import merge_databases
 from headwiki.errors import HeadwikiError
 from headwiki.progress import log
@@ -67,9 +69,11 @@ def build_with_ray(
         if started_here:
             ray.shutdown()
     merged = merge_databases(paths, db_path)
+    diffs = diff_series({resolve_source(spec)[0]: spec for spec in models}, db_path, device, dtype,
+                        options.get("bos", AUTO), force)
     if site:
         render_site(db_path, out_dir)
-    report = BuildReport(db_path=Path(db_path), out_dir=Path(out_dir), model_ids=sorted(merged.taken))
+    report = BuildReport(db_path=Path(db_path), out_dir=Path(out_dir), model_ids=sorted(merged.taken), diffs=diffs)
     for p in passes:
         report.passes.update(p)
     report.seconds = time.perf_counter() - started

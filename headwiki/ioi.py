@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from headwiki.dla import final_norm, logit_direction
+
 NAMES: tuple[str, ...] = (
     "Mary", "John", "Tom", "James", "Anna", "Paul", "Sarah", "David", "Emma", "Peter", "Laura", "Mark", "Alice",
     "Michael", "Kate", "Daniel", "Lisa", "Robert", "Jessica", "Steven", "Rachel", "Andrew", "Linda", "Brian",
@@ -178,9 +180,7 @@ class IOIRunner:
         self.replicas = max(1, max_rows // prompts.n)
         self.W_O = bridge.W_O.detach().float()  # [L, H, dh, d]
         self.W_U = bridge.W_U.detach().float()  # [d, vocab]
-        norm = bridge.ln_final.original_component
-        self.norm_w = norm.weight.detach().float()
-        self.center = isinstance(norm, torch.nn.LayerNorm)
+        self.norm_w, self.center = final_norm(bridge)
         self.z_mean: list[torch.Tensor] | None = None  # per layer [H, dh]: mean over non-BOS, non-pad positions
 
     def _rows(self, n_rep: int) -> torch.Tensor:
@@ -190,8 +190,7 @@ class IOIRunner:
         """Residual-stream direction d [n, d_model] with DLA(c) = c . d = the change in logit(a) - logit(b) when c is
         added to the residual at END, the final norm's scale frozen: w * (u_a - u_b) / scale, mean-centred for
         LayerNorm. scale [n] (the norm's divisor at END), a_tok / b_tok [n]."""
-        e = self.norm_w * (self.W_U[:, a_tok] - self.W_U[:, b_tok]).T / scale[:, None]
-        return e - e.mean(-1, keepdim=True) if self.center else e
+        return logit_direction(self.W_U, self.norm_w, scale, a_tok, b_tok, self.center)
 
     def _z_value(self, kind: str, layer: int, head: int) -> torch.Tensor | float:
         if kind == "zero":

@@ -52,26 +52,46 @@ def diffed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"dirs": dirs, "db": db, "loaded": loaded, "result": result, "checkpoints": checkpoints, "site": site}
 
 
-def _hand(model_dir: Path, start_id: int, texts: list[str]) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.nn.Module]:
-    """Per passage: log p(next token) [s-1] and z [n_layers, s, H, d_head] from plain transformers (c_proj's input)."""
+def _hand(model_dir: Path, start_id: int, texts: list[str], patch: dict | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.nn.Module, list[torch.Tensor], list[torch.Tensor]]:
+    """Per passage, from plain transformers: log p(next token) [s-1], z [n_layers, s, H, d_head] (c_proj's input), the
+    ids [s] and the final LayerNorm's input [s, d]. patch = {(layer, head): per-passage z [s, d_head]} replaces those
+    heads' z (c_proj's input slice) before W_O."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
     model = GPT2LMHeadModel.from_pretrained(model_dir, attn_implementation="eager").eval().double()
     tok = AutoTokenizer.from_pretrained(model_dir)
-    logps, zs = [], []
-    for text in texts:
+    cfg = model.config
+    dh = cfg.n_embd // cfg.n_head
+    logps, zs, ids_all, pre_ln = [], [], [], []
+    for p, text in enumerate(texts):
         ids = torch.tensor([[start_id, *tok.encode(text, add_special_tokens=False)[: MAX_LEN - 1]]])
         got: list[torch.Tensor] = []
-        hooks = [blk.attn.c_proj.register_forward_pre_hook(lambda mod, args: got.append(args[0][0])) for blk in model.transformer.h]
+        fin: list[torch.Tensor] = []
+
+        def pre(L: int):  # noqa: ANN202
+            def hook(mod: torch.nn.Module, args: tuple) -> tuple | None:
+                got.append(args[0][0].clone())
+                if not patch:
+                    return None
+                x = args[0].clone()
+                for (pl, ph), z in patch.items():
+                    if pl == L:
+                        x[0, :, ph * dh:(ph + 1) * dh] = z[p]
+                return (x,)
+            return hook
+
+        hooks = [blk.attn.c_proj.register_forward_pre_hook(pre(L)) for L, blk in enumerate(model.transformer.h)]
+        hooks.append(model.transformer.ln_f.register_forward_pre_hook(lambda mod, args: fin.append(args[0][0])))
         with torch.no_grad():
             logits = model(ids).logits
         for h in hooks:
             h.remove()
         lp = torch.log_softmax(logits, -1)[0, :-1].gather(-1, ids[0, 1:, None]).squeeze(-1)
         logps.append(lp)
-        cfg = model.config
         zs.append(torch.stack([g.reshape(g.shape[0], cfg.n_head, -1) for g in got]))
-    return logps, zs, model
+        ids_all.append(ids[0])
+        pre_ln.append(fin[0])
+    return logps, zs, model, ids_all, pre_ln
 
 
 def test_diff_numbers_match_a_hand_computation(diffed: dict) -> None:
@@ -79,8 +99,8 @@ def test_diff_numbers_match_a_hand_computation(diffed: dict) -> None:
 
     a, b = diffed["loaded"]
     texts = passages()[:N_PASSAGES]
-    la, za, ma = _hand(diffed["dirs"][0], a.start.id, texts)
-    lb, zb, mb = _hand(diffed["dirs"][1], b.start.id, texts)
+    la, za, ma, ids, xa = _hand(diffed["dirs"][0], a.start.id, texts)
+    lb, zb, mb, _, xb = _hand(diffed["dirs"][1], b.start.id, texts)
     r = diffed["result"]
     # black box: mean over passages of each passage's mean per-token difference; the largest |Δ| token
     expect = sum(float((y - x).mean()) for x, y in zip(la, lb)) / N_PASSAGES
@@ -103,6 +123,8 @@ def test_diff_numbers_match_a_hand_computation(diffed: dict) -> None:
     try:
         rows = {(L, h): (qk, ov, act) for L, h, qk, ov, act in
                 con.execute("SELECT layer, head, qk_rel, ov_rel, act_rel FROM diff_heads").fetchall()}
+        dla = {(r[0], r[1]): r[2:] for r in con.execute(
+            "SELECT layer, head, dla_a, dla_b, dla_delta, dla_delta_lo, dla_delta_hi, patch_gain, patch_share FROM diff_heads").fetchall()}
         metric = con.execute("SELECT value_a, value_b, delta, delta_lo, delta_hi, layer, head FROM diff_head_metrics "
                              "WHERE metric = 'induction' ORDER BY layer, head").fetchall()
         heads = {(r[0], r[1], r[2]): r[3:] for r in con.execute(
@@ -119,6 +141,36 @@ def test_diff_numbers_match_a_hand_computation(diffed: dict) -> None:
             num = sum(float(((y[L, :, h] - x[L, :, h]) ** 2).sum()) for x, y in zip(za, zb))
             den = sum(float((x[L, :, h] ** 2).sum()) for x in za)
             assert rows[(L, h)][2] == pytest.approx(math.sqrt(num / den), rel=1e-4)
+    # direct logit attribution to the next token (minus the mean logit) through ln_f with its scale frozen: per passage
+    # the mean over positions, then the mean over passages; Δ = B - A with a bootstrap CI containing it
+    def hand_dla(m: torch.nn.Module, zs: list[torch.Tensor], xs: list[torch.Tensor]) -> torch.Tensor:
+        W_U = m.lm_head.weight.detach().double().T  # [d, vocab]
+        w, eps = m.transformer.ln_f.weight.detach().double(), m.transformer.ln_f.eps
+        out = []
+        for z, x, tok in zip(zs, xs, ids):
+            scale = (x.var(-1, unbiased=False) + eps).sqrt()[:-1]  # [s-1]
+            e = w * (W_U[:, tok[1:]].T - W_U.mean(1)) / scale[:, None]
+            e = e - e.mean(-1, keepdim=True)
+            per = torch.zeros(2, H)
+            for L in range(2):
+                o = m.transformer.h[L].attn.c_proj.weight.detach().double()
+                for h in range(H):
+                    out_h = z[L, :-1, h] @ o[h * dh:(h + 1) * dh]  # [s-1, d]
+                    per[L, h] = (out_h * e).sum(-1).mean()
+            out.append(per)
+        return torch.stack(out).mean(0)
+
+    da, db_ = hand_dla(ma, za, xa), hand_dla(mb, zb, xb)
+    for (L, h), (va, vb, delta, lo, hi, gain, share) in dla.items():
+        assert va == pytest.approx(float(da[L, h]), rel=1e-4, abs=1e-7) and vb == pytest.approx(float(db_[L, h]), rel=1e-4, abs=1e-7)
+        assert delta == pytest.approx(vb - va, abs=1e-9) and lo <= delta <= hi
+    # patching: the top-|Δ DLA| heads (all 8 here: the default patches 8) transplanted one at a time from B into A
+    better = [(y - x) > 0 for x, y in zip(la, lb)]
+    adv = torch.cat([(y - x)[m] for x, y, m in zip(la, lb, better)]).mean()
+    for (L, h), (*_, gain, share) in dla.items():
+        lp, *_ = _hand(diffed["dirs"][0], a.start.id, texts, patch={(L, h): [z[L, :, h] for z in zb]})
+        expect = torch.cat([(p_ - x)[m] for p_, x, m in zip(lp, la, better)]).mean()
+        assert gain == pytest.approx(float(expect), abs=1e-5) and share == pytest.approx(float(expect / adv), rel=1e-4, abs=1e-6)
     # metric deltas: B - A, CI by MOVER from the two stored CIs
     assert len(metric) == 2 * H
     ida, idb = a.info.name, b.info.name
@@ -227,13 +279,15 @@ def test_diff_page_in_the_wiki(diffed: dict, browser) -> None:  # noqa: ANN001 -
     page_path = out / urls.diff_page(a, b)
     html = page_path.read_text()
     assert "Biggest movers" in html and "Tokens where the two differ most" in html and "MOVER" in html
+    assert "Δ direct logit attribution" in html and "Patching where B does better" in html
+    assert html.count('<a class="head"', html.index('id="patching"')) >= 8  # the 8 patched heads, linked
     assert urls.diff_page(a, b) in (out / "index.html").read_text()
     context = browser.new_context()
     page = context.new_page()
     watch = Watch(page)
     page.goto(page_path.resolve().as_uri())
     n = page.locator("figure.heat").count()
-    assert n >= 4  # three weight/activation maps + at least one metric delta
+    assert n >= 5  # three weight/activation maps, Δ DLA + at least one metric delta
     draw_every_heatmap(page, n)
     for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
         assert Path(href.split("#")[0].removeprefix("file://")).exists(), href
@@ -310,3 +364,27 @@ def test_cross_model_sql_examples_run_in_the_page_console_as_in_headwiki_query(d
             assert list(row_d) == got["columns"] and all(_same_value(d, lt) for d, lt in zip(row_d.values(), row_l)), sqls[i]
     assert watch.problems == []
     page.close()
+
+
+def test_build_diffs_consecutive_checkpoints_of_a_series_once(diffed: dict, tmp_path: Path) -> None:
+    """`headwiki build` diffs consecutive steps of a checkpoint series (earlier -> later; headwiki.build.diff_series):
+    the pair is written once, a second build skips it, models outside a series are never paired."""
+    import shutil
+
+    from headwiki.build import diff_series, series_pairs
+    from headwiki.models import resolve_source
+
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(diffed["db"], db)
+    specs = {resolve_source(str(d))[0]: str(d) for d in [*diffed["checkpoints"], *diffed["dirs"]]}
+    assert series_pairs(db, list(specs)) == [("toy-run-seed5@step2", "toy-run-seed5@step4")]
+    small = {"n_passages": N_PASSAGES, "max_len": MAX_LEN}
+    assert diff_series(specs, db, "cpu", "float32", "auto", False, small) == {"toy-run-seed5@step2 -> toy-run-seed5@step4": "ran"}
+    assert diff_series(specs, db, "cpu", "float32", "auto", False, small) == {"toy-run-seed5@step2 -> toy-run-seed5@step4": "skipped"}
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        pairs = con.execute("SELECT model_a, model_b, same_structure FROM model_diffs ORDER BY model_a").fetchall()
+        patched = con.execute("SELECT count(*) FROM diff_heads WHERE model_a = 'toy-run-seed5@step2' AND patch_gain IS NOT NULL").fetchall()[0][0]
+    finally:
+        con.close()
+    assert ("toy-run-seed5@step2", "toy-run-seed5@step4", True) in pairs and patched == 8

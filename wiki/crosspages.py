@@ -229,6 +229,19 @@ def diff_context(site: SiteData, diff: dict[str, Any]) -> dict[str, Any]:
             doc = _diff_doc(f"diff-{col}", label, text, False)
             heatmaps.append({"doc": doc, "html": heatmap_html(doc, _diff_grid(heads, col, n_layers, n_heads), None, None, links(),
                                                               div_id=f"diff-{col}")})
+    if len(heads) and "dla_delta" in heads and heads["dla_delta"].notna().any():
+        doc = _diff_doc("diff-dla_delta", "Δ direct logit attribution", "B − A: each head's direct logit attribution to the "
+                        "actual next token (minus the mean logit, final norm's scale frozen), mean over positions and passages; "
+                        "95% CI by paired bootstrap over passages", True, "nats")
+        lo, hi = (_diff_grid(heads, c, n_layers, n_heads) for c in ("dla_delta_lo", "dla_delta_hi"))
+        heatmaps.append({"doc": doc, "html": heatmap_html(doc, _diff_grid(heads, "dla_delta", n_layers, n_heads), lo, hi,
+                                                          links(), div_id="diff-dla_delta")})
+    patched = []
+    if len(heads) and "patch_share" in heads:
+        for r in heads[heads["patch_gain"].notna()].sort_values("patch_gain", ascending=False).to_dict("records"):
+            patched.append({"label": r["label"], "url": urls.head_page(target.slug, r["layer"], r["head"]) if target else "",
+                            "dla": fmt.estimate(r["dla_delta"], r["dla_delta_lo"], r["dla_delta_hi"], "nats", True),
+                            "gain": fmt.value(r["patch_gain"], "nats", True), "share": fmt.percent(r["patch_share"])})
     movers = []
     source = ma or mb
     for metric, part in (metrics.groupby("metric", sort=False) if len(metrics) else []):
@@ -254,7 +267,7 @@ def diff_context(site: SiteData, diff: dict[str, Any]) -> dict[str, Any]:
     return {**common(page, f"Diff {diff['a']} → {diff['b']} — headwiki", site), "d": diff, "s": s,
             "model_urls": {k: urls.model_page(m.slug) for k, m in by_id.items() if k in (diff["a"], diff["b"])},
             "mean": fmt.estimate(s["mean_delta"], s["mean_delta_lo"], s["mean_delta_hi"], "nats", True),
-            "heatmaps": heatmaps, "movers": movers, "tokens": tokens,
+            "heatmaps": heatmaps, "movers": movers, "tokens": tokens, "patched": patched,
             "baselines": diff["baselines"].to_dict("records") if len(diff["baselines"]) else [], "links": cross_links(site)}
 
 
