@@ -16,6 +16,9 @@ What differs from spd:
 What differs from headwiki's ``delimiter`` score: that one divides each row's mass by the delimiters' causal base
 rate among the keys that row can see (1..i) and ignores BOS; spd's divides by their frequency in the whole text, so
 a uniform causal head scores above 1 where delimiters come late in a window and below 1 where they come early.
+
+Measured on SmolLM2-135M (scripts/spd_agreement.py, the detect pass's 50 English windows): Spearman +0.9997 with
+headwiki's delimiter score, the same top 10; 32 heads pass spd's 2.0, 14 headwiki's 3.0 (all among the 32).
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ What differs from spd: headwiki's ordinal runs instead of spd's lists (numbers 1
 is not one token breaks a run instead of being dropped from it); the model's start token at position 0 (spd's
 prompts have none; every position is shifted by one); headwiki's own control word list; control lengths paired with
 the ordinal prompts (spd draws them independently, uniform in 3..12).
+
+Measured on SmolLM2-135M (scripts/spd_agreement.py, 500 prompts per condition as spd): 22 heads pass spd's rule (best
+L5H8 0.449 [0.424, 0.473]) while none reaches the OV successor threshold; Spearman with the OV score -0.05 over the 270
+heads, 1 head in both top 10s. The two definitions do not agree there (README).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from headwiki.spec import Metric, metric
 from headwiki.stats import bootstrap_mean_ci
 
 VERSION = "1"
-DEFAULT_N_PROMPTS = 256
+DEFAULT_N_PROMPTS = 128  # per condition in the detect pass (spd uses 500; scripts/spd_agreement.py too)
 MIN_LEN, MAX_LEN = 3, 12
 SPD_THRESHOLD = 0.05
 # Common short English words, none an ordinal member (headwiki.ordinals.SEQUENCES): the control's members.
@@ -166,15 +170,23 @@ def make_prompts(tokenizer: Any, n: int, start_id: int, seed: int) -> tuple[Pred
 @torch.inference_mode()
 def prompt_scores(bridge: Any, prompts: PredecessorPrompts, batch_size: int = 64) -> torch.Tensor:
     """Per-prompt predecessor attention [n, n_layers, n_heads] (float64, CPU): batched forwards, each layer's pattern
-    reduced inside its hook (headwiki.hooks.reduce_patterns)."""
+    reduced inside its hook (headwiki.hooks.reduce_patterns). Prompts are batched in order of length and each batch
+    cut to its longest prompt (causal attention: the padding after a prompt never changes its rows), in prompt order
+    on return."""
     device = _device(bridge)
-    out = []
+    order = torch.argsort(prompts.lengths, stable=True)
+    out = torch.empty(prompts.n, 0, dtype=torch.float64)
     for part in chunks(prompts.n, batch_size):
-        dst, src, valid = (x[part].to(device) for x in (prompts.dst, prompts.src, prompts.valid))
-        tokens = prompts.tokens[part].to(device)
-        red = reduce_patterns(bridge, tokens, lambda p: {"v": predecessor_attention(p.float(), dst, src, valid)})
-        out.append(red["v"].double().cpu())
-    return torch.cat(out)
+        idx = order[part]
+        width = 2 * int(prompts.lengths[idx].max())  # start token + n members + n - 1 commas
+        dst, src, valid = (x[idx].to(device) for x in (prompts.dst, prompts.src, prompts.valid))
+        red = reduce_patterns(bridge, prompts.tokens[idx, :width].to(device),
+                              lambda p: {"v": predecessor_attention(p.float(), dst, src, valid)})
+        v = red["v"].double().cpu()
+        if out.shape[1] == 0:
+            out = torch.empty(prompts.n, *v.shape[1:], dtype=torch.float64)
+        out[idx] = v
+    return out
 
 
 @dataclass

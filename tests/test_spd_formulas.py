@@ -79,7 +79,8 @@ def test_planted_successor_attention_head_ranks_first_and_none_without_it(ordina
     """Head 1.2's pattern (hook on hook_pattern) puts member k's attention on member k-1 in ordinal prompts only; the
     score ranks it first on the signal with its CI above 0; the same model without the plant has no head above spd's
     0.05."""
-    from headwiki.detectors.successor_attn import ORDINAL, RANDOM, SIGNAL, SPD_THRESHOLD, successor_attn_scores
+    from headwiki.detectors.successor_attn import (ORDINAL, RANDOM, SIGNAL, SPD_THRESHOLD, make_prompts, prompt_scores,
+                                                  successor_attn_scores)
     from headwiki.hooks import pattern_hook
     from headwiki.models import load_model
     from headwiki.ordinals import ordinal_runs
@@ -88,6 +89,8 @@ def test_planted_successor_attention_head_ranks_first_and_none_without_it(ordina
     bare = successor_attn_scores(loaded, n_prompts=48, n_boot=200)
     assert bare.record["applicable"] and bare.record["spd_heads"] == []
     assert float(bare.frame[SIGNAL.name].abs().max()) < SPD_THRESHOLD
+    ords, _ = make_prompts(loaded.bridge.tokenizer, 12, loaded.start.id, seed=0)
+    assert torch.allclose(prompt_scores(loaded.bridge, ords, 5), prompt_scores(loaded.bridge, ords, 1), atol=1e-6)
 
     tok = loaded.bridge.tokenizer
     ordinal_ids = {t for r in ordinal_runs(lambda s: list(tok.encode(s, add_special_tokens=False))) for t in r.ids}
