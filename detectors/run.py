@@ -44,6 +44,7 @@ from headwiki.detectors.edges import edge_frame
 from headwiki.detectors.examples import TOP_STATISTIC_TEXT, example_frame, example_sequences, top_example_frame
 from headwiki.detectors.delimiter import delimiter_mask
 from headwiki.detectors import ioi_roles
+from headwiki.detectors import successor_attn
 from headwiki.detectors.registry import INPUT_DESCRIPTIONS, BatchMeta, InputKind, Registry, default_registry
 from headwiki.detectors.roles import (
     MULTI_ROLE,
@@ -218,6 +219,8 @@ def compute_detections(
     docs.update(_add_roles(frame, ctrl, limits, info.n_layers, info.n_heads, n_seqs, key))
     ioi = ioi_roles.ioi_scores(loaded, seed=seed, n_boot=n_boot)  # IOI family: NULL columns where not applicable
     docs.update(ioi_roles.add_to_frame(frame, ioi))
+    succ_attn = successor_attn.successor_attn_scores(loaded, seed=seed, n_boot=n_boot)  # spd's score: NaN where no ordinals
+    docs.update(successor_attn.add_to_frame(frame, succ_attn))
     grid_settings = _add_stability(frame, docs, loaded, registry, limits, n_seqs, half_len, seed, text, batch_size, meta)
     examples = example_frame(bridge, info.name, example_sequences(inputs.tokens["repeat"], inputs.tokens["text"]), device)
     edges = edge_frame(bridge, info.name, seed=seed)  # issue 18: Q/K/V composition from the weights
@@ -228,6 +231,7 @@ def compute_detections(
         "detectors": {d.name: d.version for d in registry}, "control_key": key,
         "n_by_input": {k: int(len(v)) for k, v in inputs.tokens.items()},
         "stability_grid": grid_settings, "start_token": loaded.start.record(), "ioi": ioi.record,
+        "spd_successor_attention": succ_attn.record,
         "composition": {"baseline": "iid Gaussian matrices of the same shapes", "n_draws": int(edges["n_draws"].iloc[0])
                         if len(edges) else 0, "seed": seed},
         "top_examples": {"statistic": TOP_STATISTIC_TEXT, "windows": int(min(len(inputs.tokens["text"]), top["seq"].max() + 1))
@@ -417,6 +421,7 @@ def code_versions(registry: Registry | None = None) -> dict[str, Any]:
             "spec": {**{f"metric:{m.name}": m.version for d in registry for m in d.metrics},
                      **{f"role:{r.name}": r.version for r in detector_roles()}},
             "detector pass source": source_digest("headwiki.detectors"),
+            "successor attention (spd)": successor_attn.VERSION,
             "composition": COMPOSITION_VERSION}  # headwiki.composition lives below the pass (not in its digest)
 
 
