@@ -217,10 +217,12 @@ def compute_detections(
     docs[KV_GROUP.name] = {"description": f"{KV_GROUP.description} ({info.n_heads} query heads, {info.n_kv_heads} KV heads)",
                            "data": KV_GROUP.data, "n": 1, "spec": KV_GROUP}
     docs.update(_add_roles(frame, ctrl, limits, info.n_layers, info.n_heads, n_seqs, key))
+    frame = frame.copy()  # one block per dtype again: the steps below add columns one at a time
     ioi = ioi_roles.ioi_scores(loaded, seed=seed, n_boot=n_boot)  # IOI family: NULL columns where not applicable
     docs.update(ioi_roles.add_to_frame(frame, ioi))
     succ_attn = successor_attn.successor_attn_scores(loaded, seed=seed, n_boot=n_boot)  # spd's score: NaN where no ordinals
     docs.update(successor_attn.add_to_frame(frame, succ_attn))
+    frame = frame.copy()
     grid_settings = _add_stability(frame, docs, loaded, registry, limits, n_seqs, half_len, seed, text, batch_size, meta)
     examples = example_frame(bridge, info.name, example_sequences(inputs.tokens["repeat"], inputs.tokens["text"]), device)
     edges = edge_frame(bridge, info.name, seed=seed)  # issue 18: Q/K/V composition from the weights

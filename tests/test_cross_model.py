@@ -232,6 +232,10 @@ def test_cross_model_pages_say_what_they_compute(diffed: dict) -> None:
     assert "Role prevalence" in compare and "relative depth" in compare and "z-scored" in compare
     timeline = (site / urls.series_page("toy-run-seed5")).read_text()
     assert "step 2" in timeline and "step 4" in timeline and "toy-run-seed5@step4" in timeline
+    from headwiki.wiki.crosspages import step_axis
+
+    assert "type" not in step_axis([2, 4]) and step_axis([200, 300, 400, 6000])["type"] == "log"  # early steps stay visible
+    assert "type" not in step_axis([0, 100, 6000])  # a step 0 cannot sit on a log axis
     sql = (site / urls.SQL).read_text()  # cross-model examples, each run at render time
     for title in ("at its relative depth", "score over training steps", "heads whose weights moved most",
                   "per-head metric changes whose 95% CI excludes zero"):
@@ -385,6 +389,9 @@ def test_build_diffs_consecutive_checkpoints_of_a_series_once(diffed: dict, tmp_
     try:
         pairs = con.execute("SELECT model_a, model_b, same_structure FROM model_diffs ORDER BY model_a").fetchall()
         patched = con.execute("SELECT count(*) FROM diff_heads WHERE model_a = 'toy-run-seed5@step2' AND patch_gain IS NOT NULL").fetchall()[0][0]
+        texts = dict(con.execute("SELECT model_a, json_extract_string(params, '$.text') FROM model_diffs").fetchall())
     finally:
         con.close()
     assert ("toy-run-seed5@step2", "toy-run-seed5@step4", True) in pairs and patched == 8
+    # toy-world models are diffed on the toy corpus (the English passages are mostly <unk> to them); others on English
+    assert texts["toy-run-seed5@step2"].startswith("toy_corpus") and texts["rand-s0"] == "english_passages"

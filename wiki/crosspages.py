@@ -131,10 +131,22 @@ def universality_context(site: SiteData) -> dict[str, Any]:
     return {**common(page, "Seeds and universality — headwiki", site), "groups": groups, "links": cross_links(site)}
 
 
+LOG_STEPS_FROM = 10  # a series spanning this factor of steps or more gets a log step axis (early change stays visible)
+
+
+def step_axis(steps: list[int]) -> dict[str, Any]:
+    """The timeline's x axis: log-scaled when the (positive) steps span >= LOG_STEPS_FROM x, else linear."""
+    positive = [s for s in steps if s > 0]
+    if len(positive) == len(steps) and positive and max(positive) >= LOG_STEPS_FROM * min(positive):
+        return {"title": {"text": "training step (log scale)"}, "type": "log"}
+    return {"title": {"text": "training step"}}
+
+
 def timeline_context(site: SiteData, series: str, models: list[ModelData]) -> dict[str, Any]:
     page = urls.series_page(series)
     last = models[-1]
     steps = [cm.step_of(m) or 0 for m in models]
+    xaxis = step_axis(steps)
     figures = []
     for doc in [d for d in last.metrics if d.heatmap]:
         fig = go.Figure()
@@ -151,7 +163,7 @@ def timeline_context(site: SiteData, series: str, models: list[ModelData]) -> di
             best.append(float(vals.max()) if vals.notna().any() else None)
         fig.add_trace(go.Scatter(x=steps, y=best, mode="lines+markers", name="max over heads", line={"width": 3, "color": "#111"}))
         fig.update_layout(height=300, margin={"l": 50, "r": 10, "t": 10, "b": 40}, showlegend=False,
-                          xaxis={"title": {"text": "training step"}}, yaxis={"title": {"text": doc.label}},
+                          xaxis=xaxis, yaxis={"title": {"text": doc.label}},
                           paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#eef0f3")
         figures.append({"doc": doc, "html": lazy_plot_html(fig, f"timeline-{doc.name}", 300),
                         "table": [(s, fmt_value(b, doc)) for s, b in zip(steps, best)]})
@@ -202,6 +214,17 @@ def _diff_grid(frame: pd.DataFrame, col: str, n_layers: int, n_heads: int) -> np
 
 
 MOVERS_PER_METRIC = 3
+
+
+def _diff_text_name(summary: dict[str, Any]) -> str:
+    """What text a stored diff read, in words (params.text; diffs written before it existed read the English passages)."""
+    import json
+
+    try:
+        name = json.loads(summary.get("params") or "{}").get("text") or "english_passages"
+    except (TypeError, ValueError):
+        name = "english_passages"
+    return {"english_passages": "the shipped English passages"}.get(name, name.replace("toy_corpus", "the toy corpus "))
 
 
 def diff_context(site: SiteData, diff: dict[str, Any]) -> dict[str, Any]:
@@ -268,6 +291,7 @@ def diff_context(site: SiteData, diff: dict[str, Any]) -> dict[str, Any]:
             "model_urls": {k: urls.model_page(m.slug) for k, m in by_id.items() if k in (diff["a"], diff["b"])},
             "mean": fmt.estimate(s["mean_delta"], s["mean_delta_lo"], s["mean_delta_hi"], "nats", True),
             "heatmaps": heatmaps, "movers": movers, "tokens": tokens, "patched": patched,
+            "text_name": _diff_text_name(s),
             "baselines": diff["baselines"].to_dict("records") if len(diff["baselines"]) else [], "links": cross_links(site)}
 
 

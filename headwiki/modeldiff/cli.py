@@ -20,10 +20,12 @@ from headwiki.cli_options import db_option, emit, format_options
 @click.option("--top", type=click.IntRange(min=1), default=25, show_default=True, help="tokens kept where the models differ most")
 @click.option("--patch-heads", type=click.IntRange(min=0), default=8, show_default=True,
               help="same structure: patch B's output of this many heads (largest |Δ DLA|) into A, one at a time, where B does better")
+@click.option("--text", default=None, help="english | toy | hf:NAME | FILE  [default: toy for two toy-world models, else english]")
 @format_options
 def diff(model_a: str, model_b: str, db_path: str, device: str, dtype: str, bos: str, max_len: int, n_passages: int | None,
-         top: int, patch_heads: int, fmt: str) -> None:
-    """Compare MODEL_B with MODEL_A (B - A): per-token log-probs on the shipped English passages and, for two models of
+         top: int, patch_heads: int, text: str | None, fmt: str) -> None:
+    """Compare MODEL_B with MODEL_A (B - A): per-token log-probs on the same text (English passages, or the toy corpus for
+    two toy-world models) and, for two models of
     the same structure, per-head weight, activation and metric differences. Writes the diff tables to --db; the
     wiki (`headwiki site`) draws a diff page from them."""
     from headwiki.db.lock import check_db_target
@@ -33,7 +35,8 @@ def diff(model_a: str, model_b: str, db_path: str, device: str, dtype: str, bos:
     check_db_target(db_path)
     a = load_model(model_a, device=device, dtype=dtype, bos=bos)
     b = load_model(model_b, device=device, dtype=dtype, bos=bos)
-    r = diff_models(a, b, db_path, max_len=max_len, top_k=top, n_passages=n_passages, patch_heads=patch_heads)
+    r = diff_models(a, b, db_path, max_len=max_len, top_k=top, n_passages=n_passages, patch_heads=patch_heads,
+                    text=text)
     summary = pd.DataFrame([{"model_a": r.model_a, "model_b": r.model_b, "tokens": r.n_tokens,
                              "mean_delta_logp": round(r.mean_delta, 4), "ci_lo": round(r.mean_delta_lo, 4),
                              "ci_hi": round(r.mean_delta_hi, 4), "same_structure": r.same_structure, "note": r.note}])

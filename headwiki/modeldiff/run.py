@@ -1,7 +1,8 @@
 """The diff pass: compare model B with model A (B - A everywhere) and write the diff tables in one transaction.
 
-Black box (any two models): per-token log-prob of the shipped English passages (headwiki/data/english_passages.txt,
-each passage cut to `max_len` tokens after the start token) under both; the mean difference with a bootstrap CI over
+Black box (any two models): per-token log-prob of the same text under both — the shipped English passages
+(headwiki/data/english_passages.txt), or the toy corpus when both models are toy-world models (:func:`diff_texts`),
+each passage cut to `max_len` tokens after the start token; the mean difference with a bootstrap CI over
 passages and the `top_k` tokens where the two differ most. Token-level comparison needs the same tokenization; when
 the tokenizers split a passage differently only the per-passage means are compared (said in `note`).
 Same structure (layers, heads, KV heads, d_model, d_head): per-head weight and activation differences
@@ -69,6 +70,18 @@ def passages() -> list[str]:
 
     text = (resources.files("headwiki.data") / "english_passages.txt").read_text(encoding="utf-8")
     return [p.strip() for p in text.split("\n\n") if p.strip() and not p.lstrip().startswith("#")]
+
+
+def diff_texts(a: LoadedModel, b: LoadedModel, text: str | None = None) -> tuple[str, list[str]]:
+    """(text source name, passages) the diff reads: `text` as the detect pass resolves it (english | toy | hf:NAME |
+    a file); None -> the toy corpus when both models are the toy model or `toy train` runs (the English passages are
+    mostly <unk> to the toy tokenizer), else the shipped English passages."""
+    from headwiki.checkpoints import is_toy_run
+    from headwiki.detectors.data import resolve_text
+
+    is_toy = all(m.info.source == "toy" or is_toy_run(m.info.path) for m in (a, b))
+    source = resolve_text(text, is_toy, 4096)
+    return source.name, source.passages
 
 
 def encode(loaded: LoadedModel, text: str, max_len: int) -> torch.Tensor:
@@ -184,13 +197,15 @@ def metric_deltas(db_path: Path, model_a: str, model_b: str) -> pd.DataFrame:
 
 
 def diff_models(a: LoadedModel, b: LoadedModel, db_path: str | Path, *, max_len: int = 128, top_k: int = 25,
-                n_passages: int | None = None, seed: int = 0, patch_heads: int = DEFAULT_PATCH_HEADS) -> DiffResult:
+                n_passages: int | None = None, seed: int = 0, patch_heads: int = DEFAULT_PATCH_HEADS,
+                text: str | None = None) -> DiffResult:
     """Compare B with A (module docstring) and write model_diffs, diff_tokens, diff_heads, diff_head_metrics."""
     db_path = Path(db_path)
     check_db_target(db_path)
     if a.info.name == b.info.name:
         raise HeadwikiError(f"diff needs two different models, got {a.info.name!r} twice")
-    texts = passages()[:n_passages]
+    text_name, texts = diff_texts(a, b, text)
+    texts = texts[:n_passages]
     max_len = min(max_len, a.info.n_ctx, b.info.n_ctx)  # learned positions stop at n_ctx
     same = same_structure(a, b)
     unk_id = getattr(a.bridge.tokenizer, "unk_token_id", None)
@@ -271,7 +286,7 @@ def diff_models(a: LoadedModel, b: LoadedModel, db_path: str | Path, *, max_len:
         note = (note + "; " if note else "") + "no per-head metric deltas: run `headwiki detect` on both models into this database first"
     result = DiffResult(a.info.name, b.info.name, same, same_tok, n_tokens, mean, lo, hi, tokens, heads, metrics, note)
     _write(db_path, result, a, b, rows, mean_abs, {"max_len": max_len, "top_k": top_k, "n_passages": len(texts),
-                                                   "seed": seed, "patch_heads": patch_heads, "start_token_a": a.start.record(), "start_token_b": b.start.record()})
+                                                   "seed": seed, "patch_heads": patch_heads, "text": text_name, "start_token_a": a.start.record(), "start_token_b": b.start.record()})
     log(f"diff {a.info.name} -> {b.info.name}: mean Δ log-prob {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] nats/token over "
         f"{n_tokens} tokens" + (f"; {len(heads)} heads compared" if same else "; different structure: black-box only"))
     return result
