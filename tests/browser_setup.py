@@ -8,10 +8,12 @@ never skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 
 INSTRUCTION = ("the browser tests need Chromium: run `apt-get install -y chromium` (Debian/Ubuntu, as root) or "
                "`.venv/bin/python -m playwright install chromium` (any OS, needs internet), then re-run pytest")
@@ -50,8 +52,30 @@ def apt_install_chromium(run: Callable[..., subprocess.CompletedProcess] = subpr
 
 def chromium_or_error(candidates: Sequence[str] = SYSTEM_CANDIDATES, install: bool = True,
                       playwright_bundle: bool = True) -> tuple[str | None, str]:
-    """(executable, "") or (None, one-line instruction)."""
+    """(executable, "") or (None, one-line instruction). Test workers running in parallel (pytest -n) install once:
+    the install runs under an exclusive file lock and each worker looks again once it holds the lock."""
     found = find_chromium(candidates, playwright_bundle)
-    if found is None and install and apt_install_chromium():
-        found = find_chromium(candidates, playwright_bundle)
+    if found is None and install:
+        with exclusive_lock("headwiki-chromium-install"):
+            found = find_chromium(candidates, playwright_bundle)
+            if found is None and apt_install_chromium():
+                found = find_chromium(candidates, playwright_bundle)
     return (found, "") if found else (None, INSTRUCTION)
+
+
+@contextlib.contextmanager
+def exclusive_lock(name: str) -> Iterator[None]:
+    """An exclusive lock shared by every process on this machine (a file in the temp directory; flock where
+    available), so parallel test workers do one-time set-up once."""
+    path = os.path.join(tempfile.gettempdir(), f"{name}.lock")
+    with open(path, "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no parallel set-up guard
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

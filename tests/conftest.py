@@ -51,10 +51,13 @@ def smollm2_gguf() -> Path:
     import subprocess
     import sys
 
+    from browser_setup import exclusive_lock
+
     path = Path(os.environ.get("HEADWIKI_SMOLLM2_GGUF") or SMOLLM2_GGUF)
     if not path.is_file() and path == SMOLLM2_GGUF:
-        run = subprocess.run(["bash", str(REPO / "scripts" / "fetch_smollm2.sh")], capture_output=True, text=True,
-                             env={**os.environ, "PYTHON": sys.executable})
+        with exclusive_lock("headwiki-smollm2-fetch"):  # parallel workers (pytest -n): one fetch
+            run = subprocess.run(["bash", str(REPO / "scripts" / "fetch_smollm2.sh")], capture_output=True, text=True,
+                                 env={**os.environ, "PYTHON": sys.executable})
         if run.returncode != 0:
             pytest.fail(f"SmolLM2 GGUF not found at {path} and scripts/fetch_smollm2.sh failed: "
                         f"{(run.stderr.strip().splitlines() or ['no output'])[-1]}", pytrace=False)
