@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+
+def ctrl_c_reaches_child() -> None:
+    """preexec_fn for a child a test stops with SIGINT (Ctrl-C): parallel test workers (pytest -n) run with SIGINT
+    ignored, which a child inherits across exec — Python then never raises KeyboardInterrupt in it. Restore the
+    default so the child sees Ctrl-C as a user's terminal would deliver it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_STORIES = REPO.parent / "shared" / "models" / "stories260k"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ctrl_c_reaches_child
+
 ENV = {"HF_HUB_OFFLINE": "1", "COLUMNS": "160", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
 CROSS_JOIN = "SELECT count(*) FROM range(1e9::BIGINT) a, range(1e9::BIGINT) b WHERE a.range + b.range < 0"
 FOREVER = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
@@ -152,7 +154,8 @@ def test_a_query_past_the_memory_limit_fails_without_spilling(db: Path) -> None:
 
 def test_ctrl_c_interrupts_a_running_query(db: Path) -> None:
     proc = subprocess.Popen(hw_cmd("query", CROSS_JOIN, "--db", str(db), "--timeout", "600", "--memory-limit", "64GB"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=ctrl_c_reaches_child)
     try:
         assert proc.stderr is not None
         first = proc.stderr.readline()  # printed once the statement has run for a while

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ctrl_c_reaches_child
+
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                "--disable-component-update", "--disable-sync"]
@@ -111,7 +113,8 @@ def test_no_dialog_fires_on_any_page(hostile_site: tuple[Path, Path]) -> None:
 
 def _serve(site: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "headwiki.cli", "serve", "--out", str(site), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=ctrl_c_reaches_child)
 
 
 def _get(port: int, raw_path: str) -> tuple[int, bytes]:
