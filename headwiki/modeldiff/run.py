@@ -286,7 +286,8 @@ def diff_models(a: LoadedModel, b: LoadedModel, db_path: str | Path, *, max_len:
         note = (note + "; " if note else "") + "no per-head metric deltas: run `headwiki detect` on both models into this database first"
     result = DiffResult(a.info.name, b.info.name, same, same_tok, n_tokens, mean, lo, hi, tokens, heads, metrics, note)
     _write(db_path, result, a, b, rows, mean_abs, {"max_len": max_len, "top_k": top_k, "n_passages": len(texts),
-                                                   "seed": seed, "patch_heads": patch_heads, "text": text_name, "start_token_a": a.start.record(), "start_token_b": b.start.record()})
+                                                   "seed": seed, "patch_heads": patch_heads, "text": text_name,
+                                                   "start_token_a": a.start.record(), "start_token_b": b.start.record()})
     log(f"diff {a.info.name} -> {b.info.name}: mean Δ log-prob {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] nats/token over "
         f"{n_tokens} tokens" + (f"; {len(heads)} heads compared" if same else "; different structure: black-box only"))
     return result
