@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from headwiki.causal_spec import IOI_LD
+from headwiki.causal_spec import IOI_LD, HeadGroup
 from headwiki.ioi import IOIRunner, IOIUnavailable, baseline_verdict, make_prompts
 
 DEFAULT_N_PAIRS = 16
@@ -29,11 +29,8 @@ def _replica(heads: Sequence[tuple[int, int]]) -> dict[int, tuple[int, ...]]:
     return {layer: tuple(sorted(hs)) for layer, hs in out.items()}
 
 
-Group = tuple[str, list[tuple[int, int]], list[list[tuple[int, int]]]]  # (group name, heads, matched random sets)
-
-
 def ioi_signature_rows(
-    loaded: Any, role: str, groups: Sequence[Group], ablations: Sequence[str], effect_row: Callable[..., dict[str, Any]],
+    loaded: Any, role: str, groups: Sequence[HeadGroup], ablations: Sequence[str], effect_row: Callable[..., dict[str, Any]],
     base: dict[str, Any], n_boot: int, n_perm: int, seed: int, n_pairs: int = DEFAULT_N_PAIRS,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """role_validation rows (one per group and ablation) for `role`'s labelled head groups vs their random sets, and a

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from headwiki.causal_spec import NEXT_ORDINAL, SIGNATURE_WORDS
+from headwiki.causal_spec import NEXT_ORDINAL, SIGNATURE_WORDS, HeadGroup
 from headwiki.hooks import z_hook
 from headwiki.ordinals import OrdinalRun, ordinal_runs
 from headwiki.stats import wilson_interval
@@ -122,11 +122,8 @@ def ordinal_check(bridge: Any, prompts: OrdinalPrompts, groups: Mapping[str, lis
     return out
 
 
-Group = tuple[str, list[tuple[int, int]], list[list[tuple[int, int]]]]  # (group name, heads, matched random sets)
-
-
 def ordinal_signature_rows(
-    loaded: Any, role: str, groups: Sequence[Group], ablations: Sequence[str], effect_row: Callable[..., dict[str, Any]],
+    loaded: Any, role: str, groups: Sequence[HeadGroup], ablations: Sequence[str], effect_row: Callable[..., dict[str, Any]],
     base: dict[str, Any], n_boot: int, n_perm: int, seed: int,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """role_validation rows (one per group and ablation) of the next-ordinal signature for `role`, and a record.

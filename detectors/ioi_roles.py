@@ -250,11 +250,9 @@ def add_to_frame(frame: pd.DataFrame, scores: IOIScores) -> dict[str, dict[str, 
     """Add the IOI columns to the detector pass's `frame` (one row per head, layer-major) and append each head's IOI
     roles to its `roles`, recounting `n_roles` / `multi_role`; return the docs of the added columns."""
     from headwiki.detectors.roles import MULTI_ROLE, N_ROLES, ROLES_COLUMN
+    from headwiki.detectors.scoring import add_head_columns
 
-    assert frame["layer"].tolist() == scores.frame["layer"].tolist() and frame["head"].tolist() == scores.frame["head"].tolist()
-    for col in scores.frame.columns:
-        if col not in ("layer", "head"):
-            frame[col] = scores.frame[col].to_numpy()
+    add_head_columns(frame, scores.frame)
     frame[ROLES_COLUMN.name] = [list(a) + list(b) for a, b in zip(frame[ROLES_COLUMN.name], scores.held)]
     frame[N_ROLES.name] = frame[ROLES_COLUMN.name].map(len).astype("int64")
     frame[MULTI_ROLE.name] = frame[N_ROLES.name] >= 2

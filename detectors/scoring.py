@@ -12,6 +12,15 @@ from headwiki.detectors.registry import BatchMeta, Detector, InputKind, Registry
 from headwiki.hooks import reduce_patterns
 
 
+def add_head_columns(frame: Any, part: Any) -> None:
+    """Copy every column of `part` (one row per head, layer-major, with layer / head) into the detector pass's `frame`
+    (same rows, same order; asserted)."""
+    assert frame["layer"].tolist() == part["layer"].tolist() and frame["head"].tolist() == part["head"].tolist()
+    for col in part.columns:
+        if col not in ("layer", "head"):
+            frame[col] = part[col].to_numpy()
+
+
 def score_inputs(
     bridge: Any,
     inputs: Mapping[InputKind, torch.Tensor],

@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 
 from headwiki.batching import chunks
-from headwiki.detectors.scoring import _device
+from headwiki.detectors.scoring import _device, add_head_columns
 from headwiki.hooks import reduce_patterns
 from headwiki.ordinals import SEQUENCES, OrdinalRun, ordinal_runs, single_token
 from headwiki.spec import Metric, metric
@@ -246,8 +246,5 @@ def docs(scores: SuccessorAttnScores) -> dict[str, dict[str, Any]]:
 
 def add_to_frame(frame: pd.DataFrame, scores: SuccessorAttnScores) -> dict[str, dict[str, Any]]:
     """Add the columns to the detector pass's `frame` (one row per head, layer-major); return their docs."""
-    assert frame["layer"].tolist() == scores.frame["layer"].tolist() and frame["head"].tolist() == scores.frame["head"].tolist()
-    for col in scores.frame.columns:
-        if col not in ("layer", "head"):
-            frame[col] = scores.frame[col].to_numpy()
+    add_head_columns(frame, scores.frame)
     return docs(scores)

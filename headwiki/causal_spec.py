@@ -14,6 +14,8 @@ DROP = "in_context_loss_drop"  # signature: first-copy minus second-copy loss on
 IND_SCORE = "induction_heads_score"  # signature: the labelled induction heads' induction score
 IOI_LD = "ioi_logit_diff"  # signature: logit(IO) - logit(S) at the end of headwiki's IOI prompts (headwiki.ioi)
 NEXT_ORDINAL = "next_ordinal_accuracy"  # signature: top-1 accuracy on "Monday, Tuesday, Wednesday," -> " Thursday"
+#: one validation group of a prompt signature: (group name, its heads (layer, head), the matched random head sets)
+HeadGroup = tuple[str, list[tuple[int, int]], list[list[tuple[int, int]]]]
 #: what each signature measures, in words (validation notes, wiki sentences: "removes X% of <words>")
 SIGNATURE_WORDS = {
     DROP: "the in-context loss drop on repeated random tokens (first-copy minus second-copy loss)",
